@@ -1,0 +1,44 @@
+# The two set-up commands are `make run` and `make test`; both create .venv from requirements.lock on first use
+# and reuse it afterwards (the stamp is rebuilt only when the lock or pyproject.toml change).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stairways-installed
+ARGS ?=
+
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export PREFECT_LOGGING_LEVEL ?= INFO
+
+.PHONY: setup run test test-slow test-all bench lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## Run the nightly retrain flow once, locally, on the embedded default (synthetic market, SQLite MLflow store).
+run: setup
+	$(VENV)/bin/stairways run $(ARGS)
+
+## Fast test suite (the default).
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+## Slow tests only (training, end-to-end); CI runs them after `make test`.
+test-slow: setup
+	$(PY) -m pytest -m slow $(ARGS)
+
+test-all: test test-slow
+
+## Benchmarks: installs the peer packages they compare against, then runs every benchmarks/bench_*.py.
+bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,140 @@
+"""The ``stairways`` command: ``run`` the nightly flow locally, ``qc`` an export before pointing the flow at it."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stairways.errors import ConfigError, PipelineError
+
+__all__ = ["main"]
+
+
+def _symbol_paths(pairs: Sequence[str]) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    for pair in pairs:
+        symbol, separator, path = pair.partition("=")
+        if not separator or not symbol or not path:
+            msg = f"expected SYMBOL=PATH, got {pair!r}"
+            raise ConfigError(msg)
+        if symbol in paths:
+            msg = f"symbol {symbol!r} is given twice"
+            raise ConfigError(msg)
+        paths[symbol] = path
+    return paths
+
+
+def _export_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    export: dict[str, Any] = {}
+    if args.timezone:
+        export["timezone"] = args.timezone
+    if args.bar_label:
+        export["bar_label"] = args.bar_label
+    if args.bar_minutes:
+        export["bar_minutes"] = args.bar_minutes
+    return export
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    export = _export_overrides(args)
+    if export:
+        data["export"] = export
+    if args.data:
+        paths = _symbol_paths(args.data)
+        data["source"] = "export"
+        data["export_paths"] = paths
+        named = [symbol for symbol in paths if symbol != "*"]
+        if len(named) == 2:
+            return {"data": data, "symbols": named}
+    return {"data": data} if data else {}
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stairways.config import load_config
+
+    config = load_config(args.config, overrides=_overrides(args))
+    from flows.retrain import nightly_retrain
+
+    summary = nightly_retrain(config)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _qc(args: argparse.Namespace) -> int:
+    from market.loading import load_export
+    from market.normalize import normalize_bars
+    from stairways.config import load_config
+    from stairways.pipeline import required_history_sessions
+    from validation.qc import run_qc
+
+    paths = _symbol_paths(args.exports)
+    named = [symbol for symbol in paths if symbol != "*"]
+    overrides: dict[str, Any] = {"data": {"source": "export", "export_paths": paths}}
+    if len(named) == 2:
+        overrides["symbols"] = named
+    if export := _export_overrides(args):
+        overrides["data"]["export"] = export
+    config = load_config(args.config, overrides=overrides)
+    bars = load_export(paths, spec=config.data.export)
+    prepared = normalize_bars(bars, symbols=named or None, bar_minutes=config.data.export.bar_minutes)
+    print(f"loaded {bars.height} rows; {prepared.bars.height} after normalization ({prepared.bar_minutes}-min bars)")
+    for line in prepared.repair_lines():
+        print(f"  repair: {line}")
+    report = run_qc(
+        prepared.bars,
+        thresholds=config.qc,
+        bar_minutes=prepared.bar_minutes,
+        min_history_sessions=required_history_sessions(config, bar_minutes=prepared.bar_minutes),
+    )
+    if args.report:
+        Path(args.report).write_text(report.to_markdown(prepared.repairs))
+        print(f"report written to {args.report}")
+    if report.passed:
+        print(f"QC PASSED ({report.suite_name} {report.suite_version}): {report.statistics}")
+        return 0
+    print(f"QC FAILED ({report.suite_name} {report.suite_version}):")
+    for failure in report.failures:
+        print(f"  - {failure}")
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stairways", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def export_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
+        command.add_argument("--timezone", help="time zone of naive timestamps (default America/New_York)")
+        command.add_argument("--bar-label", choices=("start", "end"), help="timestamps label bar start or end")
+        command.add_argument("--bar-minutes", type=int, help="bar size in minutes (default: inferred)")
+
+    run = commands.add_parser("run", help="run the nightly retrain flow once, locally")
+    export_options(run)
+    run.add_argument(
+        "--data", nargs="+", metavar="SYMBOL=PATH", help="CSV/Parquet export per symbol (default: synthetic)"
+    )
+    run.set_defaults(handler=_run)
+
+    qc = commands.add_parser("qc", help="normalize and quality-check an export; exit 0 on pass, 1 on fail")
+    qc.add_argument("exports", nargs="+", metavar="SYMBOL=PATH", help="export file per symbol ('*=PATH': long file)")
+    export_options(qc)
+    qc.add_argument("--report", type=Path, help="write the markdown QC report to this file")
+    qc.set_defaults(handler=_qc)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stairways`` console command."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except PipelineError as error:
+        print(f"stairways {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

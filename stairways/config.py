@@ -1,0 +1,150 @@
+"""The nightly retrain flow's single parameter: one frozen pydantic model with documented defaults.
+
+Prefect validates it and renders it as a form in its UI; ``stairways run --config FILE`` reads overrides by
+field name from YAML. No annotations are postponed in this module: Prefect reads the field types at runtime.
+"""
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from market.features import FeatureConfig
+from market.loading import ExportSpec
+from market.synthetic import SyntheticMarketConfig
+from stairways.errors import ConfigError
+from validation.qc import QCThresholds
+
+__all__ = ["DataConfig", "RetrainConfig", "TrackingConfig", "load_config"]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataConfig(BaseModel):
+    """Where the bars come from: the synthetic market (default) or files exported from a data vendor."""
+
+    model_config = _FROZEN
+
+    source: Literal["synthetic", "export"] = Field(
+        "synthetic", description="`synthetic`: the built-in generator; `export`: the files in `export_paths`."
+    )
+    synthetic: SyntheticMarketConfig = Field(
+        default_factory=SyntheticMarketConfig, description="Generator settings when source is `synthetic`."
+    )
+    export_paths: dict[str, str] = Field(
+        default_factory=dict,
+        description="Symbol -> CSV/Parquet file when source is `export`; `{'*': path}` for one long file.",
+    )
+    export: ExportSpec = Field(
+        default_factory=ExportSpec, description="How to read the export: column names, time zone, bar labels."
+    )
+
+    @model_validator(mode="after")
+    def _paths_match_source(self) -> "DataConfig":
+        if self.source == "export" and not self.export_paths:
+            msg = "data.source is 'export' but data.export_paths is empty: give SYMBOL=PATH for each ticker"
+            raise ValueError(msg)
+        return self
+
+
+class TrackingConfig(BaseModel):
+    """MLflow tracking settings."""
+
+    model_config = _FROZEN
+
+    experiment_name: str = Field("stairways-nightly-retrain", description="MLflow experiment of the runs.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; `MLFLOW_TRACKING_URI` overrides it; default SQLite `mlflow.db` here.",
+    )
+
+
+class RetrainConfig(BaseModel):
+    """Everything one nightly retrain run depends on. Same config and seed, same result on CPU."""
+
+    model_config = _FROZEN
+
+    seed: int = Field(7, ge=0, description="Master seed; every component derives its own seed from it.")
+    symbols: tuple[str, str] = Field(
+        ("NVDA", "MSFT"), description="The two tickers traded together (also the synthetic market's tickers)."
+    )
+    data: DataConfig = Field(default_factory=DataConfig, description="Market data source.")
+    qc: QCThresholds = Field(default_factory=QCThresholds, description="Data-quality thresholds.")
+    features: FeatureConfig = Field(default_factory=FeatureConfig, description="Feature sets switched on.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _synthetic_symbols_follow(cls, values: Any) -> Any:
+        """Name the synthetic tickers after ``symbols`` unless the synthetic section names them itself."""
+        if not isinstance(values, dict) or "symbols" not in values:
+            return values
+        data = dict(values.get("data") or {})
+        synthetic = data.get("synthetic")
+        if isinstance(synthetic, BaseModel):
+            synthetic = synthetic.model_dump()
+        synthetic = dict(synthetic or {})
+        synthetic.setdefault("symbols", tuple(values["symbols"]))
+        data["synthetic"] = synthetic
+        return {**values, "data": data}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RetrainConfig":
+        if self.symbols[0] == self.symbols[1]:
+            msg = f"symbols must name two different tickers, got {self.symbols}"
+            raise ValueError(msg)
+        if tuple(self.data.synthetic.symbols) != tuple(self.symbols):
+            msg = (
+                f"data.synthetic.symbols {tuple(self.data.synthetic.symbols)} differ from symbols "
+                f"{tuple(self.symbols)}"
+            )
+            raise ValueError(msg)
+        if self.data.source == "export":
+            named = set(self.data.export_paths) - {"*"}
+            unknown = named - set(self.symbols)
+            if unknown:
+                msg = f"data.export_paths names {sorted(unknown)}, which are not in symbols {self.symbols}"
+                raise ValueError(msg)
+        return self
+
+
+def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> RetrainConfig:
+    """Read a YAML file of overrides by field name (nested sections as mappings) and validate it.
+
+    Raises ``ConfigError`` naming the file and every invalid field.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as error:
+            msg = f"config file not found: {path}"
+            raise ConfigError(msg) from error
+        except yaml.YAMLError as error:
+            msg = f"config file {path} is not valid YAML: {error}"
+            raise ConfigError(msg) from error
+        if loaded is not None and not isinstance(loaded, dict):
+            msg = f"config file {path} must hold a mapping of field names, got {type(loaded).__name__}"
+            raise ConfigError(msg)
+        values = loaded or {}
+    values = _merge(values, overrides or {})
+    try:
+        return RetrainConfig.model_validate(values)
+    except ValidationError as error:
+        where = f"config file {path}" if path is not None else "config"
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
+        )
+        msg = f"invalid {where}: {problems}"
+        raise ConfigError(msg) from error
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,31 @@
+"""The project's exception hierarchy: one root, one subclass per way a run can be refused."""
+
+__all__ = [
+    "ConfigError",
+    "DataLoadError",
+    "DataQualityError",
+    "PipelineError",
+]
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A configuration value is invalid or inconsistent with the data."""
+
+
+class DataLoadError(PipelineError, ValueError):
+    """A market-data export cannot be read or mapped to the canonical bar frame."""
+
+
+class DataQualityError(PipelineError):
+    """Bars failed normalization or the QC expectation suite; nothing downstream may run.
+
+    ``failures`` holds one human-readable line per failed check (with counts and example rows).
+    """
+
+    def __init__(self, message: str, failures: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.failures: list[str] = list(failures or [])

@@ -1,0 +1,134 @@
+"""MLflow lineage for one flow run: the parent run, its tags, and artifacts under stable paths.
+
+Everything goes through an explicit run id and ``MlflowClient`` so that logging works from any thread a task
+runs in, and nothing here touches MLflow's global active-run stack.
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "DEFAULT_TRACKING_URI",
+    "RunHandle",
+    "end_run",
+    "git_sha",
+    "log_file",
+    "log_frame",
+    "log_json",
+    "log_metrics",
+    "log_params",
+    "log_text",
+    "resolve_tracking_uri",
+    "set_tags",
+    "start_run",
+]
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+_MAX_PARAM_LENGTH = 6000
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """Where a flow run's lineage lives: the tracking store and the MLflow run id."""
+
+    tracking_uri: str
+    run_id: str
+    experiment_id: str
+
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """``MLFLOW_TRACKING_URI`` wins, then the configured URI, then SQLite in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_TRACKING_URI
+
+
+def git_sha(directory: Path | None = None) -> str:
+    """The commit the code runs from, or ``"unknown"`` outside a git checkout."""
+    here = directory or Path(__file__).resolve().parent
+    try:
+        completed = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return completed.stdout.strip() or "unknown"
+
+
+def start_run(
+    *,
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    tags: Mapping[str, str],
+) -> RunHandle:
+    """Create (or reuse) the experiment and open a new parent run with ``tags``."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None else client.create_experiment(experiment_name)
+    )
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    return RunHandle(tracking_uri=tracking_uri, run_id=run.info.run_id, experiment_id=experiment_id)
+
+
+def end_run(handle: RunHandle, *, status: str) -> None:
+    """Close the run as ``FINISHED``, ``FAILED`` or ``KILLED``."""
+    handle.client().set_terminated(handle.run_id, status=status)
+
+
+def set_tags(handle: RunHandle, tags: Mapping[str, Any]) -> None:
+    """Set several tags at once."""
+    handle.client().log_batch(handle.run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+
+def log_params(handle: RunHandle, params: Mapping[str, Any]) -> None:
+    """Log flat parameters (values longer than MLflow's limit are truncated; the full config is an artifact)."""
+    items = [Param(key, str(value)[:_MAX_PARAM_LENGTH]) for key, value in params.items()]
+    client = handle.client()
+    for start in range(0, len(items), 100):
+        client.log_batch(handle.run_id, params=items[start : start + 100])
+
+
+def log_metrics(handle: RunHandle, metrics: Mapping[str, float], *, step: int = 0) -> None:
+    """Log several metrics at one step."""
+    timestamp = mlflow.utils.time.get_current_time_millis()
+    items = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+    client = handle.client()
+    for start in range(0, len(items), 500):
+        client.log_batch(handle.run_id, metrics=items[start : start + 500])
+
+
+def log_text(handle: RunHandle, text: str, artifact_file: str) -> None:
+    """Write ``text`` as the artifact ``artifact_file`` (a stable path such as ``qc/report.md``)."""
+    handle.client().log_text(handle.run_id, text, artifact_file)
+
+
+def log_json(handle: RunHandle, value: Any, artifact_file: str) -> None:
+    """Write ``value`` as pretty JSON to the artifact ``artifact_file``."""
+    log_text(handle, json.dumps(value, indent=2, sort_keys=True, default=str), artifact_file)
+
+
+def log_file(handle: RunHandle, path: Path, artifact_path: str) -> None:
+    """Copy a local file into the run's artifacts under ``artifact_path``."""
+    handle.client().log_artifact(handle.run_id, str(path), artifact_path)
+
+
+def log_frame(handle: RunHandle, frame: Any, artifact_file: str) -> None:
+    """Write a polars frame as Parquet to the artifact ``artifact_file``."""
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / Path(artifact_file).name
+        frame.write_parquet(local)
+        log_file(handle, local, str(Path(artifact_file).parent))
+

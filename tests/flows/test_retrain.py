@@ -1,0 +1,109 @@
+"""The nightly flow against a real temporary Prefect server and a real MLflow SQLite store."""
+
+import asyncio
+from pathlib import Path
+
+import mlflow
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.retrain import nightly_retrain
+from stairways.config import RetrainConfig
+from stairways.errors import DataQualityError
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def _config(tmp_path: Path, **data: object) -> RetrainConfig:
+    return RetrainConfig.model_validate(
+        {
+            "seed": 3,
+            "data": {"synthetic": {"sessions": 6}, **data},
+            "tracking": {"experiment_name": f"test-{tmp_path.name}"},
+        }
+    )
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    found: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def _task_states(flow_run_id: str) -> dict[str, str]:
+    async def read() -> dict[str, str]:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state}
+
+    return asyncio.run(read())
+
+
+def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
+    summary = nightly_retrain(_config(tmp_path))
+    client = MlflowClient()
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    for tag in ("prefect.flow_run_id", "git_sha", "config_hash", "data.digest"):
+        assert run.data.tags.get(tag), tag
+    assert run.data.tags["qc.verdict"] == "pass"
+    artifacts = _artifacts(client, run.info.run_id)
+    assert {
+        "config/config.json",
+        "data/dataset.json",
+        "data/bars.parquet",
+        "qc/gx_result.json",
+        "qc/report.md",
+        "features/summary.json",
+    } <= artifacts
+    dataset = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data/dataset.json")
+    assert dataset["symbols"] == ["MSFT", "NVDA"]
+    assert dataset["sessions"] == 6
+    assert summary["feature_rows"] > 0
+    assert run.data.metrics["features.count"] == len(summary["features"])
+
+
+def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
+    good = nightly_retrain(_config(tmp_path))
+    bars = pl.read_parquet(
+        mlflow.artifacts.download_artifacts(f"runs:/{good['mlflow_run_id']}/data/bars.parquet", dst_path=str(tmp_path))
+    )
+    broken = bars.with_columns(
+        pl.when(pl.int_range(pl.len()) % 97 == 5).then(pl.col("low") * 0.5).otherwise(pl.col("high")).alias("high")
+    )
+    paths = {}
+    for symbol in ("NVDA", "MSFT"):
+        path = tmp_path / f"{symbol}.parquet"
+        broken.filter(pl.col("symbol") == symbol).drop("symbol").write_parquet(path)
+        paths[symbol] = str(path)
+    config = _config(tmp_path, source="export", export_paths=paths)
+    with pytest.raises(DataQualityError, match="high"):
+        nightly_retrain(config)
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(config.tracking.experiment_name)
+    failed = [
+        run for run in client.search_runs([experiment.experiment_id]) if run.info.status == "FAILED"
+    ]
+    assert len(failed) == 1
+    artifacts = _artifacts(client, failed[0].info.run_id)
+    assert {"qc/gx_result.json", "qc/report.md"} <= artifacts
+    assert not any(path.startswith("features/") for path in artifacts)
+    assert failed[0].data.tags["qc.verdict"] == "fail"
+
+
+def test_repeated_run_reuses_cached_data_steps(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    first = nightly_retrain(config, return_state=True)
+    second = nightly_retrain(config, return_state=True)
+    assert first.is_completed() and second.is_completed()
+    states = _task_states(str(second.state_details.flow_run_id))
+    assert states["normalize-bars"] == "Cached"
+    assert states["run-quality-checks"] == "Cached"
+    assert states["build-features"] == "Cached"
+    assert states["load-market-data"] == "Completed"
