@@ -42,3 +42,9 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
+
+## Re-resolve and re-verify the exact dependency set after changing pyproject.toml (then commit the lock).
+lock: setup
+	{ echo "# Exact, verified set installed by \`make\` (regenerate with \`make lock\` after changing pyproject.toml)."; \
+	  echo "# torch is the local CPU build (torch==2.13.0 -> 2.13.0+cpu); fastapi stays below 0.155 for prefect 3.8.8's server."; \
+	  $(PY) -m pip freeze --all | grep -vE '^(pip|wheel|-e |stairways)'; } > requirements.lock

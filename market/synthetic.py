@@ -1,54 +1,57 @@
 """Synthetic two-ticker minute-bar market: the pipeline's embedded default data source.
 
-The generator draws 1-minute bars of the NYSE regular session (09:30 to 16:00 New York time, 13:00 on early-close
-days, no bars on holidays or weekends) for two tickers, deterministically from one seed. The process:
+The generator draws 1-minute bars of the NYSE regular session (09:30 to 16:00 New York time, 13:00 on
+early-close days, no bars on holidays or weekends) for two tickers, deterministically from one seed. The
+process:
 
-* **Regimes.** Each session has one named regime from :data:`REGIMES`, drawn by a Markov chain over sessions:
-  with probability ``regime_persistence`` the next session keeps the regime, otherwise it moves to one of the
-  three others with equal probability (mean run length ``1 / (1 - regime_persistence)`` sessions). A regime sets
-  the annualized volatility, the cross-asset correlation of the minute shocks and a volume multiplier
-  (:class:`RegimeProfile`). In the ``trending`` regime (mode ``regimes`` only) both tickers drift by
-  ``trend_daily_drift`` log return per full session, in a direction drawn once per run of trending sessions,
-  so the trend persists across the day and across consecutive trending days.
-* **Volatility clustering.** Each ticker's volatility is multiplied by ``exp(h_t - v**2)``, where ``h_t`` is a
-  per-bar AR(1) log-volatility with coefficient ``volatility_persistence`` and stationary standard deviation
-  ``v = volatility_of_volatility`` (so the multiplier has mean square 1). The two tickers' log-volatility shocks
-  are correlated (a common market factor). The process runs across sessions without resetting.
-* **Intraday shape.** Volatility and volume are U-shaped over the session: high after the open, lowest at midday,
-  rising into the close (functions of minutes since the open and minutes to the close, so a 13:00 half day has
-  the same open and close shape).
-* **Jumps.** Each bar of each ticker independently jumps with probability ``jump_probability``; a jump adds a
-  zero-mean normal log return with standard deviation ``jump_scale`` times that bar's volatility.
-* **Overnight gaps.** The first open of a session is the previous close times ``exp(g)``, ``g`` zero-mean normal
-  with standard deviation ``overnight_gap_volatility_ratio`` times the session's daily volatility, correlated
-  across tickers like the minute shocks.
+* **Regimes.** Each session has one named regime from :data:`REGIMES`, drawn by a Markov chain over
+  sessions: with probability ``regime_persistence`` the next session keeps the regime, otherwise it moves to
+  one of the three others with equal probability (mean run length ``1 / (1 - regime_persistence)``
+  sessions). A regime sets the annualized volatility, the cross-asset correlation of the minute shocks and a
+  volume multiplier (:class:`RegimeProfile`). In the ``trending`` regime (mode ``regimes`` only) both
+  tickers drift by ``trend_daily_drift`` log return per full session, in a direction drawn once per run of
+  trending sessions, so the trend persists across the day and across consecutive trending days.
+* **Volatility clustering.** Each ticker's volatility is multiplied by ``exp(h_t - v**2)``, where ``h_t`` is
+  a per-bar AR(1) log-volatility with coefficient ``volatility_persistence`` and stationary standard
+  deviation ``v = volatility_of_volatility`` (so the multiplier has mean square 1). The two tickers'
+  log-volatility shocks are correlated (a common market factor). The process runs across sessions without
+  resetting.
+* **Intraday shape.** Volatility and volume are U-shaped over the session: high after the open, lowest at
+  midday, rising into the close (functions of minutes since the open and minutes to the close, so a 13:00
+  half day has the same open and close shape).
+* **Jumps.** Each bar of each ticker independently jumps with probability ``jump_probability``; a jump adds
+  a zero-mean normal log return with standard deviation ``jump_scale`` times that bar's volatility.
+* **Overnight gaps.** The first open of a session is the previous close times ``exp(g)``, ``g`` zero-mean
+  normal with standard deviation ``overnight_gap_volatility_ratio`` times the session's daily volatility,
+  correlated across tickers like the minute shocks.
 * **Bars.** Close-to-close log returns are the sum of the drift, the correlated shock and the jump. Within a
-  session a bar opens within a tenth of a bar volatility of the previous close; high and low extend beyond the
-  open/close by half-normal excursions; volume is whole shares, U-shaped, scaled by the regime and by the bar's
-  volatility and absolute shock.
+  session a bar opens at the previous close plus a normal deviation of a tenth of the bar volatility; high
+  and low extend beyond the open/close by half-normal excursions; volume is whole shares, U-shaped, scaled by
+  the regime and by the bar's volatility and absolute shock.
 
 Modes (:attr:`SyntheticMarketConfig.mode`):
 
 * ``regimes`` (default): everything above.
 * ``martingale``: the same process with no predictable component at all: no trend drift, every log return
   (minute and overnight) has conditional mean zero given the whole past of both tickers, so returns are a
-  martingale difference sequence with zero autocorrelation at every lag. Volatility still clusters and regimes
-  still switch (that predicts magnitude, never sign).
-* ``planted``: the ``martingale`` process plus exactly one weak, known predictable component on the first ticker
-  ``symbols[0]``. With ``H = planted_horizon_bars`` and ``s = planted_strength``: split each session's bars into
-  consecutive blocks of ``H`` bars starting at the open (a trailing partial block is left alone). Let ``B_k`` be
-  the log return of block ``k``: ``log(close of its last bar / close of the last bar of block k-1)``, and for
-  block 0 ``log(close of its last bar / the session's first open)``. For every block ``k >= 1`` each of its bars
-  gets an added log-return drift ``s * B_{k-1} / H``, so ``B_k = s * B_{k-1} + E_k`` with ``E_k`` the block's
-  martingale return, independent of everything before it. Hence ``E[B_k | past] = s * B_{k-1}`` exactly, and the
-  correlation of predictor ``B_{k-1}`` with target ``B_k`` over many pairs is ``s`` up to sampling error and the
-  slight variance difference between neighbouring blocks. :func:`block_return_pairs` extracts these pairs from
-  any bar frame. Nothing is planted across sessions. ``symbols[1]`` stays a martingale; because its shocks are
-  correlated with ``symbols[0]``'s, its own past block return predicts ``symbols[0]``'s next block return with a
-  correlation of about ``s`` times the regime correlation.
+  martingale difference sequence with zero autocorrelation at every lag. Volatility still clusters and
+  regimes still switch (that predicts magnitude, never sign).
+* ``planted``: the ``martingale`` process plus exactly one weak, known predictable component on the first
+  ticker ``symbols[0]``. With ``H = planted_horizon_bars`` and ``s = planted_strength``: split each
+  session's bars into consecutive blocks of ``H`` bars starting at the open (a trailing partial block is
+  left alone). Let ``B_k`` be the log return of block ``k``: ``log(close of its last bar / close of the last
+  bar of block k-1)``, and for block 0 ``log(close of its last bar / the session's first open)``. For every
+  block ``k >= 1`` each of its bars gets an added log-return drift ``s * B_{k-1} / H``, so ``B_k = s *
+  B_{k-1} + E_k`` with ``E_k`` the block's martingale return, independent of everything before it. Hence
+  ``E[B_k | past] = s * B_{k-1}`` exactly, and the correlation of predictor ``B_{k-1}`` with target ``B_k``
+  over many pairs is ``s`` up to sampling error and the slight variance difference between neighbouring
+  blocks. :func:`block_return_pairs` extracts these pairs from any bar frame. Nothing is planted across
+  sessions. ``symbols[1]`` stays a martingale; because its shocks are correlated with ``symbols[0]``'s, its
+  own past block return predicts ``symbols[0]``'s next block return with a correlation of about ``s`` times
+  the regime correlation.
 
-The three modes share the random streams, so one seed gives the same regime sequence in every mode. Components
-draw from independent generators spawned from ``np.random.SeedSequence(seed)``.
+The three modes share the random streams, so one seed gives the same regime sequence in every mode.
+Components draw from independent generators spawned from ``np.random.SeedSequence(seed)``.
 """
 
 import math
@@ -58,7 +61,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from market.calendar import EXCHANGE_TZ, SESSION_MINUTES, sessions, trading_days
 
@@ -83,15 +86,17 @@ _OPEN_NOISE = 0.1
 _RANGE_EXCURSION = 0.5
 # Standard deviation of the log-normal volume noise.
 _VOLUME_NOISE = 0.35
-_BAR_FRAME_SCHEMA: dict[str, pl.DataType] = {
-    "ts": pl.Datetime("ns", "UTC"),
-    "symbol": pl.Utf8(),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Float64(),
-}
+_BAR_FRAME_SCHEMA = pl.Schema(
+    {
+        "ts": pl.Datetime("ns", "UTC"),
+        "symbol": pl.Utf8(),
+        "open": pl.Float64(),
+        "high": pl.Float64(),
+        "low": pl.Float64(),
+        "close": pl.Float64(),
+        "volume": pl.Float64(),
+    }
+)
 
 
 class RegimeProfile(BaseModel):
@@ -153,7 +158,7 @@ class SyntheticMarketConfig(BaseModel):
         default=(120.0, 420.0), description="Open price of each symbol at the first session."
     )
     symbol_volatility_scale: tuple[float, float] = Field(
-        default=(1.15, 0.85), description="Per-symbol multiplier on every regime's volatility."
+        default=(1.1, 0.85), description="Per-symbol multiplier on every regime's volatility."
     )
     base_volume: tuple[float, float] = Field(
         default=(350_000.0, 45_000.0),
@@ -172,7 +177,7 @@ class SyntheticMarketConfig(BaseModel):
         default=_default_profile(0.22, 0.7, 0.8), description="Parameters of the 'calm' regime."
     )
     volatile: RegimeProfile = Field(
-        default=_default_profile(0.60, 0.5, 1.6), description="Parameters of the 'volatile' regime."
+        default=_default_profile(0.50, 0.5, 1.6), description="Parameters of the 'volatile' regime."
     )
     trending: RegimeProfile = Field(
         default=_default_profile(0.30, 0.7, 1.2), description="Parameters of the 'trending' regime."
@@ -204,7 +209,8 @@ class SyntheticMarketConfig(BaseModel):
         default=0.35,
         ge=0.0,
         le=3.0,
-        description="Standard deviation of the overnight log gap as a fraction of the session's daily volatility.",
+        description="Standard deviation of the overnight log gap as a fraction of the session's daily "
+        "volatility.",
     )
 
     @field_validator("symbols")
@@ -225,10 +231,6 @@ class SyntheticMarketConfig(BaseModel):
             message = f"values must be finite and positive, got {values!r}"
             raise ValueError(message)
         return values
-
-    @model_validator(mode="after")
-    def _reachable_initial_regime(self) -> "SyntheticMarketConfig":
-        return self
 
     def profiles(self) -> tuple[RegimeProfile, ...]:
         """Regime profiles in the order of :data:`REGIMES`."""
@@ -254,9 +256,7 @@ def _session_days(start: date, count: int) -> list[date]:
     return days[:count]
 
 
-def _regime_path(
-    config: SyntheticMarketConfig, session_count: int, rng: np.random.Generator
-) -> np.ndarray:
+def _regime_path(config: SyntheticMarketConfig, session_count: int, rng: np.random.Generator) -> np.ndarray:
     """Markov chain over sessions: stay with the persistence probability, else move uniformly to another."""
     if config.initial_regime is None:
         first = int(rng.integers(len(REGIMES)))
@@ -356,8 +356,8 @@ def _planted_drift(
 def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMarket:
     """Generate the bars and the true per-session regimes of a synthetic two-ticker market.
 
-    Same ``config`` and ``seed`` give identical frames. The process, the modes and exactly what the ``planted``
-    mode plants are described in the module docstring.
+    Same ``config`` and ``seed`` give identical frames. The process, the modes and exactly what the
+    ``planted`` mode plants are described in the module docstring.
 
     Raises:
         ValueError: ``seed`` is negative.
@@ -398,7 +398,9 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
     symbol_scale = np.asarray(config.symbol_volatility_scale)[:, None]
 
     # Per-bar volatility: regime level x symbol scale x intraday U x clustering multiplier.
-    bar_volatility_level = regime_volatility[session_index] / math.sqrt(_TRADING_DAYS_PER_YEAR * SESSION_MINUTES)
+    bar_volatility_level = regime_volatility[session_index] / math.sqrt(
+        _TRADING_DAYS_PER_YEAR * SESSION_MINUTES
+    )
     intraday = _intraday_volatility_shape(minute_float, session_minutes)
     persistence = config.volatility_persistence
     log_volatility_std = config.volatility_of_volatility
@@ -408,9 +410,7 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
     innovations = innovation_std * (
         math.sqrt(_VOLATILITY_COMOVEMENT) * common + math.sqrt(1.0 - _VOLATILITY_COMOVEMENT) * own
     )
-    log_volatility = _ar1(
-        innovations, persistence, log_volatility_std * volatility_rng.standard_normal(2)
-    )
+    log_volatility = _ar1(innovations, persistence, log_volatility_std * volatility_rng.standard_normal(2))
     clustering = np.exp(log_volatility - log_volatility_std**2)
     volatility = symbol_scale * (bar_volatility_level * intraday)[None, :] * clustering
 
@@ -438,9 +438,9 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
 
     # Overnight gaps: zero before the first session, otherwise correlated like the minute shocks.
     gap_first = gap_rng.standard_normal(session_count)
-    gap_second = regime_correlation * gap_first + np.sqrt(1.0 - regime_correlation**2) * gap_rng.standard_normal(
-        session_count
-    )
+    gap_second = regime_correlation * gap_first + np.sqrt(
+        1.0 - regime_correlation**2
+    ) * gap_rng.standard_normal(session_count)
     daily_volatility = regime_volatility / math.sqrt(_TRADING_DAYS_PER_YEAR)
     gaps = config.overnight_gap_volatility_ratio * symbol_scale * daily_volatility[None, :]
     gaps = gaps * np.stack((gap_first, gap_second))
@@ -474,7 +474,9 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
     bars = pl.DataFrame(
         {
             "ts": np.concatenate([ts, ts]),
-            "symbol": np.repeat(np.array([config.symbols[position] for position in order]), bar_count),
+            "symbol": pl.Series([config.symbols[position] for position in order], dtype=pl.Utf8).gather(
+                np.repeat(np.arange(2), bar_count)
+            ),
             "open": np.exp(log_open[order]).ravel(),
             "high": np.exp(upper[order]).ravel(),
             "low": np.exp(lower[order]).ravel(),
@@ -482,7 +484,7 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
             "volume": volume[order].ravel(),
         }
     ).with_columns(pl.col("ts").cast(pl.Datetime("ns")).dt.replace_time_zone("UTC"))
-    bars = bars.cast(_BAR_FRAME_SCHEMA)  # type: ignore[arg-type]
+    bars = bars.cast(_BAR_FRAME_SCHEMA)
     regimes = pl.DataFrame(
         {"session": days, "regime": [REGIMES[index] for index in regime_index]},
         schema={"session": pl.Date, "regime": pl.Utf8},
@@ -493,11 +495,12 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
 def block_return_pairs(bars: pl.DataFrame, *, symbol: str, horizon_bars: int) -> pl.DataFrame:
     """Consecutive ``horizon_bars``-bar block log returns of one symbol, as (predictor, target) pairs.
 
-    Blocks are aligned to each session's first bar (New York date of ``ts``) exactly as the ``planted`` mode
-    plants them; a trailing partial block is dropped and no pair crosses a session. Block 0's return is measured
-    from the session's first open, later blocks from the previous block's last close. Assumes complete sessions
-    (no missing minutes). Columns: ``session`` (Date), ``block`` (Int64, index of the predictor block), ``ts``
-    (start of the predictor block's last bar, the decision bar), ``predictor``, ``target`` (Float64).
+    Blocks are aligned to each session's first bar (New York date of ``ts``) exactly as the ``planted``
+    mode plants them; a trailing partial block is dropped and no pair crosses a session. Block 0's return is
+    measured from the session's first open, later blocks from the previous block's last close. Assumes
+    complete sessions (no missing minutes). Columns: ``session`` (Date), ``block`` (Int64, index of the
+    predictor block), ``ts`` (start of the predictor block's last bar, the decision bar), ``predictor``,
+    ``target`` (Float64).
 
     Raises:
         ValueError: ``horizon_bars`` is not positive or ``symbol`` has no bars.
@@ -520,7 +523,8 @@ def block_return_pairs(bars: pl.DataFrame, *, symbol: str, horizon_bars: int) ->
         & (pl.col("minute") // horizon_bars < pl.col("session_bars") // horizon_bars)
     ).with_columns((pl.col("minute") // horizon_bars).alias("block"))
     block_return = (
-        pl.col("close").log() - pl.col("close").shift(1).over("session").fill_null(pl.col("session_open")).log()
+        pl.col("close").log()
+        - pl.col("close").shift(1).over("session").fill_null(pl.col("session_open")).log()
     )
     return (
         ends.with_columns(block_return.alias("predictor"))

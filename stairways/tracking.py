@@ -6,6 +6,7 @@ runs in, and nothing here touches MLflow's global active-run stack.
 
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "log_metrics",
     "log_params",
     "log_text",
+    "metric_key",
     "resolve_tracking_uri",
     "set_tags",
     "start_run",
@@ -104,10 +106,15 @@ def log_params(handle: RunHandle, params: Mapping[str, Any]) -> None:
 def log_metrics(handle: RunHandle, metrics: Mapping[str, float], *, step: int = 0) -> None:
     """Log several metrics at one step."""
     timestamp = mlflow.utils.time.get_current_time_millis()
-    items = [Metric(key, float(value), timestamp, step) for key, value in metrics.items()]
+    items = [Metric(metric_key(key), float(value), timestamp, step) for key, value in metrics.items()]
     client = handle.client()
     for start in range(0, len(items), 500):
         client.log_batch(handle.run_id, metrics=items[start : start + 500])
+
+
+def metric_key(name: str) -> str:
+    """An MLflow-legal key: ``repairs.unaligned_dropped[NVDA]`` becomes ``repairs.unaligned_dropped.NVDA``."""
+    return re.sub(r"[^\w\-. :/]", "_", re.sub(r"\[([^\]]*)\]", r".\1", name))
 
 
 def log_text(handle: RunHandle, text: str, artifact_file: str) -> None:

@@ -9,6 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import TaskRunSort
 
 from flows.retrain import nightly_retrain
 from stairways.config import RetrainConfig
@@ -38,7 +39,9 @@ def _task_states(flow_run_id: str) -> dict[str, str]:
     async def read() -> dict[str, str]:
         async with get_client() as client:
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=200,
             )
         return {run.name.rsplit("-", 1)[0]: run.state.name for run in runs if run.state}
 

@@ -1,0 +1,318 @@
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stairways.errors import DataQualityError
+from tests.market.test_loading import clean_bars
+from validation.qc import (
+    DEFAULT_SUITE_PATH,
+    SUITE_NAME,
+    SUITE_VERSION,
+    QCReport,
+    QCThresholds,
+    _trailing_robust_z,
+    build_suite,
+    export_suite,
+    raise_for_qc,
+    required_history_sessions,
+    run_qc,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+Corruption = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+@pytest.fixture(scope="module")
+def bars() -> pl.DataFrame:
+    return clean_bars(session_count=8)
+
+
+@pytest.fixture(scope="module")
+def clean_report(bars: pl.DataFrame) -> QCReport:
+    return run_qc(bars, bar_minutes=1)
+
+
+def failed_checks(report: QCReport) -> set[str]:
+    return {
+        item["expectation_config"]["meta"]["check"]
+        for item in report.result_json["results"]
+        if not item["success"]
+    }
+
+
+def set_value(frame: pl.DataFrame, column: str, rows: list[int], value: pl.Expr | float) -> pl.DataFrame:
+    hit = pl.int_range(pl.len()).is_in(rows)
+    target = frame.schema[column]
+    return frame.with_columns(pl.when(hit).then(value).otherwise(pl.col(column)).cast(target).alias(column))
+
+
+def shift_ts(frame: pl.DataFrame, delta: timedelta) -> pl.DataFrame:
+    return frame.with_columns((pl.col("ts") + delta).cast(pl.Datetime("ns", "UTC")))
+
+
+def test_clean_bars_pass(clean_report: QCReport) -> None:
+    assert clean_report.passed, clean_report.failures
+    assert clean_report.failures == []
+    assert clean_report.statistics == {
+        "evaluated": 41.0,
+        "successful": 41.0,
+        "unsuccessful": 0.0,
+        "success_percent": 100.0,
+    }
+    assert (clean_report.suite_name, clean_report.suite_version) == (SUITE_NAME, SUITE_VERSION)
+    raise_for_qc(clean_report)  # no exception
+
+
+def test_result_json_is_strict_json(clean_report: QCReport) -> None:
+    text = json.dumps(clean_report.result_json, allow_nan=False)
+    assert json.loads(text)["success"] is True
+    assert [item["expectation_config"]["meta"]["check"] for item in clean_report.result_json["results"]][
+        :2
+    ] == [
+        "table_not_empty",
+        "column_exists[ts]",
+    ]
+
+
+def test_clean_half_day_and_five_minute_bars_pass() -> None:
+    half_day = clean_bars(session_count=6, start=date(2024, 11, 25))
+    assert run_qc(half_day, bar_minutes=1).passed
+    five = clean_bars(session_count=6, bar_minutes=5)
+    thresholds = QCThresholds(outlier_window_bars=60)
+    assert run_qc(five, bar_minutes=5, thresholds=thresholds).passed
+    # The same bars read as 1-minute bars are four-fifths missing.
+    assert "session_completeness" in failed_checks(run_qc(five, bar_minutes=1, thresholds=thresholds))
+
+
+def _spikes(frame: pl.DataFrame) -> pl.DataFrame:
+    rows = [1_000 + 97 * k for k in range(10)]
+    spiked = set_value(frame, "close", rows, pl.col("close") * 1.05)
+    return spiked.with_columns(pl.max_horizontal("high", "close").alias("high"))
+
+
+def _stale(frame: pl.DataFrame) -> pl.DataFrame:
+    rows = list(range(1_200, 1_240))
+    flat = pl.lit(frame["close"][1_200])
+    for column in ("open", "high", "low", "close"):
+        frame = set_value(frame, column, rows, flat)
+    return frame
+
+
+CORRUPTIONS: dict[str, tuple[Corruption, set[str]]] = {
+    "empty frame": (lambda frame: frame.head(0), {"table_not_empty"}),
+    "null close": (
+        lambda frame: set_value(frame, "close", [50], None),
+        {"not_null[close]", "high_ge_close", "close_ge_low"},
+    ),  # type: ignore[arg-type]
+    "NaN close": (
+        lambda frame: set_value(frame, "close", [50], float("nan")),
+        {"not_null[close]", "finite_values", "high_ge_close", "close_ge_low"},
+    ),
+    "zero close": (lambda frame: set_value(frame, "close", [50], 0.0), {"positive[close]", "close_ge_low"}),
+    "negative low": (lambda frame: set_value(frame, "low", [50], -1.0), {"positive[low]"}),
+    "negative volume": (lambda frame: set_value(frame, "volume", [50], -1.0), {"volume_non_negative"}),
+    "infinite volume": (lambda frame: set_value(frame, "volume", [50], float("inf")), {"finite_values"}),
+    "open above high": (
+        lambda frame: set_value(frame, "open", [50], pl.col("high") * 1.001),
+        {"high_ge_open"},
+    ),
+    "close above high": (
+        lambda frame: set_value(frame, "close", [50], pl.col("high") * 1.001),
+        {"high_ge_close"},
+    ),
+    "open below low": (lambda frame: set_value(frame, "open", [50], pl.col("low") * 0.999), {"open_ge_low"}),
+    "close below low": (
+        lambda frame: set_value(frame, "close", [50], pl.col("low") * 0.999),
+        {"close_ge_low"},
+    ),
+    "duplicate bar": (
+        lambda frame: pl.concat([frame.head(11), frame.slice(10)]),
+        {"unique_bars", "increasing_timestamps"},
+    ),
+    "swapped rows": (
+        lambda frame: pl.concat([frame.head(10), frame.slice(11, 1), frame.slice(10, 1), frame.slice(12)]),
+        {"increasing_timestamps"},
+    ),
+    "pre-market bar": (
+        lambda frame: pl.concat([shift_ts(frame.head(1), timedelta(minutes=-30)), frame]),
+        {"in_regular_session"},
+    ),
+    "off-grid bar": (
+        lambda frame: pl.concat(
+            [frame.head(10), shift_ts(frame.slice(10, 1), timedelta(seconds=30)), frame.slice(11)]
+        ),
+        {"on_bar_grid"},
+    ),
+    "incomplete session": (
+        lambda frame: frame.filter(~pl.int_range(pl.len()).is_between(100, 129)),
+        {"session_completeness"},
+    ),
+    "missing session": (
+        lambda frame: frame.filter(pl.col("ts").dt.date() != date(2024, 3, 7)),
+        {"no_missing_sessions"},
+    ),
+    "outlier returns": (_spikes, {"outlier_returns"}),
+    "stale closes": (_stale, {"no_stale_closes"}),
+    "short history": (
+        lambda frame: frame.filter(pl.col("ts").dt.date() <= date(2024, 3, 6)),
+        {"enough_history"},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPTIONS))
+def test_each_value_expectation_fails_alone(bars: pl.DataFrame, name: str) -> None:
+    corrupt, expected = CORRUPTIONS[name]
+    report = run_qc(corrupt(bars), bar_minutes=1)
+    assert not report.passed
+    assert failed_checks(report) == expected
+    assert len(report.failures) == len(expected)
+    for check in expected:
+        assert any(line.startswith(f"{check}:") for line in report.failures), report.failures
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "expected"),
+    [
+        (
+            lambda frame: frame.drop("volume"),
+            {"column_exists[volume]", "column_type[volume]", "not_null[volume]"},
+        ),
+        (lambda frame: frame.with_columns(pl.col("close").cast(pl.String)), {"column_type[close]"}),
+        (lambda frame: frame.with_columns(pl.col("volume").cast(pl.Int64)), {"column_type[volume]"}),
+        (lambda frame: frame.with_columns(pl.col("ts").dt.replace_time_zone(None)), {"column_type[ts]"}),
+        (lambda frame: frame.with_columns(pl.col("symbol").cast(pl.Categorical)), {"column_type[symbol]"}),
+        (lambda frame: set_value(frame, "symbol", [3], None), {"not_null[symbol]"}),
+    ],
+)
+def test_schema_expectations_fail(bars: pl.DataFrame, corrupt: Corruption, expected: set[str]) -> None:
+    report = run_qc(corrupt(bars), bar_minutes=1)
+    assert not report.passed
+    assert expected <= failed_checks(report)
+
+
+def test_missing_column_reported_as_not_evaluable(bars: pl.DataFrame) -> None:
+    report = run_qc(bars.drop("volume"), bar_minutes=1)
+    line = next(line for line in report.failures if line.startswith("volume_non_negative:"))
+    assert "could not be evaluated" in line and "volume" in line
+    assert "finite_values" in failed_checks(
+        report
+    )  # its derived column cannot be computed: fails, not passes
+
+
+def test_failure_lines_name_count_and_examples(bars: pl.DataFrame) -> None:
+    report = run_qc(set_value(bars, "close", [50, 60, 70, 80], 0.0), bar_minutes=1)
+    line = next(line for line in report.failures if line.startswith("positive[close]:"))
+    assert "expect_column_values_to_be_between(close)" in line
+    assert "4 of 6240 evaluated rows unexpected (0.064%)" in line
+    assert line.count("close=0)") == 3  # three examples
+    assert "MSFT 2024-03-04 15:20:00+00:00 (close=0)" in line
+
+
+def test_raise_for_qc_names_every_failure(bars: pl.DataFrame) -> None:
+    report = run_qc(set_value(bars, "volume", [5], -1.0).head(2_000), bar_minutes=1)
+    with pytest.raises(DataQualityError) as raised:
+        raise_for_qc(report)
+    assert raised.value.failures == report.failures
+    for line in report.failures:
+        assert line in str(raised.value)
+    assert {"volume_non_negative", "session_completeness"} <= failed_checks(report)
+
+
+def test_thresholds_are_configurable(bars: pl.DataFrame) -> None:
+    spiked = _spikes(bars)
+    assert run_qc(spiked, bar_minutes=1, thresholds=QCThresholds(max_outlier_share=0.01)).passed
+    assert run_qc(_stale(bars), bar_minutes=1, thresholds=QCThresholds(max_stale_run_bars=40)).passed
+    short = run_qc(bars, bar_minutes=1, min_history_sessions=9)
+    assert failed_checks(short) == {"enough_history"}
+    gappy = bars.filter(~pl.int_range(pl.len()).is_between(100, 129))
+    assert run_qc(gappy, bar_minutes=1, thresholds=QCThresholds(min_session_completeness=0.9)).passed
+
+
+def test_required_history_covers_outlier_window() -> None:
+    assert required_history_sessions(QCThresholds(), bar_minutes=1) == 5
+    assert required_history_sessions(QCThresholds(), bar_minutes=5) == 7  # 390 returns at 77 per session, +1
+    assert required_history_sessions(QCThresholds(), bar_minutes=1, min_history_sessions=20) == 20
+
+
+def test_suite_is_versioned_and_reflects_thresholds() -> None:
+    suite = build_suite(QCThresholds(outlier_z=8.0, max_outlier_share=0.02), bar_minutes=1)
+    assert suite.name == SUITE_NAME
+    assert suite.meta["version"] == SUITE_VERSION
+    outliers = next(item for item in suite.expectations if item.meta["check"] == "outlier_returns")
+    assert (outliers.min_value, outliers.max_value, outliers.mostly) == (-8.0, 8.0, pytest.approx(0.98))
+    assert len({item.meta["check"] for item in suite.expectations}) == len(suite.expectations) == 41
+
+
+def test_committed_suite_matches_code(tmp_path: Path) -> None:
+    assert DEFAULT_SUITE_PATH == REPO_ROOT / "validation" / "suites" / "stairways_bars.json"
+    generated = export_suite(tmp_path / "suite.json")
+    assert DEFAULT_SUITE_PATH.read_text(encoding="utf-8") == generated.read_text(encoding="utf-8")
+    document = json.loads(generated.read_text(encoding="utf-8"))
+    assert document["name"] == SUITE_NAME and document["meta"]["version"] == SUITE_VERSION
+
+
+def test_markdown_report(bars: pl.DataFrame, clean_report: QCReport) -> None:
+    text = clean_report.to_markdown({"exact_duplicates_dropped": 3})
+    assert text.startswith("## Bar QC: PASSED")
+    assert "| exact_duplicates_dropped | 3 |" in text
+    assert text.count("| pass |") == 41
+    failed = run_qc(set_value(bars, "volume", [5], -1.0), bar_minutes=1).to_markdown()
+    assert failed.startswith("## Bar QC: FAILED")
+    assert "| volume_non_negative | expect_column_values_to_be_between | volume | **FAIL** | 1 |" in failed
+    assert "### Failures" in failed and "### Repairs" not in failed
+
+
+def test_qc_is_quiet(bars: pl.DataFrame, capfd: pytest.CaptureFixture[str]) -> None:
+    run_qc(bars.head(500), bar_minutes=1)
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_import_does_not_load_great_expectations() -> None:
+    code = "import sys, validation.qc; print('great_expectations' in sys.modules)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
+    assert completed.stdout.strip() == "False"
+
+
+def _reference_robust_z(values: np.ndarray, window: int) -> np.ndarray:
+    scores = np.full(values.shape, np.nan)
+    for index in range(window, values.size):
+        past = values[index - window : index]
+        center = np.median(past)
+        scale = 1.4826 * np.median(np.abs(past - center))
+        if scale > 0:
+            scores[index] = (values[index] - center) / scale
+    return scores
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(st.integers(-20, 20), min_size=0, max_size=120),
+    window=st.integers(2, 25),
+)
+def test_robust_z_matches_reference_loop(values: list[int], window: int) -> None:
+    series = np.asarray(values, dtype=np.float64) / 10.0  # coarse values: many ties and zero MADs
+    np.testing.assert_allclose(
+        _trailing_robust_z(series, window=window), _reference_robust_z(series, window), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_robust_z_uses_past_bars_only() -> None:
+    values = np.random.default_rng(3).normal(size=500)
+    changed = values.copy()
+    changed[300:] *= 50.0
+    before, after = _trailing_robust_z(values, window=50), _trailing_robust_z(changed, window=50)
+    np.testing.assert_array_equal(before[:300], after[:300])
+    assert np.isnan(before[:50]).all() and np.isfinite(before[50:]).all()
