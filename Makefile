@@ -36,9 +36,13 @@ test-slow: setup
 test-all: test test-slow
 
 ## Benchmarks: installs the peer packages they compare against, then runs every benchmarks/bench_*.py.
-bench: setup
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
-	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+BENCH_PEERS := .bench-peers
+$(BENCH_PEERS)/.installed: requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --upgrade --target $(BENCH_PEERS) -r requirements-bench.txt
+	@touch $@
+
+bench: setup $(BENCH_PEERS)/.installed
+	@set -e; for script in benchmarks/bench_*.py; do echo "== $$script"; PYTHONPATH=$(BENCH_PEERS) $(PY) $$script; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
