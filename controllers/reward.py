@@ -432,7 +432,7 @@ class ControllerTrajectory:
         return json.dumps(self._columns)
 
 
-def plot_trajectory(trajectory: ControllerTrajectory, path: Path) -> Path:
+def plot_trajectory(trajectory: ControllerTrajectory | pl.DataFrame, path: Path) -> Path:
     """Write a PNG of the trajectory: hold rate vs target, hold bonus, ticket cost, slow lane, regime score.
 
     Uses a standalone ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot global state). Returns
@@ -441,10 +441,10 @@ def plot_trajectory(trajectory: ControllerTrajectory, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    if len(trajectory) == 0:
+    frame = trajectory.to_frame() if isinstance(trajectory, ControllerTrajectory) else trajectory
+    if frame.height == 0:
         msg = "cannot plot an empty controller trajectory: record at least one snapshot"
         raise ValueError(msg)
-    frame = trajectory.to_frame()
     steps = frame["steps"].to_numpy()
     figure = Figure(figsize=(10, 11), layout="constrained")
     FigureCanvasAgg(figure)

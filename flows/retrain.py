@@ -1,17 +1,23 @@
 """The nightly retrain flow: a recipe of thin tasks, each over a plain, tested function.
 
-This issue's part of the night: data -> normalization -> QC (stop on failure) -> features, all tracked in MLflow.
+data -> normalization -> QC (stop on failure) -> features -> triple-barrier labels -> window split ->
+out-of-fold signal -> training cycles; every step tracked in one MLflow run.
 """
 
 from typing import Any
 
 from prefect import flow
 
+from stairways import tracking
 from stairways.config import RetrainConfig
+from stairways.pipeline import TrainingData, continue_training
 from tasks.data import load_market_data, normalize_market_data, record_dataset
 from tasks.features import build_feature_frame, record_features
+from tasks.labels import build_labels, build_signal, plan_split, record_labels, record_signal
 from tasks.qc import enforce_quality, run_quality_checks
 from tasks.tracking import tracked_run
+from tasks.training import assemble_training_data, find_warm_start, record_cycle, train_cycle, work_directory
+from training.cycles import BASELINE_DIRECTORY, CycleResult, best_cycle
 
 __all__ = ["nightly_retrain"]
 
@@ -26,12 +32,44 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         report = run_quality_checks(prepared, config)
         enforce_quality(run, report, prepared)
         features = build_feature_frame(prepared, config)
-        summary = record_features(run, features, config)
+        feature_summary = record_features(run, features, config)
+        labels = build_labels(prepared, config)
+        record_labels(run, labels)
+        plan = plan_split(features, config)
+        signal = build_signal(features, labels, plan, config)
+        record_signal(run, signal, plan)
+        data = assemble_training_data(prepared, features, signal, plan, config)
+        cycles, stop_reason = _training_cycles(run, data, config)
+    best = best_cycle(cycles)
     return {
         "mlflow_run_id": run.run_id,
         "tracking_uri": run.tracking_uri,
         "dataset": dataset,
         "qc": report.statistics,
-        "features": summary["features"],
-        "feature_rows": features.height,
+        "features": feature_summary["features"],
+        "windows": plan.as_dict(),
+        "signal_cv": signal.cv_scores.get("mean", {}),
+        "cycles": [{"cycle": c.cycle, "score": c.evaluation["score"], "rolled_back": c.rolled_back} for c in cycles],
+        "training_stop": stop_reason,
+        "best_cycle": None if best is None else best.cycle,
+        "best_checkpoint": None if best is None else str(best.checkpoint),
     }
+
+
+def _training_cycles(
+    run: tracking.RunHandle, data: TrainingData, config: RetrainConfig
+) -> tuple[list[CycleResult], str]:
+    """Cycle 1 warm-starts from the champion; each cycle is its own retryable, per-run cached task."""
+    warm = find_warm_start(config)
+    output_dir = work_directory()
+    previous, baseline = warm.checkpoint, None
+    results: list[CycleResult] = []
+    go_on, reason = True, ""
+    while go_on:
+        cycle = len(results) + 1
+        result = train_cycle(cycle, data, config, previous=previous, baseline=baseline, output_dir=output_dir)
+        record_cycle(run, result)
+        results.append(result)
+        previous, baseline = result.checkpoint, output_dir / BASELINE_DIRECTORY
+        go_on, reason = continue_training(results, config)
+    return results, reason

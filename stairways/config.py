@@ -10,13 +10,43 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from market.features import FeatureConfig
+from controllers.regime import RegimeDetectorConfig
+from market.features import FeatureConfig, feature_names
+from market.labeling import LabelConfig
 from market.loading import ExportSpec
+from market.signal import SignalConfig
 from market.synthetic import SyntheticMarketConfig
 from stairways.errors import ConfigError
+from training.ppo import TrainingConfig
 from validation.qc import QCThresholds
+from validation.windows import WindowConfig
 
-__all__ = ["DataConfig", "RetrainConfig", "TrackingConfig", "load_config"]
+__all__ = [
+    "DEFAULT_OBSERVATION_FEATURES",
+    "SIGNAL_FEATURE",
+    "DataConfig",
+    "RegistryConfig",
+    "RetrainConfig",
+    "TrackingConfig",
+    "load_config",
+]
+
+SIGNAL_FEATURE = "signal"
+# Twelve market features per ticker (the out-of-fold signal among them) + two positions = 26 observations.
+DEFAULT_OBSERVATION_FEATURES: tuple[str, ...] = (
+    "log_return_1",
+    "log_return_5",
+    "log_return_20",
+    "close_zscore_20",
+    "volatility_20",
+    "bollinger_position_20",
+    "adx_14",
+    "rsi_14",
+    "return_correlation_30",
+    "spread_zscore_60",
+    "session_minute_sin",
+    SIGNAL_FEATURE,
+)
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,6 +90,14 @@ class TrackingConfig(BaseModel):
     )
 
 
+class RegistryConfig(BaseModel):
+    """MLflow model registry settings."""
+
+    model_config = _FROZEN
+
+    model_name: str = Field("stairways-agent", min_length=1, description="Registered model of the agents.")
+
+
 class RetrainConfig(BaseModel):
     """Everything one nightly retrain run depends on. Same config and seed, same result on CPU."""
 
@@ -72,6 +110,20 @@ class RetrainConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig, description="Market data source.")
     qc: QCThresholds = Field(default_factory=QCThresholds, description="Data-quality thresholds.")
     features: FeatureConfig = Field(default_factory=FeatureConfig, description="Feature sets switched on.")
+    labels: LabelConfig = Field(default_factory=LabelConfig, description="Triple-barrier labeling.")
+    signal: SignalConfig = Field(default_factory=SignalConfig, description="Out-of-fold signal model.")
+    window: WindowConfig = Field(default_factory=WindowConfig, description="Held-out validation window.")
+    observation_features: tuple[str, ...] = Field(
+        DEFAULT_OBSERVATION_FEATURES,
+        min_length=1,
+        description="Features per ticker the agent observes (built features or `signal`); the two positions "
+        "are appended.",
+    )
+    regime: RegimeDetectorConfig = Field(
+        default_factory=RegimeDetectorConfig, description="Market regime detector feeding the controller."
+    )
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="PPO training cycles.")
+    registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
 
     @model_validator(mode="before")
@@ -99,6 +151,14 @@ class RetrainConfig(BaseModel):
                 f"data.synthetic.symbols {tuple(self.data.synthetic.symbols)} differ from symbols "
                 f"{tuple(self.symbols)}"
             )
+            raise ValueError(msg)
+        available = {*feature_names(self.features), SIGNAL_FEATURE}
+        missing = [name for name in self.observation_features if name not in available]
+        if missing:
+            msg = f"observation_features {missing} are not built by the enabled feature sets"
+            raise ValueError(msg)
+        if len(set(self.observation_features)) != len(self.observation_features):
+            msg = f"observation_features repeats a name: {list(self.observation_features)}"
             raise ValueError(msg)
         if self.data.source == "export":
             named = set(self.data.export_paths) - {"*"}

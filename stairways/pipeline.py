@@ -4,27 +4,40 @@ The ``tasks/`` adapters call these; tests call them directly without an orchestr
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from controllers.regime import regime_scores
+from envs.market_arrays import MarketArrays, market_arrays
 from market.calendar import SESSION_MINUTES
 from market.features import build_features, feature_names, warmup_bars
+from market.labeling import label_bars
 from market.loading import load_export
 from market.normalize import NormalizedBars, normalize_bars
+from market.signal import SignalResult, out_of_fold_signal
 from market.synthetic import generate_market
-from stairways.config import RetrainConfig
+from stairways.config import SIGNAL_FEATURE, RetrainConfig
 from stairways.digest import frame_digest
 from stairways.seeding import derive_seed
+from training.cycles import CycleResult, should_stop
 from validation.qc import QCReport, run_qc
+from validation.windows import WindowPlan, plan_windows
 
 __all__ = [
     "MarketData",
+    "TrainingData",
+    "continue_training",
+    "training_data",
     "dataset_record",
     "feature_summary",
     "features_for",
+    "labels_for",
+    "signal_for",
+    "split_windows",
     "load_market",
     "prepare_bars",
     "quality_check",
@@ -108,3 +121,82 @@ def features_for(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFram
     """Build the configured feature sets (warm-up rows dropped)."""
     return build_features(prepared.bars, config=config.features)
 
+
+
+def labels_for(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFrame:
+    """Triple-barrier labels at every configured horizon, per symbol."""
+    return label_bars(prepared.bars, config=config.labels)
+
+
+def split_windows(features: pl.DataFrame, config: RetrainConfig) -> WindowPlan:
+    """Training window | purge gap (the longest label horizon) | held-out validation window."""
+    return plan_windows(features.get_column("ts"), config=config.window, purge_bars=max(config.labels.horizons))
+
+
+def signal_for(
+    features: pl.DataFrame, labels: pl.DataFrame, plan: WindowPlan, config: RetrainConfig
+) -> SignalResult:
+    """Out-of-fold signal on the training window; forward signal on the validation window."""
+    return out_of_fold_signal(
+        features,
+        labels,
+        feature_columns=feature_names(config.features),
+        config=config.signal,
+        primary_horizon=config.labels.primary_horizon,
+        train_end=plan.train_end,
+        seed=derive_seed(config.seed, "signal-model"),
+    )
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The agent's observations and prices on the training window and on the held-out validation window."""
+
+    train: MarketArrays
+    validation: MarketArrays
+
+
+def _window_arrays(
+    bars: pl.DataFrame, frame: pl.DataFrame, config: RetrainConfig, *, bootstrap: MarketArrays | None
+) -> MarketArrays:
+    arrays = market_arrays(bars, frame, feature_columns=config.observation_features, symbols=config.symbols)
+    scores = regime_scores(
+        arrays.close,
+        session_index=arrays.session_index,
+        config=config.regime,
+        bootstrap_close=None if bootstrap is None else bootstrap.close,
+        bootstrap_session_index=None if bootstrap is None else bootstrap.session_index,
+    )
+    return arrays.with_regime_score(scores)
+
+
+def training_data(
+    prepared: NormalizedBars,
+    features: pl.DataFrame,
+    signal: SignalResult,
+    plan: WindowPlan,
+    config: RetrainConfig,
+) -> TrainingData:
+    """Join features with the signal and cut the two windows; the purge gap between them is left out.
+
+    The validation window's regime scores are bootstrapped from the training window's bars (its past).
+    """
+    frame = features.join(
+        signal.signal.select("ts", "symbol", pl.col("signal").alias(SIGNAL_FEATURE)), on=["ts", "symbol"]
+    )
+    train = _window_arrays(prepared.bars, frame.filter(plan.train_mask()), config, bootstrap=None)
+    validation = _window_arrays(prepared.bars, frame.filter(plan.validation_mask()), config, bootstrap=train)
+    return TrainingData(train=train, validation=validation)
+
+
+def continue_training(results: Sequence[CycleResult], config: RetrainConfig) -> tuple[bool, str]:
+    """Whether another cycle should run, and why (rollback, early stop, budget)."""
+    latest = results[-1]
+    if latest.rolled_back:
+        return False, f"cycle {latest.cycle} rolled back (divergence {latest.divergence:.3f})"
+    if len(results) >= config.training.cycles:
+        return False, f"all {config.training.cycles} cycles ran"
+    scores = [result.evaluation["score"] for result in results]
+    if should_stop(scores, min_improvement=config.training.min_improvement):
+        return False, f"cycle {latest.cycle} improved the evaluation by less than {config.training.min_improvement:.0%}"
+    return True, f"cycle {latest.cycle} improved the evaluation"

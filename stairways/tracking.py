@@ -5,6 +5,7 @@ runs in, and nothing here touches MLflow's global active-run stack.
 """
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -30,8 +31,10 @@ __all__ = [
     "log_params",
     "log_text",
     "metric_key",
+    "numeric_leaves",
     "resolve_tracking_uri",
     "set_tags",
+    "start_child_run",
     "start_run",
 ]
 
@@ -83,6 +86,26 @@ def start_run(
     )
     run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
     return RunHandle(tracking_uri=tracking_uri, run_id=run.info.run_id, experiment_id=experiment_id)
+
+
+def start_child_run(parent: RunHandle, *, run_name: str, tags: Mapping[str, str] | None = None) -> RunHandle:
+    """Open a run nested under ``parent`` (MLflow shows it beneath the parent run)."""
+    client = parent.client()
+    child_tags = {"mlflow.parentRunId": parent.run_id, **(tags or {})}
+    run = client.create_run(parent.experiment_id, run_name=run_name, tags=child_tags)
+    return RunHandle(tracking_uri=parent.tracking_uri, run_id=run.info.run_id, experiment_id=parent.experiment_id)
+
+
+def numeric_leaves(values: Mapping[str, Any], *, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a nested report as flat ``a.b.c`` keys (booleans and lists left out)."""
+    flat: dict[str, float] = {}
+    for key, value in values.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(numeric_leaves(value, prefix=name))
+        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            flat[name] = float(value)
+    return flat
 
 
 def end_run(handle: RunHandle, *, status: str) -> None:

@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from prefect.context import TaskRunContext
 from pydantic import BaseModel
@@ -20,7 +21,7 @@ from stairways.digest import frame_digest, model_digest, value_digest
 __all__ = ["CACHE_EXPIRATION", "code_version", "input_digest_key"]
 
 CACHE_EXPIRATION = timedelta(days=7)
-_SOURCE_PACKAGES = ("market", "validation", "stairways", "envs", "controllers", "tasks")
+_SOURCE_PACKAGES = ("market", "validation", "stairways", "envs", "controllers", "training", "tasks")
 
 
 @lru_cache(maxsize=1)
@@ -40,6 +41,12 @@ def _digest(value: Any) -> str:
         return frame_digest(value)
     if isinstance(value, BaseModel):
         return model_digest(value)
+    if isinstance(value, np.ndarray):
+        return hashlib.sha256(str((value.dtype, value.shape)).encode() + np.ascontiguousarray(value).tobytes()).hexdigest()
+    if isinstance(value, Path):
+        return value_digest(str(value))
+    if isinstance(value, list | tuple):
+        return value_digest([_digest(item) for item in value])
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return value_digest({field.name: _digest(getattr(value, field.name)) for field in dataclasses.fields(value)})
     return value_digest(value)

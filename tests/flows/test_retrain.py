@@ -22,7 +22,8 @@ def _config(tmp_path: Path, **data: object) -> RetrainConfig:
     return RetrainConfig.model_validate(
         {
             "seed": 3,
-            "data": {"synthetic": {"sessions": 6}, **data},
+            "data": {"synthetic": {"sessions": 8}, **data},
+            "window": {"validation_sessions": 2, "min_train_sessions": 3},
             "tracking": {"experiment_name": f"test-{tmp_path.name}"},
         }
     )
@@ -64,11 +65,18 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
         "qc/gx_result.json",
         "qc/report.md",
         "features/summary.json",
+        "labels/report.json",
+        "labels/report.png",
+        "labels/windows.json",
+        "labels/signal_cv.json",
+        "labels/signal_calibration.json",
+        "labels/signal_calibration.png",
+        "labels/meta_report.json",
     } <= artifacts
     dataset = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data/dataset.json")
     assert dataset["symbols"] == ["MSFT", "NVDA"]
-    assert dataset["sessions"] == 6
-    assert summary["feature_rows"] > 0
+    assert dataset["sessions"] == 8
+    assert summary["windows"]["train_end"] < summary["windows"]["validation_start"]
     assert run.data.metrics["features.count"] == len(summary["features"])
 
 
@@ -96,7 +104,7 @@ def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
     assert len(failed) == 1
     artifacts = _artifacts(client, failed[0].info.run_id)
     assert {"qc/gx_result.json", "qc/report.md"} <= artifacts
-    assert not any(path.startswith("features/") for path in artifacts)
+    assert not any(path.startswith(("features/", "labels/")) for path in artifacts)
     assert failed[0].data.tags["qc.verdict"] == "fail"
 
 
@@ -109,4 +117,6 @@ def test_repeated_run_reuses_cached_data_steps(tmp_path: Path) -> None:
     assert states["normalize-bars"] == "Cached"
     assert states["run-quality-checks"] == "Cached"
     assert states["build-features"] == "Cached"
+    assert states["build-labels"] == "Cached"
+    assert states["build-signal"] == "Cached"
     assert states["load-market-data"] == "Completed"

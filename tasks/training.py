@@ -1,0 +1,108 @@
+"""Thin Prefect adapters for the training stage: windows to arrays, warm start, one task per cycle."""
+
+import tempfile
+from pathlib import Path
+
+import polars as pl
+from prefect import get_run_logger, task
+from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
+
+from controllers.reward import plot_trajectory
+from market.normalize import NormalizedBars
+from market.signal import SignalResult
+from stairways import pipeline, tracking
+from stairways.config import RetrainConfig
+from stairways.registry import WarmStart, champion_checkpoint
+from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from training.cycles import CycleResult, run_cycle
+from validation.windows import WindowPlan
+
+__all__ = ["assemble_training_data", "find_warm_start", "record_cycle", "train_cycle", "work_directory"]
+
+_IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2)}
+WORK_ROOT = Path(".stairways") / "runs"
+
+
+def work_directory() -> Path:
+    """Where this flow run keeps its checkpoints: stable across retries of the same flow run."""
+    return (WORK_ROOT / str(flow_run.get_id() or "local")).resolve()
+
+
+@task(name="assemble-training-data", cache_key_fn=input_digest_key, cache_expiration=CACHE_EXPIRATION, persist_result=True)
+def assemble_training_data(
+    prepared: NormalizedBars, features: pl.DataFrame, signal: SignalResult, plan: WindowPlan, config: RetrainConfig
+) -> pipeline.TrainingData:
+    """Observation arrays of the training and validation windows (purge gap left out)."""
+    return pipeline.training_data(prepared, features, signal, plan, config)
+
+
+@task(name="find-warm-start", **_IO_RETRIES)
+def find_warm_start(config: RetrainConfig) -> WarmStart:
+    """The registry champion's checkpoint, when there is one."""
+    warm = champion_checkpoint(
+        tracking_uri=tracking.resolve_tracking_uri(config.tracking.tracking_uri),
+        model_name=config.registry.model_name,
+        destination=work_directory() / "champion",
+    )
+    get_run_logger().info("warm start: %s", warm.reason)
+    return warm
+
+
+@task(name="train-cycle", retries=1, cache_key_fn=input_digest_key, persist_result=True)
+def train_cycle(
+    cycle: int,
+    data: pipeline.TrainingData,
+    config: RetrainConfig,
+    *,
+    previous: Path | None,
+    baseline: Path | None,
+    output_dir: Path,
+) -> CycleResult:
+    """One PPO cycle from ``previous``; a retry redoes only this cycle. Completed cycles are cached per run."""
+    result = run_cycle(
+        cycle,
+        train=data.train,
+        validation=data.validation,
+        config=config.training,
+        seed=config.seed,
+        output_dir=output_dir,
+        previous=previous,
+        baseline=baseline,
+    )
+    get_run_logger().info(
+        "cycle %d: score %.4f, divergence %.3f%s (%s)",
+        cycle,
+        result.evaluation["score"],
+        result.divergence,
+        ", rolled back" if result.rolled_back else "",
+        result.warm_start_reason,
+    )
+    return result
+
+
+@task(name="record-cycle", **_IO_RETRIES)
+def record_cycle(parent: tracking.RunHandle, result: CycleResult) -> str:
+    """A nested MLflow run per cycle: metrics, evaluation, checkpoint and controller trajectory (PNG)."""
+    child = tracking.start_child_run(
+        parent,
+        run_name=f"cycle-{result.cycle}",
+        tags={"cycle": str(result.cycle), "rolled_back": str(result.rolled_back), "start": result.warm_start_reason},
+    )
+    tracking.log_metrics(child, result.metrics | {f"eval.{k}": v for k, v in result.evaluation.items()})
+    tracking.log_metrics(child, {"divergence": result.divergence, "rolled_back": float(result.rolled_back)})
+    prefix = f"cycles/{result.cycle}"
+    for path in sorted(result.checkpoint.iterdir()):
+        tracking.log_file(child, path, "checkpoint")
+        tracking.log_file(parent, path, f"{prefix}/checkpoint")
+    with tempfile.TemporaryDirectory() as folder:
+        tracking.log_file(parent, plot_trajectory(result.trajectory, Path(folder) / "controller.png"), prefix)
+    tracking.log_frame(parent, result.trajectory, f"{prefix}/controller_trajectory.parquet")
+    tracking.log_json(parent, {"metrics": result.metrics, "evaluation": result.evaluation}, f"{prefix}/metrics.json")
+    tracking.log_metrics(
+        parent,
+        {"cycle.score": result.evaluation["score"], "cycle.divergence": result.divergence},
+        step=result.cycle,
+    )
+    tracking.end_run(child, status="FINISHED")
+    return child.run_id

@@ -1,0 +1,629 @@
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+import training.cycles as cycles_module
+from envs.market_arrays import MarketArrays, market_arrays
+from market.features import build_features, feature_names
+from market.synthetic import SyntheticMarketConfig, generate_market
+from stairways.digest import model_digest
+from training.cycles import (
+    BASELINE_DIRECTORY,
+    CONTROLLER_FILE,
+    META_FILE,
+    MODEL_FILE,
+    NORMALIZATION_FILE,
+    TIMING_METRICS,
+    CycleResult,
+    TrainingOutcome,
+    check_warm_start,
+    check_windows,
+    cycle_directory,
+    evaluate_checkpoint,
+    load_checkpoint,
+    run_cycle,
+    run_cycles,
+    should_stop,
+)
+from training.ppo import PPOSettings, TrainingConfig, parameter_divergence
+
+SEED = 7
+TINY = TrainingConfig(
+    cycles=2,
+    steps_per_cycle=512,
+    progress_bar=False,
+    ppo=PPOSettings(n_envs=2, n_steps=64, batch_size=64),
+)
+METRIC_KEYS = {
+    "episodes",
+    "episode_reward_mean",
+    "episode_length_mean",
+    "episode_return_pct_mean",
+    "hold_rate",
+    "trades_per_day",
+    "agent_orders_mean",
+    "cost_ticket_mean",
+    "cost_spread_fee_mean",
+    "cost_impact_mean",
+    "cost_total_mean",
+    "controller_hold_bonus",
+    "controller_ticket_cost",
+    "controller_target",
+    "controller_hold_rate",
+    "controller_slow_adjustment",
+    "entropy",
+    "explained_variance",
+    "approx_kl",
+    "clip_fraction",
+    "value_loss",
+    "policy_gradient_loss",
+    "updates",
+    "timesteps",
+    "num_timesteps",
+    "wall_seconds",
+    "steps_per_second",
+    "divergence",
+}
+EVALUATION_KEYS = {
+    "sessions",
+    "steps",
+    "mean_reward",
+    "mean_return_pct",
+    "total_return_pct",
+    "hold_rate",
+    "trades_per_day",
+    "cost_total_mean",
+    "score",
+}
+
+
+def _window(market: MarketArrays, part: slice) -> MarketArrays:
+    return dataclasses.replace(
+        market,
+        features=np.ascontiguousarray(market.features[part]),
+        open=np.ascontiguousarray(market.open[part]),
+        close=np.ascontiguousarray(market.close[part]),
+        volume=np.ascontiguousarray(market.volume[part]),
+        session_index=np.ascontiguousarray(market.session_index[part]),
+        timestamps=np.ascontiguousarray(market.timestamps[part]),
+        regime_score=np.ascontiguousarray(market.regime_score[part]),
+    )
+
+
+def synthetic_windows(
+    *,
+    sessions: int = 12,
+    minute_step: int = 10,
+    columns: list[str] | None = None,
+    validation_sessions: int = 3,
+) -> tuple[MarketArrays, MarketArrays]:
+    """Synthetic one-minute bars sampled every ``minute_step`` minutes (short sessions keep tests fast)."""
+    bars = generate_market(SyntheticMarketConfig(sessions=sessions), seed=1).bars
+    if minute_step > 1:
+        bars = bars.filter(pl.col("ts").dt.minute() % minute_step == 0)
+    market = market_arrays(bars, build_features(bars), feature_columns=columns or feature_names())
+    last = int(market.session_index[-1])
+    cut = int(np.flatnonzero(market.session_index > last - validation_sessions)[0])
+    return _window(market, slice(0, cut)), _window(market, slice(cut, None))
+
+
+@pytest.fixture(scope="module")
+def windows() -> tuple[MarketArrays, MarketArrays]:
+    return synthetic_windows()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(
+    windows: tuple[MarketArrays, MarketArrays], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TrainingOutcome, Path]]:
+    train, validation = windows
+    output = tmp_path_factory.mktemp("tiny-run")
+    outcome = run_cycles(train=train, validation=validation, config=TINY, seed=SEED, output_dir=output)
+    yield outcome, output
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    state = load_checkpoint(directory).model.policy.state_dict()
+    return {name: tensor.clone() for name, tensor in state.items()}
+
+
+def _same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    return first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
+
+
+def _deterministic(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: value for key, value in metrics.items() if key not in TIMING_METRICS}
+
+
+def _same_floats(first: dict[str, float], second: dict[str, float]) -> bool:
+    return first.keys() == second.keys() and all(
+        first[key] == second[key] or (math.isnan(first[key]) and math.isnan(second[key])) for key in first
+    )
+
+
+# ------------------------------------------------------------------------------------------------ smoke
+
+
+def test_tiny_run_trains_checkpoints_and_reports(tiny_run: tuple[TrainingOutcome, Path]) -> None:
+    outcome, output = tiny_run
+    assert [result.cycle for result in outcome.cycles] == [1, 2]
+    assert not outcome.stopped_early
+    assert outcome.best_cycle in (1, 2)
+    assert outcome.best_checkpoint == cycle_directory(output, outcome.best_cycle)
+    best_score = max(result.evaluation["score"] for result in outcome.cycles)
+    assert outcome.cycles[outcome.best_cycle - 1].evaluation["score"] == best_score
+    first, second = outcome.cycles
+    assert first.warm_start_reason == "fresh start: no warm-start checkpoint given"
+    assert second.warm_start_reason == "continued from cycle 1"
+    for result in outcome.cycles:
+        assert isinstance(result, CycleResult)
+        assert not result.rolled_back
+        assert result.checkpoint == cycle_directory(output, result.cycle)
+        for name in (MODEL_FILE, NORMALIZATION_FILE, CONTROLLER_FILE, META_FILE):
+            assert (result.checkpoint / name).is_file()
+        assert set(result.metrics) == METRIC_KEYS
+        assert set(result.evaluation) == EVALUATION_KEYS
+        for key, value in {**result.metrics, **result.evaluation}.items():
+            assert isinstance(value, float), key
+            assert math.isfinite(value), key
+        assert result.metrics["episodes"] > 0
+        assert result.metrics["timesteps"] == 512.0
+        assert result.metrics["updates"] == 4.0
+        assert 0.0 <= result.metrics["hold_rate"] <= 1.0
+        assert result.metrics["divergence"] == result.divergence > 0.0
+        assert result.evaluation["sessions"] == 3.0
+        assert result.trajectory.height > 2
+        assert result.trajectory["steps"].is_sorted()
+    assert second.metrics["num_timesteps"] == 1024.0
+    assert second.trajectory["steps"][0] == first.trajectory["steps"][-1]
+    assert (output / BASELINE_DIRECTORY / MODEL_FILE).is_file()
+
+
+def test_checkpoint_meta_describes_the_checkpoint(
+    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
+) -> None:
+    outcome, output = tiny_run
+    train, _ = windows
+    meta = json.loads((cycle_directory(output, 2) / META_FILE).read_text())
+    assert meta["cycle"] == 2
+    assert meta["num_timesteps"] == 1024
+    assert meta["feature_names"] == list(train.feature_names)
+    assert meta["observation_shape"] == [train.features.shape[1] + 2]
+    assert meta["action_count"] == 9
+    assert meta["config_hash"] == model_digest(TINY)
+    assert TrainingConfig.model_validate(meta["config"]) == TINY
+    assert meta["seed"] == SEED
+    for name in (MODEL_FILE, NORMALIZATION_FILE, CONTROLLER_FILE):
+        digest = hashlib.sha256((cycle_directory(output, 2) / name).read_bytes()).hexdigest()
+        assert meta["files_sha256"][name] == digest
+    controller = json.loads((cycle_directory(output, 2) / CONTROLLER_FILE).read_text())
+    assert controller["hold_bonus"] == outcome.cycles[1].metrics["controller_hold_bonus"]
+    baseline = json.loads((output / BASELINE_DIRECTORY / META_FILE).read_text())
+    assert baseline["cycle"] == 0
+    assert baseline["num_timesteps"] == 0
+
+
+def test_loaded_policy_predicts_actions(
+    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
+) -> None:
+    _, output = tiny_run
+    _, validation = windows
+    policy = load_checkpoint(cycle_directory(output, 2), market=validation)
+    assert not policy.normalization.training
+    observations = np.zeros((5, validation.features.shape[1] + 2), dtype=np.float32)
+    observations[:, :-2] = validation.features[:5]
+    actions = policy.predict(observations)
+    assert actions.dtype == np.int64
+    assert actions.shape == (5,)
+    assert ((actions >= 0) & (actions < 9)).all()
+    np.testing.assert_array_equal(actions, policy.predict(observations))
+    with pytest.raises(ValueError, match="shape"):
+        policy.predict(observations[:, :-1])
+    assert policy.controller().state_dict() == policy.controller_state
+
+
+def test_evaluate_checkpoint_counts_sessions(
+    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
+) -> None:
+    outcome, output = tiny_run
+    _, validation = windows
+    everything = evaluate_checkpoint(cycle_directory(output, 2), validation, config=TINY)
+    assert everything == outcome.cycles[1].evaluation
+    one = evaluate_checkpoint(cycle_directory(output, 2), validation, config=TINY, sessions=1)
+    assert one["sessions"] == 1.0
+    assert one["steps"] < everything["steps"]
+    clamped = evaluate_checkpoint(cycle_directory(output, 2), validation, config=TINY, sessions=50)
+    assert clamped == everything
+
+
+def test_load_checkpoint_refuses_tampered_or_mismatched_files(
+    tiny_run: tuple[TrainingOutcome, Path], tmp_path: Path
+) -> None:
+    _, output = tiny_run
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in cycle_directory(output, 1).iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    load_checkpoint(copy)
+    with (copy / MODEL_FILE).open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ValueError, match="SHA-256"):
+        load_checkpoint(copy)
+    other_train, _ = synthetic_windows(columns=feature_names()[:-1])
+    with pytest.raises(ValueError, match="does not fit the market"):
+        load_checkpoint(cycle_directory(output, 1), market=other_train)
+
+
+# ------------------------------------------------------------------------------------------ determinism
+
+
+def test_same_config_and_seed_give_identical_metrics_and_weights(
+    tiny_run: tuple[TrainingOutcome, Path],
+    windows: tuple[MarketArrays, MarketArrays],
+    tmp_path: Path,
+) -> None:
+    outcome, output = tiny_run
+    train, validation = windows
+    again = run_cycles(train=train, validation=validation, config=TINY, seed=SEED, output_dir=tmp_path)
+    assert len(again.cycles) == len(outcome.cycles)
+    for first, second in zip(outcome.cycles, again.cycles, strict=True):
+        assert _same_floats(_deterministic(first.metrics), _deterministic(second.metrics))
+        assert first.evaluation == second.evaluation
+        assert first.divergence == second.divergence
+        assert first.trajectory.equals(second.trajectory)
+        assert _same_weights(_weights(first.checkpoint), _weights(second.checkpoint))
+    other_seed = run_cycle(
+        1,
+        train=train,
+        validation=validation,
+        config=TINY,
+        seed=SEED + 1,
+        output_dir=tmp_path / "other",
+        previous=None,
+        baseline=None,
+    )
+    assert not _same_weights(_weights(other_seed.checkpoint), _weights(outcome.cycles[0].checkpoint))
+
+
+def test_rerunning_a_cycle_from_the_same_checkpoint_redoes_it_exactly(
+    windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
+) -> None:
+    train, validation = windows
+    first = run_cycle(
+        1,
+        train=train,
+        validation=validation,
+        config=TINY,
+        seed=SEED,
+        output_dir=tmp_path,
+        previous=None,
+        baseline=None,
+    )
+    runs = []
+    for _ in range(2):
+        result = run_cycle(
+            2,
+            train=train,
+            validation=validation,
+            config=TINY,
+            seed=SEED,
+            output_dir=tmp_path,
+            previous=first.checkpoint,
+            baseline=tmp_path / BASELINE_DIRECTORY,
+        )
+        runs.append((result, _weights(result.checkpoint)))
+    (one, one_weights), (two, two_weights) = runs
+    assert one.checkpoint == two.checkpoint == cycle_directory(tmp_path, 2)
+    assert _same_floats(_deterministic(one.metrics), _deterministic(two.metrics))
+    assert one.evaluation == two.evaluation
+    assert _same_weights(one_weights, two_weights)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [BASELINE_DIRECTORY, "cycle-1", "cycle-2"]
+
+
+# ------------------------------------------------------------------------------------------- warm start
+
+
+def test_compatible_checkpoint_warm_starts_with_its_weights(
+    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
+) -> None:
+    _, output = tiny_run
+    train, validation = windows
+    champion = cycle_directory(output, 2)
+    assert (
+        check_warm_start(
+            champion,
+            observation_size=train.features.shape[1] + 2,
+            action_count=9,
+            feature_names=train.feature_names,
+        )
+        is None
+    )
+    config = TINY.model_copy(update={"progress_bar": True})
+    result = run_cycle(
+        1,
+        train=train,
+        validation=validation,
+        config=config,
+        seed=SEED + 5,
+        output_dir=tmp_path,
+        previous=champion,
+        baseline=None,
+    )
+    assert result.warm_start_reason == f"warm start from {champion}"
+    baseline = tmp_path / BASELINE_DIRECTORY
+    assert _same_weights(_weights(baseline), _weights(champion))
+    champion_policy, baseline_policy = load_checkpoint(champion), load_checkpoint(baseline)
+    assert baseline_policy.controller_state == champion_policy.controller_state
+    np.testing.assert_array_equal(
+        baseline_policy.normalization.obs_rms.mean, champion_policy.normalization.obs_rms.mean
+    )
+    assert baseline_policy.meta["num_timesteps"] == champion_policy.meta["num_timesteps"] == 1024
+    assert result.metrics["num_timesteps"] == 1024 + 512
+    divergence = parameter_divergence(_weights(result.checkpoint), _weights(champion))
+    assert divergence == pytest.approx(result.divergence, rel=1e-12)
+
+
+def test_incompatible_checkpoints_give_a_fresh_start_with_the_reason(
+    tiny_run: tuple[TrainingOutcome, Path], tmp_path: Path
+) -> None:
+    _, output = tiny_run
+    champion = cycle_directory(output, 2)
+    columns = feature_names()
+    fewer_train, fewer_validation = synthetic_windows(columns=columns[:-1])
+    reordered_train, _ = synthetic_windows(columns=[*columns[1:], columns[0]])
+
+    def reason(train: MarketArrays) -> str | None:
+        return check_warm_start(
+            champion,
+            observation_size=train.features.shape[1] + 2,
+            action_count=9,
+            feature_names=train.feature_names,
+        )
+
+    assert "observation shape" in (reason(fewer_train) or "")
+    assert "same names in a different order" in (reason(reordered_train) or "")
+    assert "action count" in (
+        check_warm_start(
+            champion,
+            observation_size=reordered_train.features.shape[1] + 2,
+            action_count=3,
+            feature_names=reordered_train.feature_names,
+        )
+        or ""
+    )
+    assert "does not exist" in (
+        check_warm_start(tmp_path / "missing", observation_size=1, action_count=9, feature_names=[]) or ""
+    )
+    assert check_warm_start(None, observation_size=1, action_count=9, feature_names=[]) is not None
+    result = run_cycle(
+        1,
+        train=fewer_train,
+        validation=fewer_validation,
+        config=TINY,
+        seed=SEED,
+        output_dir=tmp_path / "fresh",
+        previous=champion,
+        baseline=None,
+    )
+    assert result.warm_start_reason.startswith("fresh start: observation shape")
+    assert result.metrics["num_timesteps"] == 512.0
+
+
+def test_a_different_network_architecture_starts_fresh(
+    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
+) -> None:
+    _, output = tiny_run
+    train, validation = windows
+    wider = TINY.model_copy(update={"ppo": TINY.ppo.model_copy(update={"net_arch": (32,)})})
+    result = run_cycle(
+        1,
+        train=train,
+        validation=validation,
+        config=wider,
+        seed=SEED,
+        output_dir=tmp_path,
+        previous=cycle_directory(output, 2),
+        baseline=None,
+    )
+    assert result.warm_start_reason.startswith("fresh start: network architecture [64, 64] differs")
+
+
+def test_later_cycles_refuse_an_unusable_previous_checkpoint(
+    windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
+) -> None:
+    train, validation = windows
+    def attempt(cycle: int, previous: Path | None, baseline: Path | None) -> None:
+        run_cycle(
+            cycle,
+            train=train,
+            validation=validation,
+            config=TINY,
+            seed=SEED,
+            output_dir=tmp_path,
+            previous=previous,
+            baseline=baseline,
+        )
+
+    with pytest.raises(ValueError, match="cannot continue"):
+        attempt(2, tmp_path / "missing", tmp_path / "baseline")
+    with pytest.raises(ValueError, match="needs the previous checkpoint and the baseline"):
+        attempt(2, None, None)
+    with pytest.raises(ValueError, match="writes its own baseline"):
+        attempt(1, None, tmp_path)
+    with pytest.raises(ValueError, match="cycle must be"):
+        attempt(0, None, None)
+
+
+# ------------------------------------------------------------------------------------ windows, rollback
+
+
+def test_overlapping_or_mismatched_windows_raise(
+    windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
+) -> None:
+    train, validation = windows
+    check_windows(train, validation)
+    with pytest.raises(ValueError, match="must end before the validation window"):
+        check_windows(validation, train)
+    with pytest.raises(ValueError, match="must end before the validation window"):
+        check_windows(train, train)
+    fewer_train, fewer_validation = synthetic_windows(columns=feature_names()[:-1])
+    with pytest.raises(ValueError, match="feature lists differ"):
+        check_windows(train, fewer_validation)
+    with pytest.raises(ValueError, match="must end before the validation window"):
+        run_cycles(train=train, validation=train, config=TINY, seed=SEED, output_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match="must end before the validation window"):
+        run_cycle(
+            1,
+            train=validation,
+            validation=train,
+            config=TINY,
+            seed=SEED,
+            output_dir=tmp_path / "b",
+            previous=None,
+            baseline=None,
+        )
+    assert not (tmp_path / "a").exists()
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_tiny_divergence_limit_rolls_cycle_one_back_to_the_baseline(
+    windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
+) -> None:
+    train, validation = windows
+    strict = TINY.model_copy(update={"max_divergence": 1e-9, "cycles": 3})
+    outcome = run_cycles(train=train, validation=validation, config=strict, seed=SEED, output_dir=tmp_path)
+    assert len(outcome.cycles) == 1
+    result = outcome.cycles[0]
+    assert result.rolled_back
+    assert result.divergence > 1e-9
+    assert result.checkpoint == tmp_path / BASELINE_DIRECTORY
+    assert not cycle_directory(tmp_path, 1).exists()
+    record = json.loads((tmp_path / "cycle-1-rollback.json").read_text())
+    assert record["divergence"] == result.divergence
+    assert record["kept_checkpoint"] == str(tmp_path / BASELINE_DIRECTORY)
+    assert outcome.stopped_early
+    assert outcome.best_cycle == 0
+    assert outcome.best_checkpoint == tmp_path / BASELINE_DIRECTORY
+    assert "rolled back" in outcome.reason
+    assert result.evaluation == evaluate_checkpoint(tmp_path / BASELINE_DIRECTORY, validation, config=strict)
+
+
+def test_a_rolled_back_later_cycle_keeps_the_previous_checkpoint(
+    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
+) -> None:
+    outcome, output = tiny_run
+    train, validation = windows
+    previous = cycle_directory(output, 1)
+    before = _weights(previous)
+    strict = TINY.model_copy(update={"max_divergence": 1e-9})
+    # a separate output folder holding a copy of the baseline, so the shared fixture's files stay untouched
+    folder = output.parent / "rollback-later"
+    folder.mkdir(exist_ok=True)
+    result = run_cycle(
+        2,
+        train=train,
+        validation=validation,
+        config=strict,
+        seed=SEED,
+        output_dir=folder,
+        previous=previous,
+        baseline=output / BASELINE_DIRECTORY,
+    )
+    assert result.rolled_back
+    assert result.checkpoint == previous
+    assert result.divergence == pytest.approx(outcome.cycles[1].divergence)
+    assert not cycle_directory(folder, 2).exists()
+    assert json.loads((folder / "cycle-2-rollback.json").read_text())["kept_checkpoint"] == str(previous)
+    assert _same_weights(before, _weights(previous))
+
+
+# -------------------------------------------------------------------------------------------- early stop
+
+
+@pytest.mark.parametrize(
+    ("history", "stop"),
+    [
+        ([], False),
+        ([1.0], False),
+        ([1.0, 1.06], False),
+        ([1.0, 1.04], True),
+        ([1.0, 0.5], True),
+        ([1.0, 2.0, 2.05], True),  # against the best earlier score, not the first
+        ([2.0, 1.0, 2.2], False),
+        ([-2.0, -1.0], False),  # improving a negative score: +50%
+        ([-1.0, -0.99], True),  # +1%
+        ([-1.0, -1.5], True),
+        ([0.0, 0.005], False),  # best at zero: the 0.01 floor makes this +50%
+        ([0.0, 0.0004], True),  # +4%
+        ([0.0, 0.0], True),
+        ([1.0, float("nan")], True),
+        ([float("nan"), 1.0], False),
+        ([float("nan"), 1.0, 1.01], True),
+    ],
+)
+def test_should_stop(history: list[float], stop: bool) -> None:
+    assert should_stop(history, min_improvement=0.05) is stop
+
+
+def test_should_stop_respects_the_threshold_and_floor() -> None:
+    assert should_stop([1.0, 1.19], min_improvement=0.2)
+    assert not should_stop([1.0, 1.21], min_improvement=0.2)
+    assert not should_stop([1.0, 1.0], min_improvement=0.0)
+    assert should_stop([0.0, 0.005], min_improvement=0.05, score_floor=1.0)
+
+
+def test_run_cycles_stops_early_on_a_fake_evaluation_sequence(
+    windows: tuple[MarketArrays, MarketArrays], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    train, validation = windows
+    scores = iter([1.0, 1.2, 1.21, 5.0])
+
+    def fake_evaluation(*args: object, **kwargs: object) -> dict[str, float]:
+        return {"score": next(scores)}
+
+    monkeypatch.setattr(cycles_module, "evaluate_policy", fake_evaluation)
+    seen: list[int] = []
+    config = TINY.model_copy(update={"cycles": 4, "steps_per_cycle": 128})
+    outcome = run_cycles(
+        train=train,
+        validation=validation,
+        config=config,
+        seed=SEED,
+        output_dir=tmp_path,
+        on_cycle=lambda result: seen.append(result.cycle),
+    )
+    assert seen == [1, 2, 3]
+    assert outcome.stopped_early
+    assert outcome.best_cycle == 3
+    assert outcome.best_checkpoint == cycle_directory(tmp_path, 3)
+    assert "less than 5%" in outcome.reason
+    assert [result.evaluation["score"] for result in outcome.cycles] == [1.0, 1.2, 1.21]
+
+
+# ------------------------------------------------------------------------------------------------- slow
+
+
+@pytest.mark.slow
+def test_full_default_run_on_twenty_sessions(tmp_path: Path) -> None:
+    train, validation = synthetic_windows(sessions=20, minute_step=1, validation_sessions=4)
+    config = TrainingConfig(progress_bar=False)
+    outcome = run_cycles(train=train, validation=validation, config=config, seed=SEED, output_dir=tmp_path)
+    assert 1 <= len(outcome.cycles) <= 4
+    assert outcome.stopped_early == (len(outcome.cycles) < 4)
+    for result in outcome.cycles:
+        assert result.metrics["timesteps"] == 12_288.0
+        assert result.metrics["episodes"] > 0
+        assert all(math.isfinite(value) for value in result.metrics.values())
+        assert all(math.isfinite(value) for value in result.evaluation.values())
+    kept = [result for result in outcome.cycles if not result.rolled_back]
+    if kept:
+        assert outcome.best_checkpoint == max(kept, key=lambda result: result.evaluation["score"]).checkpoint
+    load_checkpoint(outcome.best_checkpoint, market=validation)

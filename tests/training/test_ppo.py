@@ -1,0 +1,337 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+from controllers.reward import AdaptiveRewardController
+from envs.market_arrays import MarketArrays
+from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from training.ppo import (
+    HOLD_ACTION,
+    BlockVecNormalize,
+    PPOSettings,
+    TrainingConfig,
+    decisions_per_session,
+    make_training_env,
+    new_model,
+    parameter_divergence,
+    policy_parameters,
+    progress_bar_available,
+    restore_normalization,
+    save_normalization,
+    torch_threads,
+)
+from training.ppo import _FreshInfoVecEnv as FreshInfoVecEnv
+
+START = np.datetime64("2024-01-02T14:30", "ns")
+
+
+def random_market(sessions: int, bars_per_session: int, *, seed: int, features: int = 3) -> MarketArrays:
+    rng = np.random.default_rng(seed)
+    bars = sessions * bars_per_session
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, (bars, 2)), axis=0))
+    open_ = close * np.exp(rng.normal(0.0, 5e-4, (bars, 2)))
+    session_index = np.repeat(np.arange(sessions, dtype=np.int64), bars_per_session)
+    offsets = np.tile(np.arange(bars_per_session), sessions) * np.timedelta64(60, "s")
+    return MarketArrays(
+        features=(rng.normal(size=(bars, 2 * features)) * np.linspace(0.1, 50.0, 2 * features)).astype(
+            np.float32
+        ),
+        feature_names=tuple(
+            f"{symbol}:feature_{index}" for symbol in ("A", "B") for index in range(features)
+        ),
+        open=open_,
+        close=close,
+        volume=rng.lognormal(11.0, 0.5, (bars, 2)),
+        session_index=session_index,
+        timestamps=START + session_index * np.timedelta64(1, "D") + offsets,
+        regime_score=np.clip(rng.normal(0.0, 0.5, bars), -1.0, 1.0).astype(np.float32),
+        symbols=("A", "B"),
+    )
+
+
+TINY = TrainingConfig(
+    cycles=1,
+    steps_per_cycle=256,
+    progress_bar=False,
+    ppo=PPOSettings(n_envs=2, n_steps=32, batch_size=32),
+)
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+def test_defaults_match_the_issue() -> None:
+    config = TrainingConfig()
+    assert (config.cycles, config.steps_per_cycle, config.min_improvement, config.max_divergence) == (
+        4,
+        12_000,
+        0.05,
+        0.15,
+    )
+    assert config.eval_sessions is None
+    assert config.progress_bar is True
+    ppo = config.ppo
+    assert (ppo.n_envs, ppo.n_steps, ppo.batch_size, ppo.n_epochs) == (8, 256, 256, 4)
+    assert ppo.net_arch == (64, 64)
+    assert ppo.torch_threads == 1
+
+
+def test_settings_are_frozen_and_strict() -> None:
+    with pytest.raises(ValidationError):
+        PPOSettings(unknown=1)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        TrainingConfig().cycles = 2  # type: ignore[misc]
+    with pytest.raises(ValidationError, match="exceeds the rollout size"):
+        PPOSettings(n_envs=2, n_steps=16, batch_size=64)
+    with pytest.raises(ValidationError, match="net_arch"):
+        PPOSettings(net_arch=(64, 0))
+
+
+def test_every_field_is_described() -> None:
+    for model in (PPOSettings, TrainingConfig):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no description"
+
+
+def test_config_round_trips_through_json() -> None:
+    config = TrainingConfig(eval_sessions=3, ppo=PPOSettings(net_arch=(32, 16)))
+    assert TrainingConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+# ------------------------------------------------------------------------------------------- divergence
+
+
+def test_parameter_divergence_on_hand_tensors() -> None:
+    exact = torch.float64
+    baseline = {
+        "weight": torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=exact),
+        "bias": torch.zeros(2, dtype=exact),
+    }
+    current = {
+        "weight": torch.tensor([[3.0, 0.0], [0.0, 4.0]], dtype=exact),
+        "bias": torch.tensor([0.3, -0.4], dtype=exact),
+    }
+    # ||current - baseline|| = 0.5, ||baseline|| = 5
+    assert parameter_divergence(current, baseline) == pytest.approx(0.1, rel=1e-12)
+    assert parameter_divergence(baseline, baseline) == 0.0
+    moved = {"weight": torch.zeros(2, 2, dtype=exact), "bias": torch.zeros(2, dtype=exact)}
+    assert parameter_divergence(moved, baseline) == pytest.approx(1.0)
+
+
+def test_parameter_divergence_ignores_integer_buffers() -> None:
+    baseline = {"weight": torch.ones(4), "steps": torch.tensor(3)}
+    current = {"weight": torch.ones(4) * 1.5, "steps": torch.tensor(7)}
+    assert parameter_divergence(current, baseline) == pytest.approx(0.5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    scale=st.floats(-3.0, 3.0, allow_nan=False),
+    seed=st.integers(0, 2**16),
+)
+def test_parameter_divergence_of_a_scaled_copy_is_the_scale(scale: float, seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    baseline = {"a": torch.randn(5, 3, generator=generator), "b": torch.randn(7, generator=generator)}
+    current = {name: tensor * (1.0 + scale) for name, tensor in baseline.items()}
+    assert parameter_divergence(current, baseline) == pytest.approx(abs(scale), rel=1e-5, abs=1e-6)
+
+
+def test_parameter_divergence_rejects_mismatches() -> None:
+    baseline = {"a": torch.ones(3)}
+    with pytest.raises(ValueError, match="only in current"):
+        parameter_divergence({"a": torch.ones(3), "b": torch.ones(1)}, baseline)
+    with pytest.raises(ValueError, match="shape"):
+        parameter_divergence({"a": torch.ones(4)}, baseline)
+    with pytest.raises(ValueError, match="zero L2 norm"):
+        parameter_divergence({"a": torch.ones(3)}, {"a": torch.zeros(3)})
+
+
+# ---------------------------------------------------------------------------------------- training env
+
+
+def test_training_env_shares_one_controller_and_seeds_each_rank() -> None:
+    market = random_market(6, 20, seed=1)
+    controller = AdaptiveRewardController(TINY.controller)
+    env = make_training_env(market, config=TINY, seed=11, controller=controller)
+    assert isinstance(env, VecNormalize)
+    assert env.num_envs == TINY.ppo.n_envs
+    assert env.norm_obs
+    envs = env.unwrapped.envs  # type: ignore[attr-defined]
+    assert all(inner.controller is controller for inner in envs)
+    env.reset()
+    first = [inner.bar for inner in envs]
+    again = make_training_env(market, config=TINY, seed=11, controller=AdaptiveRewardController())
+    again.reset()
+    assert [inner.bar for inner in again.unwrapped.envs] == first  # type: ignore[attr-defined]
+    # rank r is seeded seed + r: the same as a lone env reset with that seed
+    for rank, inner in enumerate(envs):
+        lone = DualTickerTradingEnv(market, config=TINY.env)
+        lone.reset(seed=11 + rank)
+        assert lone.bar == inner.bar
+    steps_before = controller.steps
+    env.step(np.full(TINY.ppo.n_envs, HOLD_ACTION))
+    assert controller.steps == steps_before + TINY.ppo.n_envs
+
+
+def test_fresh_info_vec_env_steps_like_dummy_vec_env() -> None:
+    market = random_market(4, 12, seed=2)
+    actions = np.random.default_rng(3).integers(0, 9, (100, 3))
+
+    def build(vector_class: type[DummyVecEnv]) -> DummyVecEnv:
+        def make() -> DualTickerTradingEnv:
+            return DualTickerTradingEnv(market, config=TradingEnvConfig())
+
+        vector = vector_class([make] * 3)
+        vector.seed(5)
+        return vector
+
+    reference, lean = build(DummyVecEnv), build(FreshInfoVecEnv)
+    np.testing.assert_array_equal(reference.reset(), lean.reset())
+    dones = 0
+    for row in actions:
+        expected, got = reference.step(row), lean.step(row)
+        for expected_part, got_part in zip(expected[:3], got[:3], strict=True):
+            np.testing.assert_array_equal(expected_part, got_part)
+        for expected_info, got_info in zip(expected[3], got[3], strict=True):
+            assert expected_info.keys() == got_info.keys()
+            for key, value in expected_info.items():
+                np.testing.assert_array_equal(value, got_info[key])
+        dones += int(expected[2].sum())
+    assert dones > 0
+
+
+def _observations(count: int, size: int, *, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(count, size)) * np.linspace(0.5, 20.0, size) + 3.0).astype(np.float32)
+
+
+class _ReplayVecEnv(DummyVecEnv):
+    """Replays prepared observations, rewards and dones (for comparing normalizers)."""
+
+    def __init__(self, observations: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        from gymnasium import spaces
+
+        from training.cycles import _SpacesOnlyEnv
+
+        size = observations.shape[-1]
+        super().__init__([lambda: _SpacesOnlyEnv(size)] * observations.shape[1])
+        self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
+        self._data = (observations, rewards, dones)
+        self._cursor = 0
+
+    def reset(self) -> np.ndarray:
+        self._cursor = 0
+        return self._data[0][0].copy()
+
+    def step_wait(self):  # type: ignore[no-untyped-def]
+        self._cursor += 1
+        observations, rewards, dones = (part[self._cursor].copy() for part in self._data)
+        return observations, rewards, dones, [{} for _ in range(len(dones))]
+
+
+def test_block_normalization_equals_per_step_statistics_after_whole_blocks() -> None:
+    envs, size, blocks, block = 3, 5, 4, 8
+    steps = blocks * block
+    observations = _observations((steps + 1) * envs, size, seed=4).reshape(steps + 1, envs, size)
+    rewards = np.random.default_rng(5).normal(0.0, 0.01, (steps + 1, envs)).astype(np.float32)
+    dones = np.random.default_rng(6).random((steps + 1, envs)) < 0.05
+    reference = VecNormalize(_ReplayVecEnv(observations, rewards, dones), gamma=0.9)
+    blocked = BlockVecNormalize(_ReplayVecEnv(observations, rewards, dones), block_steps=block, gamma=0.9)
+    reference.reset()
+    blocked.reset()
+    for step in range(steps):
+        reference.step(np.zeros(envs, dtype=np.int64))
+        _, normalized_rewards, _, _ = blocked.step(np.zeros(envs, dtype=np.int64))
+        assert normalized_rewards.dtype == np.float32
+        if (step + 1) % block == 0:
+            np.testing.assert_allclose(blocked.obs_rms.mean, reference.obs_rms.mean, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(blocked.obs_rms.var, reference.obs_rms.var, rtol=1e-5)
+            assert blocked.obs_rms.count == pytest.approx(reference.obs_rms.count)
+            assert blocked.ret_rms.var == pytest.approx(reference.ret_rms.var, rel=1e-6)
+            assert blocked.ret_rms.mean == pytest.approx(reference.ret_rms.mean, rel=1e-6, abs=1e-12)
+    probe = _observations(4, size, seed=7)
+    np.testing.assert_allclose(
+        blocked.normalize_obs(probe), reference.normalize_obs(probe), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_block_normalization_flushes_a_partial_block_and_round_trips(tmp_path: Path) -> None:
+    envs, size, steps = 2, 4, 5
+    observations = _observations((steps + 1) * envs, size, seed=8).reshape(steps + 1, envs, size)
+    rewards = np.ones((steps + 1, envs), dtype=np.float32)
+    dones = np.zeros((steps + 1, envs), dtype=bool)
+    blocked = BlockVecNormalize(_ReplayVecEnv(observations, rewards, dones), block_steps=16)
+    blocked.reset()
+    count_after_reset = blocked.obs_rms.count
+    for _ in range(steps):
+        blocked.step(np.zeros(envs, dtype=np.int64))
+    assert blocked.obs_rms.count == count_after_reset  # nothing merged yet
+    path = save_normalization(blocked, tmp_path / "normalization.npz")
+    assert blocked.obs_rms.count == pytest.approx(count_after_reset + steps * envs)
+    restored = BlockVecNormalize(_ReplayVecEnv(observations, rewards, dones), block_steps=16)
+    restore_normalization(restored, path)
+    np.testing.assert_array_equal(restored.obs_rms.mean, blocked.obs_rms.mean)
+    np.testing.assert_array_equal(restored.obs_rms.var, blocked.obs_rms.var)
+    assert restored.ret_rms.var == blocked.ret_rms.var
+    probe = _observations(3, size, seed=9)
+    np.testing.assert_array_equal(restored.normalize_obs(probe), blocked.normalize_obs(probe))
+    wrong = BlockVecNormalize(
+        _ReplayVecEnv(np.zeros((2, 1, size + 1), np.float32), np.zeros((2, 1)), np.zeros((2, 1), bool))
+    )
+    with pytest.raises(ValueError, match="observation shape"):
+        restore_normalization(wrong, path)
+
+
+# ------------------------------------------------------------------------------------------------ misc
+
+
+def test_torch_threads_restores_the_previous_count() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+def test_progress_bar_dependencies_import() -> None:
+    assert progress_bar_available()
+
+
+def test_decisions_per_session_counts_usable_sessions() -> None:
+    market = random_market(3, 10, seed=1)
+    assert decisions_per_session(market) == 9.0
+
+
+def test_new_model_is_seeded() -> None:
+    market = random_market(4, 12, seed=3)
+    first = new_model(
+        make_training_env(market, config=TINY, seed=1, controller=AdaptiveRewardController()),
+        settings=TINY.ppo,
+        seed=21,
+    )
+    second = new_model(
+        make_training_env(market, config=TINY, seed=1, controller=AdaptiveRewardController()),
+        settings=TINY.ppo,
+        seed=21,
+    )
+    one, two = policy_parameters(first), policy_parameters(second)
+    assert all(torch.equal(one[name], two[name]) for name in one)
+    assert not math.isclose(
+        parameter_divergence(
+            policy_parameters(
+                new_model(
+                    make_training_env(market, config=TINY, seed=1, controller=AdaptiveRewardController()),
+                    settings=TINY.ppo,
+                    seed=22,
+                )
+            ),
+            one,
+        ),
+        0.0,
+    )

@@ -1,0 +1,43 @@
+"""PPO training cycles for the trading agent: warm start, checkpoints, divergence rollback, early stop.
+
+Prefect-free: the flow's tasks call :func:`run_cycle` once per cycle; :func:`run_cycles` is the plain loop.
+"""
+
+from training.cycles import (
+    BASELINE_DIRECTORY,
+    TIMING_METRICS,
+    CycleResult,
+    LoadedPolicy,
+    TrainingOutcome,
+    check_warm_start,
+    check_windows,
+    cycle_directory,
+    evaluate_checkpoint,
+    evaluate_policy,
+    load_checkpoint,
+    run_cycle,
+    run_cycles,
+    should_stop,
+)
+from training.ppo import PPOSettings, TrainingConfig, make_training_env, parameter_divergence
+
+__all__ = [
+    "BASELINE_DIRECTORY",
+    "CycleResult",
+    "LoadedPolicy",
+    "PPOSettings",
+    "TIMING_METRICS",
+    "TrainingConfig",
+    "TrainingOutcome",
+    "check_warm_start",
+    "check_windows",
+    "cycle_directory",
+    "evaluate_checkpoint",
+    "evaluate_policy",
+    "load_checkpoint",
+    "make_training_env",
+    "parameter_divergence",
+    "run_cycle",
+    "run_cycles",
+    "should_stop",
+]
