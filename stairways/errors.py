@@ -4,7 +4,11 @@ __all__ = [
     "ConfigError",
     "DataLoadError",
     "DataQualityError",
+    "GateRejected",
+    "IntegrityError",
     "PipelineError",
+    "RegistryError",
+    "ReplayMismatch",
 ]
 
 
@@ -29,3 +33,19 @@ class DataQualityError(PipelineError):
     def __init__(self, message: str, failures: list[str] | None = None) -> None:
         super().__init__(message)
         self.failures: list[str] = list(failures or [])
+
+
+class GateRejected(PipelineError):
+    """The candidate failed the promotion gate; the champion stays as it is."""
+
+
+class RegistryError(PipelineError):
+    """The model registry is not in the state an operation needs (no such version, no champion, ...)."""
+
+
+class IntegrityError(RegistryError):
+    """A model file's SHA-256 differs from the one recorded at registration; it must not be loaded."""
+
+
+class ReplayMismatch(PipelineError):
+    """The champion loaded from the registry did not reproduce the logged validation PnL."""
