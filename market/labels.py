@@ -33,6 +33,8 @@ import pandas as pd
 import polars as pl
 from numba import njit
 
+from market.series import as_series
+
 __all__ = [
     "BARRIER_NAMES",
     "LABEL_COLUMNS",
@@ -155,47 +157,6 @@ def _cusum_kernel(diff: np.ndarray, threshold: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _datetime_series_from_pandas(index: pd.DatetimeIndex, *, name: str) -> pl.Series:
-    """Nanosecond Datetime series from pandas datetimes, keeping the zone (pandas' ``.values`` drops it)."""
-    ticks = index.as_unit("ns").asi8
-    zone = None if index.tz is None else str(index.tz)
-    series = pl.Series(name, ticks, dtype=pl.Int64).cast(pl.Datetime("ns", zone))
-    missing = np.asarray(index.isna())
-    if missing.any():
-        series = series.scatter(np.flatnonzero(missing), None)
-    return series
-
-
-def _as_series(values: Any, *, what: str) -> pl.Series:
-    """Convert a polars/pandas/numpy/list input to a polars Series (pandas NaN becomes null)."""
-    if isinstance(values, pl.Series):
-        return values
-    if isinstance(values, pd.DatetimeIndex) or (
-        isinstance(values, pd.Series)
-        and isinstance(values.dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType)
-    ):
-        return _datetime_series_from_pandas(pd.DatetimeIndex(values), name=what)
-    if isinstance(values, pd.Index):
-        return pl.Series(what, values.to_numpy())
-    if isinstance(values, pd.Series):
-        return pl.Series(what, values.reset_index(drop=True))
-    if isinstance(values, np.ndarray):
-        if values.ndim != 1:
-            message = f"{what} must be one-dimensional, got an array of shape {values.shape}"
-            raise ValueError(message)
-        return pl.Series(what, values)
-    if isinstance(values, Sequence) and not isinstance(values, str | bytes):
-        try:
-            return pl.Series(what, list(values))
-        except (TypeError, pl.exceptions.PolarsError) as e:
-            message = f"{what} could not be read as a series: {e}"
-            raise ValueError(message) from e
-    message = (
-        f"{what} must be a polars/pandas Series, a numpy array or a sequence, got {type(values).__name__}"
-    )
-    raise TypeError(message)
-
-
 def _datetime_ticks(series: pl.Series, *, what: str) -> np.ndarray:
     """Nanoseconds since the epoch (UTC for zone-aware series) of a Datetime series without nulls."""
     if series.null_count() > 0:
@@ -236,8 +197,8 @@ def _bars_from_close(close: CloseInput) -> _Bars:
         if not pd.api.types.is_datetime64_any_dtype(close.index):
             message = f"a pandas close series needs a DatetimeIndex, got {type(close.index).__name__}"
             raise ValueError(message)
-        ts_series = _as_series(close.index, what="close index")
-        close_series = _as_series(close, what="close")
+        ts_series = as_series(close.index, what="close index")
+        close_series = as_series(close, what="close")
     elif isinstance(close, pl.Series):
         ts_series = None
         close_series = close
@@ -306,7 +267,7 @@ def _event_positions(events: EventsInput | None, *, bars: _Bars) -> np.ndarray:
     """Bar positions of the events; every event must be a bar of ``close``."""
     if events is None:
         return np.arange(bars.size, dtype=np.int64)
-    ticks = _ticks_like_bars(_as_series(events, what="events"), bars=bars, what="events")
+    ticks = _ticks_like_bars(as_series(events, what="events"), bars=bars, what="events")
     _check_strictly_increasing(ticks, what="events")
     positions = np.searchsorted(bars.ticks, ticks, side="left")
     unknown = positions >= bars.size
@@ -336,11 +297,11 @@ def _per_event_values(values: PerEventInput, *, what: str, bars: _Bars, event_po
         return np.full(n_events, float(values), dtype=np.float64)
     if isinstance(values, pd.Series) and isinstance(values.index, pd.DatetimeIndex):
         values = pl.DataFrame(
-            {"ts": _as_series(values.index, what=f"{what} index"), what: _as_series(values, what=what)}
+            {"ts": as_series(values.index, what=f"{what} index"), what: as_series(values, what=what)}
         )
     if isinstance(values, pl.DataFrame):
         return _joined_values(values, what=what, bars=bars, event_pos=event_pos)
-    series = _as_series(values, what=what)
+    series = as_series(values, what=what)
     if series.len() != n_events:
         message = (
             f"{what} has {series.len()} value(s) but there are {n_events} event(s); a positional {what} "
@@ -655,7 +616,7 @@ def cusum_filter(close: CloseInput, *, threshold: float | pl.Series | np.ndarray
             raise ValueError(message)
         thresholds = np.full(bars.size, float(threshold))
     else:
-        series = _as_series(threshold, what="threshold")
+        series = as_series(threshold, what="threshold")
         if series.len() != bars.size:
             message = f"threshold has {series.len()} value(s) but close has {bars.size} bar(s)"
             raise ValueError(message)

@@ -26,6 +26,11 @@ Design choices:
 - **Validation window** (``ts > train_end``): ``source="forward"``, ``fold`` null, predicted by one model
   fit on every training-window sample whose ``t1 <= train_end``: the production signal for new bars, from
   a model trained on all past data the agent's training window allows.
+- **Forward model for new bars**: the forward model is always fitted (on every sample when ``train_end``
+  is None, where no bar is forward) and returned as :class:`SignalModel` (``SignalResult.forward_model``):
+  numpy weights and standardization per symbol, JSON-serializable, whose numpy forward pass equals the
+  torch model's output up to float rounding. It gives bars never seen here (synthetic stress scenarios,
+  live bars) the production signal.
 - **Standardization** uses the training samples' mean and standard deviation of each model only.
 - **Fitting**: full batch, minimizing the mean cross-entropy plus ``weight_decay / 2`` times the squared
   weights (not the biases). The logistic model is convex: L-BFGS with a strong-Wolfe line search runs up to
@@ -52,7 +57,7 @@ Design choices:
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +76,9 @@ from validation.splits import PurgedKFold
 __all__ = [
     "SIGNAL_COLUMNS",
     "SignalConfig",
+    "SignalModel",
     "SignalResult",
+    "SymbolSignalModel",
     "SymbolTrainingPlan",
     "out_of_fold_signal",
     "plot_calibration",
@@ -124,6 +131,195 @@ class SignalConfig(BaseModel):
     )
 
 
+def _frozen_array(values: Any, *, name: str, ndim: int) -> np.ndarray:
+    try:
+        array = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        message = f"{name} must be numeric"
+        raise ValueError(message) from error
+    if array.ndim != ndim:
+        message = f"{name} must have {ndim} dimension(s), got shape {array.shape}"
+        raise ValueError(message)
+    if not np.isfinite(array).all():
+        message = f"{name} holds non-finite values"
+        raise ValueError(message)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class SymbolSignalModel:
+    """One symbol's fitted classifier as numpy arrays: standardization, then linear layers (ReLU between).
+
+    ``weights[k]`` is ``(out, in)`` and ``biases[k]`` is ``(out,)`` as in ``torch.nn.Linear``; the last layer
+    has the three classes (-1, 0, +1) as outputs. Arrays are copied to read-only float64 on construction.
+    """
+
+    mean: np.ndarray
+    """Mean of each feature over the model's training samples."""
+    std: np.ndarray
+    """Standard deviation of each feature over the training samples (1.0 where it was ~0)."""
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+
+    def __post_init__(self) -> None:
+        mean = _frozen_array(self.mean, name="mean", ndim=1)
+        std = _frozen_array(self.std, name="std", ndim=1)
+        if std.shape != mean.shape or (std <= 0.0).any():
+            message = f"std must be positive with the shape of mean {mean.shape}, got {std.shape}"
+            raise ValueError(message)
+        if not self.weights or len(self.weights) != len(self.biases):
+            message = (
+                f"weights and biases must be non-empty and of equal length, got {len(self.weights)} and "
+                f"{len(self.biases)}"
+            )
+            raise ValueError(message)
+        weights = tuple(
+            _frozen_array(weight, name=f"weights[{index}]", ndim=2) for index, weight in enumerate(self.weights)
+        )
+        biases = tuple(
+            _frozen_array(bias, name=f"biases[{index}]", ndim=1) for index, bias in enumerate(self.biases)
+        )
+        width = mean.shape[0]
+        for index, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
+            if weight.shape[1] != width or bias.shape != (weight.shape[0],):
+                message = (
+                    f"layer {index}: weight {weight.shape} and bias {bias.shape} do not take {width} inputs"
+                )
+                raise ValueError(message)
+            width = weight.shape[0]
+        if width != len(_CLASSES):
+            message = f"the last layer must have {len(_CLASSES)} outputs (classes -1, 0, +1), got {width}"
+            raise ValueError(message)
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "biases", biases)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, 3)`` for P(-1), P(0), P(+1) of raw feature rows ``(n, F)`` (float64)."""
+        hidden = (np.asarray(features, dtype=np.float64) - self.mean) / self.std
+        last = len(self.weights) - 1
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            hidden = hidden @ weight.T + bias
+            if index < last:
+                hidden = np.maximum(hidden, 0.0)
+        shifted = hidden - hidden.max(axis=1, keepdims=True)
+        exponentials = np.exp(shifted)
+        return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
+_MODEL_FORMAT: Final = 1
+
+
+@dataclass(frozen=True, eq=False)
+class SignalModel:
+    """The forward signal model of every symbol, reusable on bars it never saw (numpy only, no torch).
+
+    It is the model that predicts the validation window (fit on every training-window sample whose label
+    ends by ``train_end``; every sample when ``train_end`` is None). :meth:`predict` gives the same signal
+    as that torch model up to float rounding (about 1e-12), so new bars (e.g. synthetic stress scenarios)
+    get the production signal. :meth:`to_dict` / :meth:`from_dict` round-trip it through JSON exactly.
+    """
+
+    feature_columns: tuple[str, ...]
+    kind: Literal["logistic", "mlp"]
+    symbols: dict[str, SymbolSignalModel]
+
+    def __post_init__(self) -> None:
+        columns = tuple(str(name) for name in self.feature_columns)
+        if not columns or len(set(columns)) != len(columns):
+            message = f"feature_columns must be non-empty and unique, got {list(columns)}"
+            raise ValueError(message)
+        if self.kind not in ("logistic", "mlp"):
+            message = f"kind must be 'logistic' or 'mlp', got {self.kind!r}"
+            raise ValueError(message)
+        if not self.symbols:
+            message = "a signal model needs at least one symbol"
+            raise ValueError(message)
+        for symbol, model in self.symbols.items():
+            if not isinstance(model, SymbolSignalModel) or model.mean.shape != (len(columns),):
+                message = f"symbol {symbol}: expected a SymbolSignalModel over {len(columns)} features"
+                raise ValueError(message)
+        object.__setattr__(self, "feature_columns", columns)
+        object.__setattr__(self, "symbols", dict(self.symbols))
+
+    def predict(self, features: pl.DataFrame) -> pl.DataFrame:
+        """Signal ``P(+1) - P(-1)`` of every row: ``ts`` (Datetime ns UTC), ``symbol``, ``signal`` (Float64).
+
+        ``features`` is a long frame with ``ts``, ``symbol`` and :attr:`feature_columns` (e.g. from
+        :func:`market.features.build_features`). Sorted by symbol, ts. Raises ``ConfigError`` for missing
+        feature columns and ``ValueError`` for a symbol the model does not know, non-finite features,
+        duplicated keys or an empty frame.
+        """
+        columns = _check_features(features, self.feature_columns)
+        present = sorted(str(value) for value in features["symbol"].unique().to_list())
+        unknown = [symbol for symbol in present if symbol not in self.symbols]
+        if unknown:
+            message = f"the signal model has no weights for symbol(s) {unknown} (it has {sorted(self.symbols)})"
+            raise ValueError(message)
+        frames = []
+        for symbol in present:
+            rows = (
+                features.filter(pl.col("symbol") == symbol)
+                .select(pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"), *columns)
+                .sort("ts")
+            )
+            probabilities = self.symbols[symbol].probabilities(rows.select(columns).cast(pl.Float64).to_numpy())
+            signal = np.clip(probabilities[:, 2] - probabilities[:, 0], -1.0, 1.0)
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "ts": rows["ts"],
+                        "symbol": pl.Series([symbol] * rows.height, dtype=pl.Utf8),
+                        "signal": pl.Series(signal, dtype=pl.Float64),
+                    }
+                )
+            )
+        return pl.concat(frames, how="vertical").sort("symbol", "ts")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (plain lists of floats; ``json.dumps`` round-trips them exactly)."""
+        return {
+            "format_version": _MODEL_FORMAT,
+            "kind": self.kind,
+            "feature_columns": list(self.feature_columns),
+            "symbols": {
+                symbol: {
+                    "mean": model.mean.tolist(),
+                    "std": model.std.tolist(),
+                    "layers": [
+                        {"weight": weight.tolist(), "bias": bias.tolist()}
+                        for weight, bias in zip(model.weights, model.biases, strict=True)
+                    ],
+                }
+                for symbol, model in sorted(self.symbols.items())
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SignalModel":
+        """Rebuild a model from :meth:`to_dict`'s output; ``ValueError`` naming what is malformed."""
+        try:
+            version = data["format_version"]
+            if version != _MODEL_FORMAT:
+                message = f"signal model format {version!r} is not {_MODEL_FORMAT}"
+                raise ValueError(message)
+            symbols = {
+                str(symbol): SymbolSignalModel(
+                    mean=entry["mean"],
+                    std=entry["std"],
+                    weights=tuple(layer["weight"] for layer in entry["layers"]),
+                    biases=tuple(layer["bias"] for layer in entry["layers"]),
+                )
+                for symbol, entry in data["symbols"].items()
+            }
+            return cls(feature_columns=tuple(data["feature_columns"]), kind=data["kind"], symbols=symbols)
+        except (KeyError, TypeError, AttributeError) as error:
+            message = f"malformed signal model dict: {error!r}"
+            raise ValueError(message) from error
+
+
 @dataclass(frozen=True)
 class SignalResult:
     """Outcome of :func:`out_of_fold_signal`."""
@@ -147,6 +343,9 @@ class SignalResult:
     ``threshold``, the base rate (share of meta-label 1), support and predicted positives (None where
     undefined, e.g. precision with no predicted positive); a symbol's ``skipped`` gives the reason when its
     filter could not be cross-fitted. The pooled figures also sit at the top level as flat numbers."""
+    forward_model: SignalModel
+    """The forward model of every symbol as numpy arrays: it predicts the validation window's bars and any
+    new bars (:meth:`SignalModel.predict`)."""
 
 
 @dataclass(frozen=True)
@@ -446,17 +645,16 @@ def _smoothed_prior(y: np.ndarray, n_classes: int) -> np.ndarray:
     return (counts + 1.0) / (counts.sum() + n_classes)
 
 
-def _fit_predict(
+def _fit(
     train_x: np.ndarray,
     train_y: np.ndarray,
-    predict_x: np.ndarray,
     *,
     n_classes: int,
     kind: str,
     config: SignalConfig,
     seed: int,
-) -> np.ndarray:
-    """Standardize on the training rows, fit, and return class probabilities for ``predict_x``."""
+) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
+    """Standardize on the training rows and fit; return the model and the standardization mean and std."""
     mean = train_x.mean(axis=0)
     std = train_x.std(axis=0)
     std = np.where(std > _STD_FLOOR, std, 1.0)
@@ -501,9 +699,41 @@ def _fit_predict(
             optimizer.zero_grad(set_to_none=True)
             objective().backward()
             optimizer.step()
+    return model, mean, std
+
+
+def _torch_probabilities(
+    model: torch.nn.Module, mean: np.ndarray, std: np.ndarray, predict_x: np.ndarray
+) -> np.ndarray:
     with torch.no_grad():
         logits = model(torch.from_numpy((predict_x - mean) / std))
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)
+
+
+def _fit_predict(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    predict_x: np.ndarray,
+    *,
+    n_classes: int,
+    kind: str,
+    config: SignalConfig,
+    seed: int,
+) -> np.ndarray:
+    """Standardize on the training rows, fit, and return class probabilities for ``predict_x``."""
+    model, mean, std = _fit(train_x, train_y, n_classes=n_classes, kind=kind, config=config, seed=seed)
+    return _torch_probabilities(model, mean, std, predict_x)
+
+
+def _numpy_weights(model: torch.nn.Module, mean: np.ndarray, std: np.ndarray) -> "SymbolSignalModel":
+    """The fitted model's linear layers (in forward order) and standardization as numpy arrays."""
+    layers = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    return SymbolSignalModel(
+        mean=mean,
+        std=std,
+        weights=tuple(layer.weight.detach().numpy().astype(np.float64) for layer in layers),
+        biases=tuple(layer.bias.detach().numpy().astype(np.float64) for layer in layers),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -600,6 +830,7 @@ class _SymbolOutcome:
     fold_scores: list[dict[str, Any]]
     meta_predicted: np.ndarray
     meta_actual: np.ndarray
+    forward: "SymbolSignalModel"
 
 
 def _meta_filter(
@@ -674,21 +905,32 @@ def _fit_symbol(
                 "baseline": _scores(np.broadcast_to(prior, test_probabilities.shape), sample_y[test]),
             }
         )
+    # The forward model is fitted even when no bar is forward (train_end None): it is the model that
+    # predicts new bars (SignalResult.forward_model), e.g. the synthetic stress scenarios.
+    forward_model, forward_mean, forward_std = _fit(
+        data.features[plan.sample_bars[plan.forward_train]],
+        sample_y[plan.forward_train],
+        n_classes=n_classes,
+        kind=config.model,
+        config=config,
+        seed=_derived_seed(seed, plan.symbol, config.n_splits),
+    )
     forward_bars = np.flatnonzero(plan.bar_fold == _FORWARD)
     if forward_bars.shape[0]:
-        probabilities[forward_bars] = _fit_predict(
-            data.features[plan.sample_bars[plan.forward_train]],
-            sample_y[plan.forward_train],
-            data.features[forward_bars],
-            n_classes=n_classes,
-            kind=config.model,
-            config=config,
-            seed=_derived_seed(seed, plan.symbol, config.n_splits),
+        probabilities[forward_bars] = _torch_probabilities(
+            forward_model, forward_mean, forward_std, data.features[forward_bars]
         )
     meta_predicted, meta_actual, skipped = _meta_filter(
         data, probabilities, config=config, train_end=train_end, seed=seed
     )
-    outcome = _SymbolOutcome(probabilities, sample_baseline, fold_scores, meta_predicted, meta_actual)
+    outcome = _SymbolOutcome(
+        probabilities,
+        sample_baseline,
+        fold_scores,
+        meta_predicted,
+        meta_actual,
+        _numpy_weights(forward_model, forward_mean, forward_std),
+    )
     return outcome, skipped
 
 
@@ -817,7 +1059,12 @@ def out_of_fold_signal(
         "mean": {"model": mean_model, "baseline": mean_baseline},
     }
     signal_frame = pl.concat(frames, how="vertical").sort("symbol", "ts")
-    return SignalResult(signal_frame, cv_scores, calibration, meta_report)
+    forward_model = SignalModel(
+        feature_columns=tuple(feature_columns),
+        kind=config.model,
+        symbols={symbol: outcome.forward for symbol, (outcome, _) in outcomes.items()},
+    )
+    return SignalResult(signal_frame, cv_scores, calibration, meta_report, forward_model)
 
 
 def plot_calibration(result: SignalResult, path: Path) -> Path:

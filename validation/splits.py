@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+from market.series import as_series
+
 __all__ = [
     "CombinatorialPurgedKFold",
     "PBOResult",
@@ -62,46 +64,6 @@ class _Spans:
         return int(self.start.shape[0])
 
 
-def _datetime_series_from_pandas(index: pd.DatetimeIndex, *, name: str) -> pl.Series:
-    """Nanosecond Datetime series from pandas datetimes, keeping the zone (pandas' ``.values`` drops it)."""
-    ticks = index.as_unit("ns").asi8
-    zone = None if index.tz is None else str(index.tz)
-    series = pl.Series(name, ticks, dtype=pl.Int64).cast(pl.Datetime("ns", zone))
-    missing = np.asarray(index.isna())
-    if missing.any():
-        series = series.scatter(np.flatnonzero(missing), None)
-    return series
-
-
-def _to_series(values: TimeInput, *, what: str) -> pl.Series:
-    if isinstance(values, pl.Series):
-        return values
-    if isinstance(values, pd.DatetimeIndex) or (
-        isinstance(values, pd.Series)
-        and isinstance(values.dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType)
-    ):
-        return _datetime_series_from_pandas(pd.DatetimeIndex(values), name=what)
-    if isinstance(values, pd.Index):
-        return pl.Series(what, values.to_numpy())
-    if isinstance(values, pd.Series):
-        return pl.Series(what, values.reset_index(drop=True))
-    if isinstance(values, np.ndarray):
-        if values.ndim != 1:
-            message = f"{what} must be one-dimensional, got shape {values.shape}"
-            raise ValueError(message)
-        return pl.Series(what, values, nan_to_null=values.dtype.kind == "f")
-    if isinstance(values, Sequence) and not isinstance(values, str | bytes):
-        try:
-            return pl.Series(what, list(values))
-        except (TypeError, pl.exceptions.PolarsError) as e:
-            message = f"{what} could not be read as a series: {e}"
-            raise ValueError(message) from e
-    message = (
-        f"{what} must be a polars/pandas Series, a numpy array or a sequence, got {type(values).__name__}"
-    )
-    raise TypeError(message)
-
-
 def _kind(series: pl.Series, *, what: str) -> str:
     dtype = series.dtype
     if isinstance(dtype, pl.Datetime):
@@ -120,8 +82,8 @@ def _kind(series: pl.Series, *, what: str) -> str:
 
 def _spans(times: TimeInput, t1: TimeInput) -> _Spans:
     """Validate ``times``/``t1`` (see the module docstring) and return comparable arrays."""
-    start_series = _to_series(times, what="times")
-    end_series = _to_series(t1, what="t1")
+    start_series = as_series(times, what="times", nan_to_null=True)
+    end_series = as_series(t1, what="t1", nan_to_null=True)
     if start_series.dtype.is_float():
         start_series = start_series.fill_nan(None)
     if end_series.dtype.is_float():

@@ -16,6 +16,7 @@ from market.labeling import label_bars
 from market.signal import (
     SIGNAL_COLUMNS,
     SignalConfig,
+    SignalModel,
     SignalResult,
     SymbolTrainingPlan,
     out_of_fold_signal,
@@ -353,3 +354,77 @@ def test_naive_train_end_is_refused(martingale: tuple[pl.DataFrame, pl.DataFrame
     features, labels = martingale
     with pytest.raises(ValueError, match="timezone-aware"):
         _signal(features, labels, train_end=TRAIN_END.replace(tzinfo=None))
+
+
+def _forward_rows(result: SignalResult, features: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The validation-window feature rows and the signal the torch forward model gave them."""
+    forward = result.signal.filter(pl.col("source") == "forward")
+    rows = features.join(forward.select("ts", "symbol"), on=["ts", "symbol"], how="semi")
+    return rows, forward
+
+
+@pytest.mark.parametrize("model", ["logistic", "mlp"])
+def test_forward_model_reproduces_the_torch_forward_signal(
+    martingale: tuple[pl.DataFrame, pl.DataFrame], result: SignalResult, model: str
+) -> None:
+    features, labels = martingale
+    if model == "logistic":
+        fitted = result
+    else:
+        fitted = _signal(
+            features, labels, config=SignalConfig(model="mlp", hidden_units=8, epochs=30, n_splits=2)
+        )
+    rows, forward = _forward_rows(fitted, features)
+    assert rows.height > 1000
+    predicted = fitted.forward_model.predict(rows)
+    assert predicted.columns == ["ts", "symbol", "signal"]
+    assert predicted.select("ts", "symbol").equals(forward.select("ts", "symbol"))
+    difference = np.abs(predicted["signal"].to_numpy() - forward["signal"].to_numpy())
+    assert difference.max() < 1e-9
+    assert fitted.forward_model.kind == model
+    expected_layers = 1 if model == "logistic" else 2
+    assert all(len(weights.weights) == expected_layers for weights in fitted.forward_model.symbols.values())
+
+
+def test_forward_model_round_trips_through_json(
+    martingale: tuple[pl.DataFrame, pl.DataFrame], result: SignalResult
+) -> None:
+    features, _ = martingale
+    text = json.dumps(result.forward_model.to_dict())
+    restored = SignalModel.from_dict(json.loads(text))
+    assert restored.feature_columns == tuple(FEATURES)
+    assert sorted(restored.symbols) == ["MSFT", "NVDA"]
+    assert restored.predict(features).equals(result.forward_model.predict(features))
+    assert json.dumps(restored.to_dict()) == text
+
+
+def test_forward_model_is_fitted_without_a_forward_window(
+    martingale: tuple[pl.DataFrame, pl.DataFrame], result: SignalResult
+) -> None:
+    features, labels = martingale
+    everything = _signal(features, labels, train_end=None, config=SignalConfig(n_splits=2))
+    assert everything.signal.filter(pl.col("source") == "forward").height == 0
+    predicted = everything.forward_model.predict(features).get_column("signal").to_numpy()
+    assert predicted.shape[0] == features.height
+    assert np.all(np.abs(predicted) <= 1.0)
+    # It trained on more samples than the train_end-limited forward model, so its weights differ.
+    first = everything.forward_model.symbols["NVDA"].weights[0]
+    assert not np.array_equal(first, result.forward_model.symbols["NVDA"].weights[0])
+
+
+def test_forward_model_refuses_unknown_symbols_missing_columns_and_bad_dicts(
+    martingale: tuple[pl.DataFrame, pl.DataFrame], result: SignalResult
+) -> None:
+    features, _ = martingale
+    model = result.forward_model
+    renamed = features.with_columns(pl.col("symbol").replace({"MSFT": "AAPL"}))
+    with pytest.raises(ValueError, match=r"no weights for symbol\(s\) \['AAPL'\]"):
+        model.predict(renamed)
+    with pytest.raises(ConfigError, match="not in features"):
+        model.predict(features.drop(FEATURES[0]))
+    broken = model.to_dict()
+    broken["symbols"]["NVDA"]["layers"][0]["bias"] = [0.0, 0.0]
+    with pytest.raises(ValueError, match="layer 0"):
+        SignalModel.from_dict(broken)
+    with pytest.raises(ValueError, match="malformed"):
+        SignalModel.from_dict({"format_version": 1, "kind": "logistic"})
