@@ -52,7 +52,7 @@ from mlflow.entities import LoggedModel, LoggedModelOutput
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
-from mlflow.pyfunc import PythonModelContext
+from mlflow.pyfunc import PyFuncModel, PythonModel, PythonModelContext
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
@@ -70,18 +70,18 @@ from training.cycles import (
 from validation.gate import GateDecision
 
 __all__ = [
-    "AgentPyfunc",
     "CHAMPION_ALIAS",
     "CHECKPOINT_ARTIFACT",
     "CHECKPOINT_FILES",
     "CHECKPOINT_PATH",
     "CHECKPOINT_TAG",
     "PREVIOUS_CHAMPION_ALIAS",
+    "SHA256_TAG_PREFIX",
+    "VERDICT_TAG",
+    "AgentPyfunc",
     "PromotionRecord",
     "RegisteredCandidate",
     "RollbackRecord",
-    "SHA256_TAG_PREFIX",
-    "VERDICT_TAG",
     "WarmStart",
     "champion_checkpoint",
     "checkpoint_hashes",
@@ -238,7 +238,7 @@ def _tree_hashes(root: Path) -> dict[str, str]:
 # The pyfunc model
 
 
-class AgentPyfunc(mlflow.pyfunc.PythonModel):
+class AgentPyfunc(PythonModel):
     """The trading agent as an MLflow pyfunc: raw observations in, deterministic int64 actions out.
 
     ``load_context`` verifies the bundled checkpoint against the SHA-256 stored in ``model_config`` (key
@@ -496,7 +496,7 @@ def resolve_version(model_uri: str, *, tracking_uri: str) -> ModelVersion:
 
 def load_registered_model(
     model_uri: str, *, tracking_uri: str, destination: Path
-) -> tuple[mlflow.pyfunc.PyFuncModel, ModelVersion]:
+) -> tuple[PyFuncModel, ModelVersion]:
     """Download a registered version into ``destination``, verify every file, then load it as a pyfunc.
 
     ``model_uri`` is ``models:/<name>@<alias>`` or ``models:/<name>/<version>``; an alias is resolved once,

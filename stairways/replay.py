@@ -6,11 +6,12 @@ loads the champion from the registry, verifying every model file against the ver
 :func:`save_episodes`. :func:`check_replay` compares the replayed PnL with the logged figures; on a mismatch
 it raises :class:`~stairways.errors.ReplayMismatch` and the caller reverts the promotion.
 
-**Episodes.** Each episode is one session (a :class:`~envs.market_arrays.MarketArrays` whose bars share one
-``session_index``), played from its first bar to its close in its own :class:`~envs.trading.DualTickerTradingEnv`
-with the given env config (``sessions_per_episode`` forced to 1) and no reward controller: the controller
-shapes rewards only, never fills, risk stops or equity. All episodes step in lockstep with one batched
-``predict`` per step, with one torch thread, so the result does not depend on their order.
+**Episodes.** Each episode is one session (a :class:`~envs.market_arrays.MarketArrays` whose bars share
+one ``session_index``), played from its first bar to its close in its own
+:class:`~envs.trading.DualTickerTradingEnv` with the given env config (``sessions_per_episode`` forced to
+1) and no reward controller: the controller shapes rewards only, never fills, risk stops or equity.
+All episodes step in lockstep with one batched ``predict`` per step, with one torch thread, so the result
+does not depend on their order.
 
 **PnL** of an episode is its final equity minus ``initial_capital``, in dollars, after all costs.
 
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.pyfunc import PyFuncModel
 
 from envs.market_arrays import MarketArrays
 from envs.trading import DualTickerTradingEnv, TradingEnvConfig
@@ -78,7 +80,7 @@ def save_episodes(episodes: Sequence[MarketArrays], path: Path) -> Path:
 
 
 def load_episodes(path: Path) -> list[MarketArrays]:
-    """Read episodes written by :func:`save_episodes` (``allow_pickle=False``); ``ValueError`` if malformed."""
+    """Read episodes written by :func:`save_episodes` (no pickles allowed); ``ValueError`` if malformed."""
     try:
         with np.load(Path(path), allow_pickle=False) as data:
             version = int(data["format_version"])
@@ -107,9 +109,7 @@ def load_episodes(path: Path) -> list[MarketArrays]:
 # Replay
 
 
-def _play(
-    model: mlflow.pyfunc.PyFuncModel, episodes: Sequence[MarketArrays], config: TradingEnvConfig
-) -> list[float]:
+def _play(model: PyFuncModel, episodes: Sequence[MarketArrays], config: TradingEnvConfig) -> list[float]:
     one_session = config.model_copy(update={"sessions_per_episode": 1})
     envs = []
     for index, episode in enumerate(episodes):
@@ -124,7 +124,7 @@ def _play(
     active = list(range(len(envs)))
     while active:
         batch = np.stack([observations[index] for index in active]).astype(np.float32, copy=False)
-        actions = np.asarray(model.predict(batch)).reshape(-1).tolist()
+        actions: list[int] = np.asarray(model.predict(batch)).reshape(-1).tolist()
         still_active = []
         for index, action in zip(active, actions, strict=True):
             observation, _, terminated, truncated, info = envs[index].step(int(action))
@@ -177,8 +177,8 @@ def check_replay(
         raise ReplayMismatch(msg)
     floor = capital_tolerance * capital
     problems = []
-    for index, (logged, again) in enumerate(zip(expected, replayed, strict=True)):
-        logged, again = float(logged), float(again)
+    for index, (logged_value, replayed_value) in enumerate(zip(expected, replayed, strict=True)):
+        logged, again = float(logged_value), float(replayed_value)
         allowed = max(tolerance * abs(logged), floor)
         if not (math.isfinite(logged) and math.isfinite(again)) or abs(again - logged) > allowed:
             problems.append(
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TradingEnvConfig.model_validate_json(arguments.env_config)
         episodes = load_episodes(arguments.episodes)
         pnl = replay_pnl(arguments.model_uri, episodes, env_config=config, tracking_uri=tracking_uri)
-    except Exception as error:  # reported to the parent process, which raises it as a project error
+    except Exception as error:  # noqa: BLE001  # any failure goes to the parent, which raises a project error
         print(_RESULT_MARKER + json.dumps({"error": type(error).__name__, "message": str(error)}), flush=True)
         return 1
     print(_RESULT_MARKER + json.dumps({"model_uri": arguments.model_uri, "pnl": pnl}), flush=True)

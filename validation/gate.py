@@ -48,12 +48,12 @@ __all__ = [
     "BASELINE_NAMES",
     "CHAMPION_CRITERION",
     "CRITERION_METRICS",
-    "CriterionResult",
-    "GateCriteria",
-    "GateDecision",
     "NO_CHAMPION_SCENARIO",
     "SCENARIO_KINDS",
     "SCENARIO_NAMES",
+    "CriterionResult",
+    "GateCriteria",
+    "GateDecision",
     "decide",
     "default_scenario_criteria",
     "gate_report",
@@ -456,7 +456,7 @@ def decide(
 
 def _cell(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     if math.isnan(value):
         return "NaN"
     return f"{value:.4g}"

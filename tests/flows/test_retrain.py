@@ -120,3 +120,44 @@ def test_repeated_run_reuses_cached_data_steps(tmp_path: Path) -> None:
     assert states["build-labels"] == "Cached"
     assert states["build-signal"] == "Cached"
     assert states["load-market-data"] == "Completed"
+
+
+@pytest.mark.slow
+def test_flow_retry_resumes_training_from_the_last_completed_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash in cycle 2 and a flow-run retry: cycle 1 is not trained again, cycle 2 restarts from its checkpoint."""
+    import tasks.training
+
+    calls: list[tuple[int, str | None]] = []
+    real_run_cycle = tasks.training.run_cycle
+
+    def crashing_once(cycle: int, **kwargs: object) -> object:
+        previous = kwargs["previous"]
+        calls.append((cycle, None if previous is None else Path(str(previous)).name))
+        if cycle == 2 and sum(1 for called, _ in calls if called == 2) == 1:
+            raise RuntimeError("simulated worker crash in cycle 2")
+        return real_run_cycle(cycle, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tasks.training, "run_cycle", crashing_once)
+    config = _config(tmp_path).model_copy(
+        update={
+            "training": RetrainConfig.model_validate(
+                {
+                    "training": {
+                        "cycles": 2,
+                        "steps_per_cycle": 256,
+                        "progress_bar": False,
+                        "ppo": {"n_envs": 2, "n_steps": 64, "batch_size": 64},
+                    }
+                }
+            ).training
+        }
+    )
+    retrying = nightly_retrain.with_options(retries=1, retry_delay_seconds=0)
+    train_cycle_retries = tasks.training.train_cycle.with_options(retries=0)
+    monkeypatch.setattr("flows.retrain.train_cycle", train_cycle_retries)
+    summary = retrying(config)
+    assert [cycle for cycle, _ in calls] == [1, 2, 2]
+    assert calls[1][1] == calls[2][1] == "cycle-1"
+    assert [entry["cycle"] for entry in summary["cycles"]] == [1, 2]
