@@ -1,4 +1,4 @@
-"""Evaluation speed and equality: batched lockstep evaluation vs SB3's ``evaluate_policy`` on the same episodes.
+"""Evaluation speed and equality: batched lockstep evaluation vs SB3's ``evaluate_policy``, same episodes.
 
 Run from the repository root: ``python benchmarks/bench_evaluation.py [--episodes N] [--runs R]``. Writes
 ``bench-results/evaluation.json`` and prints the figures.
@@ -93,12 +93,9 @@ def tiny_checkpoint(directory: Path) -> tuple[LoadedPolicy, SignalModel]:
     """Train the small seeded checkpoint described in the module docstring; return it and the signal model."""
     bars = generate_market(SyntheticMarketConfig(sessions=SESSIONS), seed=MARKET_SEED).bars
     features = build_features(bars)
-    days = bars.select(pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()).to_series().unique().sort()
-    train_end = (
-        bars.filter(pl.col("ts").dt.convert_time_zone("America/New_York").dt.date() <= days[TRAIN_SESSIONS - 1])
-        .get_column("ts")
-        .max()
-    )
+    day = pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()
+    days = bars.select(day).to_series().unique().sort()
+    train_end = bars.filter(day <= days[TRAIN_SESSIONS - 1]).get_column("ts").max()
     signal = out_of_fold_signal(
         features,
         label_bars(bars),
@@ -110,7 +107,9 @@ def tiny_checkpoint(directory: Path) -> tuple[LoadedPolicy, SignalModel]:
     frame = features.join(
         signal.signal.select("ts", "symbol", pl.col("signal").alias(SIGNAL_FEATURE)), on=["ts", "symbol"]
     )
-    arrays = market_arrays(bars, frame, feature_columns=DEFAULT_OBSERVATION_FEATURES, symbols=("NVDA", "MSFT"))
+    arrays = market_arrays(
+        bars, frame, feature_columns=DEFAULT_OBSERVATION_FEATURES, symbols=("NVDA", "MSFT")
+    )
     arrays = arrays.with_regime_score(regime_scores(arrays.close, session_index=arrays.session_index))
     parts = [part for _, part in session_markets(arrays)]
     train, validation = _concatenate(parts[:TRAIN_SESSIONS]), _concatenate(parts[TRAIN_SESSIONS:])
@@ -125,7 +124,9 @@ def sb3_episode_rewards(
 ) -> tuple[list[float], list[int]]:
     """SB3 ``evaluate_policy`` on one env walking ``episodes`` in order (see the module docstring)."""
     walker = EpisodeSequenceEnv(episodes, env_config=policy.config.env, controller_factory=policy.controller)
-    environment = VecNormalize(DummyVecEnv([lambda: walker]), training=False, norm_obs=True, norm_reward=False)
+    environment = VecNormalize(
+        DummyVecEnv([lambda: walker]), training=False, norm_obs=True, norm_reward=False
+    )
     restore_normalization(environment, policy.directory / NORMALIZATION_FILE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

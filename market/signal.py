@@ -175,7 +175,8 @@ class SymbolSignalModel:
             )
             raise ValueError(message)
         weights = tuple(
-            _frozen_array(weight, name=f"weights[{index}]", ndim=2) for index, weight in enumerate(self.weights)
+            _frozen_array(weight, name=f"weights[{index}]", ndim=2)
+            for index, weight in enumerate(self.weights)
         )
         biases = tuple(
             _frozen_array(bias, name=f"biases[{index}]", ndim=1) for index, bias in enumerate(self.biases)
@@ -256,7 +257,9 @@ class SignalModel:
         present = sorted(str(value) for value in features["symbol"].unique().to_list())
         unknown = [symbol for symbol in present if symbol not in self.symbols]
         if unknown:
-            message = f"the signal model has no weights for symbol(s) {unknown} (it has {sorted(self.symbols)})"
+            message = (
+                f"the signal model has no weights for symbol(s) {unknown} (it has {sorted(self.symbols)})"
+            )
             raise ValueError(message)
         frames = []
         for symbol in present:
@@ -265,7 +268,8 @@ class SignalModel:
                 .select(pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("ns"), *columns)
                 .sort("ts")
             )
-            probabilities = self.symbols[symbol].probabilities(rows.select(columns).cast(pl.Float64).to_numpy())
+            values = rows.select(columns).cast(pl.Float64).to_numpy()
+            probabilities = self.symbols[symbol].probabilities(values)
             signal = np.clip(probabilities[:, 2] - probabilities[:, 0], -1.0, 1.0)
             frames.append(
                 pl.DataFrame(

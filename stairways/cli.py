@@ -1,4 +1,4 @@
-"""The ``stairways`` command: ``run`` the nightly flow locally, ``qc`` an export before pointing the flow at it."""
+"""The ``stairways`` command: ``run`` the nightly flow, ``qc`` an export, ``rollback`` the champion."""
 
 import argparse
 import json
@@ -101,6 +101,24 @@ def _qc(args: argparse.Namespace) -> int:
     return 1
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    from stairways.config import load_config
+    from stairways.registry import rollback
+    from stairways.tracking import resolve_tracking_uri
+
+    config = load_config(args.config)
+    model_name = args.model or config.registry.model_name
+    record = rollback(
+        resolve_tracking_uri(config.tracking.tracking_uri), model_name, to_version=args.to, reason=args.reason
+    )
+    demoted = f"version {record.rolled_back}" if record.rolled_back else "no version"
+    print(
+        f"'{model_name}': champion is now version {record.champion} ({demoted} demoted; "
+        f"previous-champion: {record.previous_champion or 'none'}); reason recorded: {record.reason}"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stairways", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +141,15 @@ def _parser() -> argparse.ArgumentParser:
     export_options(qc)
     qc.add_argument("--report", type=Path, help="write the markdown QC report to this file")
     qc.set_defaults(handler=_qc)
+
+    back = commands.add_parser(
+        "rollback", help="move the registry's champion alias back to previous-champion (or a named version)"
+    )
+    back.add_argument("--to", metavar="VERSION", help="version to restore (default: previous-champion)")
+    back.add_argument("--reason", required=True, help="why; recorded as a tag on the versions")
+    back.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
+    back.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
+    back.set_defaults(handler=_rollback)
     return parser
 
 

@@ -30,9 +30,10 @@ gets no alias.
 
 **Rollback** (:func:`rollback`): ``champion`` moves to the ``previous-champion`` version (or a named
 version); the demoted version is tagged ``rolled_back_at``, ``rollback_reason``, ``rolled_back_to``, the
-restored one ``restored_at`` and ``restore_reason``. ``previous-champion`` then moves one step back in
-history (to the restored version's own ``promoted_from``), or is removed when there is none, so a rolled-back
-version is never the next rollback target by accident.
+restored one ``restored_at`` and ``restore_reason``. ``previous-champion`` then moves to the restored
+version's own predecessor (its ``promoted_from`` tag) or is removed when it has none, so rolling back again
+walks further back in history instead of returning to the version just demoted. Each event overwrites the
+tags of the same name on a version: they record its latest promotion or rollback.
 """
 
 import hashlib

@@ -29,7 +29,7 @@ reference for checking this evaluator against SB3's ``evaluate_policy`` (``bench
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,11 +42,15 @@ from envs.trading import DualTickerTradingEnv, TradingEnvConfig
 
 __all__ = [
     "COST_COMPONENTS",
+    "ControllerFactory",
     "EpisodeRecord",
     "EpisodeSequenceEnv",
     "Policy",
     "evaluate_episodes",
 ]
+
+ControllerFactory = Callable[[], AdaptiveRewardController | None]
+"""Returns a fresh reward controller for one episode (or None for no shaping)."""
 
 COST_COMPONENTS: tuple[str, ...] = ("ticket", "spread_fee", "impact", "total")
 """Keys of :attr:`EpisodeRecord.costs` (dollars per episode, as the env's ``cost_breakdown``)."""
@@ -89,7 +93,7 @@ class EpisodeRecord:
     rewards: np.ndarray
     """float64 ``(L,)``: the env's reward of each step (PnL term plus controller shaping)."""
     costs: dict[str, float]
-    """Episode costs in dollars: ``ticket``, ``spread_fee``, ``impact``, ``total`` (:data:`COST_COMPONENTS`)."""
+    """Episode costs in dollars by :data:`COST_COMPONENTS`: ticket, spread and fees, impact, total."""
     agent_orders: int
     """Orders of the agent that filled (the env's count; flattening orders excluded)."""
     flatten_orders: int
@@ -130,7 +134,7 @@ def _controller_factory(
     policy: Any,
     controller_state: Mapping[str, float | int] | None,
     controller_config: RewardControllerConfig | None,
-) -> Any:
+) -> ControllerFactory:
     """A callable returning a fresh controller per episode (or None), following the module docstring."""
     if controller_state is not None:
         state = dict(controller_state)
@@ -144,7 +148,7 @@ def _controller_factory(
         return restored
     factory = getattr(policy, "controller", None)
     if callable(factory):
-        return factory
+        return factory  # type: ignore[no-any-return]
     return lambda: None
 
 
@@ -300,7 +304,7 @@ def evaluate_episodes(
 
 
 class EpisodeSequenceEnv(gymnasium.Env[np.ndarray, np.int64]):
-    """The episodes as one env, walked in order: each ``reset`` starts the next one (after the last, the first).
+    """The episodes as one env, walked in order: each ``reset`` starts the next (after the last, the first).
 
     Every episode is a fresh :class:`~envs.trading.DualTickerTradingEnv` (one session, from its first bar)
     with a fresh controller from ``controller_factory`` (None: no controller), exactly as
@@ -313,7 +317,7 @@ class EpisodeSequenceEnv(gymnasium.Env[np.ndarray, np.int64]):
         episodes: Sequence[MarketArrays],
         *,
         env_config: TradingEnvConfig,
-        controller_factory: Any = None,
+        controller_factory: ControllerFactory | None = None,
     ) -> None:
         if not episodes:
             message = "EpisodeSequenceEnv needs at least one episode"

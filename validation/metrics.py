@@ -10,9 +10,9 @@ the number of bars in a trading year:
   equity never falls below an earlier peak.
 * ``sharpe``: ``mean(r) / std(r, ddof=1) * sqrt(A)``: per-bar returns annualized by the square root of
   the bars per year (the risk-free rate is taken as 0 intraday). 0 with fewer than two returns or zero
-  variance.
+  variance (a standard deviation below 1e-12, float rounding of a constant return).
 * ``sortino``: ``mean(r) / sqrt(mean(min(r, 0) ** 2)) * sqrt(A)`` (downside deviation against a target of
-  0, over all bars); 0 when no bar lost.
+  0, over all bars); 0 when no bar lost (downside deviation below 1e-12).
 * ``calmar``: ``mean(r) * A / (max_drawdown_pct / 100)``: arithmetic annualized return over the maximum
   drawdown (compounding one session to a year is meaningless); 0 without drawdown.
 * ``var_95_pct`` / ``expected_shortfall_95_pct``: historical 95% value at risk and expected shortfall of
@@ -86,6 +86,8 @@ TRADING_DAYS_PER_YEAR: Final = 252
 _HOLD: Final = ACTION_MEANINGS.index("hold/hold")
 _SELL, _STAY, _BUY = 0, 1, 2
 _TAIL: Final = 0.05
+# Per-bar return dispersion below this is float rounding (equity ~1e5 carries ~1e-11 relative noise).
+_ZERO_DISPERSION: Final = 1e-12
 
 EPISODE_KEYS: Final[tuple[str, ...]] = (
     "total_return_pct",
@@ -136,7 +138,7 @@ def _sharpe(returns: np.ndarray, bars_per_year: float) -> float:
     if returns.shape[0] < 2:
         return 0.0
     spread = float(np.std(returns, ddof=1))
-    if spread <= 0.0:
+    if spread <= _ZERO_DISPERSION:
         return 0.0
     return _clean(float(np.mean(returns)) / spread * math.sqrt(bars_per_year))
 
@@ -145,7 +147,7 @@ def _sortino(returns: np.ndarray, bars_per_year: float) -> float:
     if returns.shape[0] == 0:
         return 0.0
     downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
-    if downside <= 0.0:
+    if downside <= _ZERO_DISPERSION:
         return 0.0
     return _clean(float(np.mean(returns)) / downside * math.sqrt(bars_per_year))
 
@@ -408,9 +410,13 @@ class SignalRulePolicy:
         cls, feature_names: Sequence[str], *, signal_feature: str = "signal", threshold: float = 0.2
     ) -> "SignalRulePolicy":
         """The rule on a market's feature list (``MarketArrays.feature_names``, ``"SYMBOL:feature"``)."""
-        columns = [index for index, name in enumerate(feature_names) if name.split(":", 1)[-1] == signal_feature]
+        columns = [
+            index for index, name in enumerate(feature_names) if name.split(":", 1)[-1] == signal_feature
+        ]
         if len(columns) != 2:
-            message = f"expected one {signal_feature!r} column per ticker in the features, found {len(columns)}"
+            message = (
+                f"expected one {signal_feature!r} column per ticker in the features, found {len(columns)}"
+            )
             raise ValueError(message)
         return cls(signal_columns=(columns[0], columns[1]), threshold=threshold)
 
@@ -454,7 +460,8 @@ def plot_equity_curves(curves: Mapping[str, Sequence[EpisodeRecord]], path: Path
             continue
         paths = _equity_paths(records)
         steps = np.arange(paths.shape[1])
-        (line,) = axes.plot(steps, paths.mean(axis=0), linewidth=1.4, label=f"{name} ({len(records)} episodes)")
+        label = f"{name} ({len(records)} episodes)"
+        (line,) = axes.plot(steps, paths.mean(axis=0), linewidth=1.4, label=label)
         low, high = np.quantile(paths, [0.1, 0.9], axis=0)
         axes.fill_between(steps, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     axes.axhline(1.0, color="black", linewidth=0.6, linestyle=":")

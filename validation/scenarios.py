@@ -26,11 +26,12 @@ high_volatility_ratio``; ``low_volatility``: ``volatility_ratio <= low_volatilit
 ``|trend_z| >= trend_threshold``; ``correlation_breakdown``: ``return_correlation <=
 breakdown_correlation``; ``mixed``: every session. Slices overlap (a session can be volatile and
 trending); they are predicates, not a partition. Nothing decided inside an episode reads them. Detection is
-imperfect by nature: on the default synthetic market (seed 3, 300 sessions, true regimes known) the
-volatility predicates caught 87% of volatile and 92% of calm sessions with no false calls between the two,
-the correlation predicate every correlation-breakdown session and no other, while a single session's trend
-t-statistic is weak evidence (the drift of 1.2% a day sits under about 2% daily volatility): ``|trend_z| >=
-1.5`` flagged 18% of trending sessions against 3-10% of the others.
+imperfect by nature: on the default synthetic market (seed 3, 300 sessions, true regimes known, the
+reference being their median) the volatility predicates caught 87% of volatile and 92% of calm sessions with
+no volatile session called calm or the reverse; the correlation predicate caught every correlation-breakdown
+session and 2% of volatile ones (no calm or trending one); a single session's trend t-statistic is weak
+evidence (the drift of 1.2% a day sits under about 2% daily volatility): ``|trend_z| >= 1.5`` flagged 18%
+of trending sessions against 3-10% of the others.
 
 **Stress scenarios** (:func:`stress_scenarios`) come from the synthetic generator
 (:func:`market.synthetic.generate_market`) with fixed seeds (per scenario and block, derived from
@@ -107,7 +108,9 @@ class ScenarioConfig(BaseModel):
 
     model_config = _FROZEN
 
-    stress_episodes: int = Field(100, ge=1, description="Sessions (one-session episodes) per stress scenario.")
+    stress_episodes: int = Field(
+        100, ge=1, description="Sessions (one-session episodes) per stress scenario."
+    )
     stress_seed: int = Field(
         20_240_601, ge=0, description="Seed of the stress markets; each scenario and block derives its own."
     )
@@ -124,7 +127,8 @@ class ScenarioConfig(BaseModel):
         "drift direction).",
     )
     synthetic_mode: Literal["regimes", "martingale", "planted"] = Field(
-        "regimes", description="Generator mode of the stress markets; the caller sets it to the market's mode."
+        "regimes",
+        description="Generator mode of the stress markets; the caller sets it to the market's mode.",
     )
     bar_minutes: int = Field(
         1,
@@ -296,7 +300,8 @@ def classify_sessions(
             "mixed": pl.Series([True] * len(bounds), dtype=pl.Boolean),
         },
         schema_overrides={
-            name: pl.Boolean for name in ("high_volatility", "low_volatility", "trending", "correlation_breakdown")
+            name: pl.Boolean
+            for name in ("high_volatility", "low_volatility", "trending", "correlation_breakdown")
         },
     )
 
@@ -469,7 +474,9 @@ def stress_scenarios(
             episodes.extend(part for _, part in sessions)
             start = last_day + timedelta(days=1)
             block += 1
-        regime_text = f"regime forced to {forced}" if forced is not None else "regimes switching as configured"
+        regime_text = (
+            f"regime forced to {forced}" if forced is not None else "regimes switching as configured"
+        )
         scenarios[name] = Scenario(
             name=name,
             kind="stress",

@@ -73,7 +73,9 @@ def policy(sessions: list[MarketArrays], tmp_path_factory: pytest.TempPathFactor
 
 def _sb3(policy: LoadedPolicy, episodes: list[MarketArrays]) -> tuple[list[float], list[int]]:
     walker = EpisodeSequenceEnv(episodes, env_config=policy.config.env, controller_factory=policy.controller)
-    environment = VecNormalize(DummyVecEnv([lambda: walker]), training=False, norm_obs=True, norm_reward=False)
+    environment = VecNormalize(
+        DummyVecEnv([lambda: walker]), training=False, norm_obs=True, norm_reward=False
+    )
     restore_normalization(environment, Path(policy.directory) / NORMALIZATION_FILE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -92,7 +94,9 @@ def _float32_step_sum(record: EpisodeRecord) -> float:
     return float(np.cumsum(record.rewards.astype(np.float32).astype(np.float64))[-1])
 
 
-def test_batched_evaluation_equals_sb3_evaluate_policy(policy: LoadedPolicy, sessions: list[MarketArrays]) -> None:
+def test_batched_evaluation_equals_sb3_evaluate_policy(
+    policy: LoadedPolicy, sessions: list[MarketArrays]
+) -> None:
     episodes = sessions[TRAIN_SESSIONS:]
     records = evaluate_episodes(policy, episodes, env_config=policy.config.env)
     rewards, lengths = _sb3(policy, episodes)
@@ -106,7 +110,8 @@ def test_batched_evaluation_equals_sb3_evaluate_policy(policy: LoadedPolicy, ses
 def test_records_are_consistent_with_the_env(policy: LoadedPolicy, sessions: list[MarketArrays]) -> None:
     episodes = sessions[TRAIN_SESSIONS:]
     capital = policy.config.env.initial_capital
-    for record, market in zip(evaluate_episodes(policy, episodes, env_config=policy.config.env), episodes, strict=True):
+    records = evaluate_episodes(policy, episodes, env_config=policy.config.env)
+    for record, market in zip(records, episodes, strict=True):
         length = record.length
         assert length == market.bars - 1 and not record.terminated_early
         assert record.equity.shape == (length + 1,) and record.equity[0] == capital
@@ -130,7 +135,9 @@ def test_rewards_without_a_controller_are_the_pnl_term(sessions: list[MarketArra
         assert record.actions[0] == 8 and np.all(record.actions[2:] == 4)
 
 
-def test_the_checkpoint_controller_state_is_the_default(policy: LoadedPolicy, sessions: list[MarketArrays]) -> None:
+def test_the_checkpoint_controller_state_is_the_default(
+    policy: LoadedPolicy, sessions: list[MarketArrays]
+) -> None:
     episodes = sessions[TRAIN_SESSIONS:]
     default = evaluate_episodes(policy, episodes, env_config=policy.config.env)
     explicit = evaluate_episodes(
@@ -159,7 +166,9 @@ class _Without:
         return self._policy.predict(observations)
 
 
-def test_results_do_not_depend_on_the_order_of_episodes(policy: LoadedPolicy, sessions: list[MarketArrays]) -> None:
+def test_results_do_not_depend_on_the_order_of_episodes(
+    policy: LoadedPolicy, sessions: list[MarketArrays]
+) -> None:
     forward = evaluate_episodes(policy, sessions, env_config=policy.config.env)
     backward = evaluate_episodes(policy, sessions[::-1], env_config=policy.config.env)
     for first, second in zip(forward, backward[::-1], strict=True):
@@ -205,7 +214,8 @@ def test_bad_inputs_are_refused(sessions: list[MarketArrays]) -> None:
 
 
 def test_labels_and_sequence_env_walk_the_episodes_in_order(sessions: list[MarketArrays]) -> None:
-    records = evaluate_episodes(FlatPolicy(), sessions[:2], env_config=TradingEnvConfig(), sessions=["x", "y"])
+    config = TradingEnvConfig()
+    records = evaluate_episodes(FlatPolicy(), sessions[:2], env_config=config, sessions=["x", "y"])
     assert [record.session for record in records] == ["x", "y"]
     walker = EpisodeSequenceEnv(sessions[:2], env_config=TradingEnvConfig())
     for expected in (0, 1, 0):

@@ -76,6 +76,7 @@ def _market(kinds: list[str], *, first_day: int = 2, seed: int = 0) -> MarketArr
     )
 
 
+DATES = ["2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12", "2024-01-16"]
 BOOTSTRAP = _market(["normal"] * 5, first_day=2)
 VALIDATION_KINDS = ["calm", "volatile", "breakdown", "trend", "normal"]
 VALIDATION = _market(VALIDATION_KINDS, first_day=9)
@@ -84,7 +85,7 @@ VALIDATION = _market(VALIDATION_KINDS, first_day=9)
 def test_session_measures_and_predicates_follow_the_definitions() -> None:
     table = classify_sessions(VALIDATION, bootstrap=BOOTSTRAP, config=ScenarioConfig())
     assert table.height == len(VALIDATION_KINDS)
-    assert table["session"].to_list() == ["2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12", "2024-01-16"]
+    assert table["session"].to_list() == DATES
     assert table["reference_volatility"].to_list() == pytest.approx([0.001] * 5)
     ratio = table["volatility_ratio"].to_list()
     assert ratio[0] == pytest.approx(0.5)
@@ -172,7 +173,7 @@ def test_a_session_with_one_return_has_no_correlation() -> None:
 
 def test_session_markets_split_by_session_and_skip_one_bar_sessions() -> None:
     parts = session_markets(VALIDATION)
-    assert [day for day, _ in parts] == ["2024-01-09", "2024-01-10", "2024-01-11", "2024-01-12", "2024-01-16"]
+    assert [day for day, _ in parts] == DATES
     assert sum(part.bars for _, part in parts) == VALIDATION.bars
 
 
@@ -195,8 +196,12 @@ def _signal_model() -> SignalModel:
     column = FEATURES.index("log_return_5")
     weights[0, column], weights[2, column] = -1.0, 1.0
     weights[0, 0], weights[2, 0] = -0.3, 0.3
-    symbol = SymbolSignalModel(mean=np.zeros(width), std=np.ones(width), weights=(weights,), biases=(np.zeros(3),))
-    return SignalModel(feature_columns=tuple(FEATURES), kind="logistic", symbols={"NVDA": symbol, "MSFT": symbol})
+    symbol = SymbolSignalModel(
+        mean=np.zeros(width), std=np.ones(width), weights=(weights,), biases=(np.zeros(3),)
+    )
+    return SignalModel(
+        feature_columns=tuple(FEATURES), kind="logistic", symbols={"NVDA": symbol, "MSFT": symbol}
+    )
 
 
 SMALL = ScenarioConfig(stress_episodes=3, stress_block_sessions=2, warmup_sessions=1)
