@@ -1,9 +1,12 @@
 """The nightly retrain flow: a recipe of thin tasks, each over a plain, tested function.
 
 data -> normalization -> QC (stop on failure) -> features -> triple-barrier labels -> window split ->
-out-of-fold signal -> training cycles; every step tracked in one MLflow run.
+out-of-fold signal -> training cycles -> multi-regime validation -> gate -> registry (promotion + replay
+check); every step tracked in one MLflow run. A night either promotes a new champion for a stated reason or
+leaves the champion untouched for a stated reason.
 """
 
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -15,8 +18,10 @@ from tasks.data import load_market_data, normalize_market_data, record_dataset
 from tasks.features import build_feature_frame, record_features
 from tasks.labels import build_labels, build_signal, plan_split, record_labels, record_signal
 from tasks.qc import enforce_quality, run_quality_checks
+from tasks.registry import promote_and_replay, publish_gate_report, register_version
 from tasks.tracking import tracked_run
 from tasks.training import assemble_training_data, find_warm_start, record_cycle, train_cycle, work_directory
+from tasks.validation import assess_candidate, build_validation_scenarios, decide_gate
 from training.cycles import BASELINE_DIRECTORY, CycleResult, best_cycle
 
 __all__ = ["nightly_retrain"]
@@ -39,8 +44,14 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         signal = build_signal(features, labels, plan, config)
         record_signal(run, signal, plan)
         data = assemble_training_data(prepared, features, signal, plan, config)
-        cycles, stop_reason = _training_cycles(run, data, config)
-    best = best_cycle(cycles)
+        warm = find_warm_start(config)
+        cycles, stop_reason, candidate = _training_cycles(run, data, warm.checkpoint, config)
+        scenarios = build_validation_scenarios(data, signal, prepared, config)
+        result = assess_candidate(run, candidate, warm.checkpoint, scenarios, prepared, config)
+        decision = decide_gate(run, result, config)
+        registered = register_version(run, candidate, decision, dataset["digest"], config)
+        publish_gate_report(run, decision, result, registered)
+        promotion = promote_and_replay(run, registered, decision, result, scenarios, config)
     return {
         "mlflow_run_id": run.run_id,
         "tracking_uri": run.tracking_uri,
@@ -51,18 +62,25 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         "signal_cv": signal.cv_scores.get("mean", {}),
         "cycles": [{"cycle": c.cycle, "score": c.evaluation["score"], "rolled_back": c.rolled_back} for c in cycles],
         "training_stop": stop_reason,
-        "best_cycle": None if best is None else best.cycle,
-        "best_checkpoint": None if best is None else str(best.checkpoint),
+        "warm_start": warm.reason,
+        "gate": {"passed": decision.passed, "reason": decision.reason},
+        "registered_version": registered.version,
+        "promoted": promotion.promoted,
+        "champion": promotion.champion,
+        "champion_reason": promotion.reason,
     }
 
 
 def _training_cycles(
-    run: tracking.RunHandle, data: TrainingData, config: RetrainConfig
-) -> tuple[list[CycleResult], str]:
-    """Cycle 1 warm-starts from the champion; each cycle is its own retryable, per-run cached task."""
-    warm = find_warm_start(config)
+    run: tracking.RunHandle, data: TrainingData, warm_start: Path | None, config: RetrainConfig
+) -> tuple[list[CycleResult], str, Path]:
+    """Cycle 1 warm-starts from the champion; each cycle is its own retryable, per-run cached task.
+
+    Returns the cycles, why training stopped, and the candidate: the best kept cycle's checkpoint (the
+    starting weights when every cycle was rolled back).
+    """
     output_dir = work_directory()
-    previous, baseline = warm.checkpoint, None
+    previous, baseline = warm_start, None
     results: list[CycleResult] = []
     go_on, reason = True, ""
     while go_on:
@@ -72,4 +90,5 @@ def _training_cycles(
         results.append(result)
         previous, baseline = result.checkpoint, output_dir / BASELINE_DIRECTORY
         go_on, reason = continue_training(results, config)
-    return results, reason
+    best = best_cycle(results)
+    return results, reason, output_dir / BASELINE_DIRECTORY if best is None else best.checkpoint

@@ -18,7 +18,9 @@ from market.signal import SignalConfig
 from market.synthetic import SyntheticMarketConfig
 from stairways.errors import ConfigError
 from training.ppo import TrainingConfig
+from validation.gate import GateCriteria
 from validation.qc import QCThresholds
+from validation.scenarios import ScenarioConfig
 from validation.windows import WindowConfig
 
 __all__ = [
@@ -123,6 +125,10 @@ class RetrainConfig(BaseModel):
         default_factory=RegimeDetectorConfig, description="Market regime detector feeding the controller."
     )
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="PPO training cycles.")
+    scenarios: ScenarioConfig = Field(
+        default_factory=ScenarioConfig, description="Held-out regime slices and synthetic stress scenarios."
+    )
+    gate: GateCriteria = Field(default_factory=GateCriteria, description="Promotion gate criteria.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
 

@@ -92,6 +92,7 @@ __all__ = [
     "promote",
     "register_candidate",
     "resolve_version",
+    "revert_promotion",
     "rollback",
     "verify_checkpoint",
     "verify_files",
@@ -642,3 +643,19 @@ def rollback(tracking_uri: str, model_name: str, *, to_version: str | None, reas
     client.set_model_version_tag(model_name, number, "restored_at", rolled_back_at)
     client.set_model_version_tag(model_name, number, "restore_reason", reason[:_MAX_REASON])
     return RollbackRecord(model_name, number, demoted, earlier, reason, rolled_back_at)
+
+
+def revert_promotion(*, tracking_uri: str, record: PromotionRecord, reason: str) -> str | None:
+    """Undo ``record``: the former champion gets ``champion`` back, or no version holds it when there was none.
+
+    Returns the version that is champion afterwards (None when the alias was removed). The reverted version
+    keeps its tags and gets ``rolled_back_at`` / ``rollback_reason``.
+    """
+    client = _client(tracking_uri)
+    if record.previous_champion is not None:
+        rollback(tracking_uri, record.model_name, to_version=record.previous_champion, reason=reason)
+        return record.previous_champion
+    client.delete_registered_model_alias(record.model_name, CHAMPION_ALIAS)
+    client.set_model_version_tag(record.model_name, record.new_champion, "rolled_back_at", _now())
+    client.set_model_version_tag(record.model_name, record.new_champion, "rollback_reason", reason[:_MAX_REASON])
+    return None

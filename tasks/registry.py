@@ -1,0 +1,131 @@
+"""Thin Prefect adapters for the registry: register every candidate, report, promote, replay-check."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.tasks import exponential_backoff
+
+from stairways import assessment, registry, tracking
+from stairways.config import RetrainConfig
+from stairways.errors import ReplayMismatch
+from stairways.replay import check_replay, replay_in_subprocess, save_episodes
+from tasks.training import work_directory
+from training.cycles import META_FILE
+from validation.gate import GateDecision, gate_report
+from validation.scenarios import Scenario
+
+__all__ = ["Promotion", "promote_and_replay", "publish_gate_report", "register_version"]
+
+_IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2)}
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What the night did to the registry."""
+
+    promoted: bool
+    champion: str | None
+    reason: str
+
+
+@task(name="register-candidate", **_IO_RETRIES)
+def register_version(
+    handle: tracking.RunHandle,
+    checkpoint: Path,
+    decision: GateDecision,
+    data_digest: str,
+    config: RetrainConfig,
+) -> registry.RegisteredCandidate:
+    """Every candidate becomes a model version with its gate results and file hashes as tags."""
+    meta = json.loads((checkpoint / META_FILE).read_text())
+    names = [*meta["feature_names"], "position:0", "position:1"]
+    registered = registry.register_candidate(
+        tracking_uri=handle.tracking_uri,
+        model_name=config.registry.model_name,
+        run_id=handle.run_id,
+        checkpoint=checkpoint,
+        decision=decision,
+        data_digest=data_digest,
+        observation_names=names,
+    )
+    tracking.set_tags(handle, {"registry.version": registered.version, "registry.model": registered.model_name})
+    get_run_logger().info("registered %s version %s", registered.model_name, registered.version)
+    return registered
+
+
+def _links(handle: tracking.RunHandle, registered: registry.RegisteredCandidate) -> dict[str, str]:
+    base = handle.tracking_uri.rstrip("/")
+    if base.startswith(("http://", "https://")):
+        return {
+            "MLflow run": f"{base}/#/experiments/{handle.experiment_id}/runs/{handle.run_id}",
+            "model version": f"{base}/#/models/{registered.model_name}/versions/{registered.version}",
+        }
+    return {"MLflow run": f"runs:/{handle.run_id}", "model version": registered.model_uri}
+
+
+@task(name="publish-gate-report", **_IO_RETRIES)
+def publish_gate_report(
+    handle: tracking.RunHandle,
+    decision: GateDecision,
+    result: assessment.Assessment,
+    registered: registry.RegisteredCandidate,
+) -> str:
+    """The gate table (scenario x criterion; candidate vs champion vs baselines) as Prefect and MLflow artifact."""
+    markdown = gate_report(
+        decision,
+        candidate=result.candidate,
+        champion=result.champion,
+        baselines=result.baselines,
+        links=_links(handle, registered),
+    )
+    markdown += f"\n\nChampion comparison: {result.champion_note}.\n"
+    tracking.log_text(handle, markdown, "gate/report.md")
+    create_markdown_artifact(key="gate-report", markdown=markdown, description="Promotion gate report")
+    return markdown
+
+
+@task(name="promote-and-replay")
+def promote_and_replay(
+    handle: tracking.RunHandle,
+    registered: registry.RegisteredCandidate,
+    decision: GateDecision,
+    result: assessment.Assessment,
+    scenarios: dict[str, Scenario],
+    config: RetrainConfig,
+) -> Promotion:
+    """Promote a passing candidate, then replay it from the registry in a fresh process; revert on mismatch."""
+    logger = get_run_logger()
+    name = config.registry.model_name
+    if not decision.passed:
+        champion = registry.current_champion(tracking_uri=handle.tracking_uri, model_name=name)
+        reason = f"gate rejected version {registered.version}: {decision.reason}"
+        logger.info("champion unchanged (%s): %s", champion, reason)
+        return Promotion(promoted=False, champion=champion, reason=reason)
+    record = registry.promote(
+        tracking_uri=handle.tracking_uri, model_name=name, version=registered.version, reason=decision.reason
+    )
+    episodes_file = save_episodes(
+        scenarios[assessment.REPLAY_SCENARIO].episodes, work_directory() / "replay" / "episodes.npz"
+    )
+    try:
+        replayed = replay_in_subprocess(
+            f"models:/{name}@{registry.CHAMPION_ALIAS}",
+            episodes_file,
+            env_config=config.training.env,
+            tracking_uri=handle.tracking_uri,
+        )
+        check_replay(result.replay_pnl, replayed, capital=config.training.env.initial_capital)
+    except Exception as error:
+        restored = registry.revert_promotion(
+            tracking_uri=handle.tracking_uri, record=record, reason=f"replay check failed: {error}"
+        )
+        tracking.set_tags(handle, {"registry.promotion": "reverted"})
+        msg = f"promotion of version {registered.version} reverted (champion now {restored}): {error}"
+        raise ReplayMismatch(msg) from error
+    tracking.log_json(handle, {"expected": result.replay_pnl, "replayed": replayed}, "gate/replay.json")
+    tracking.set_tags(handle, {"registry.promotion": "promoted", "registry.champion": registered.version})
+    logger.info("version %s is champion (previous: %s); replay matched", record.new_champion, record.previous_champion)
+    return Promotion(promoted=True, champion=record.new_champion, reason=decision.reason)
