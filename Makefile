@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest $(ARGS)
 
 ## Slow tests only (training, end-to-end); CI runs them after `make test`.
-test-slow: setup
+test-slow: setup browsers
 	$(PY) -m pytest -m slow $(ARGS)
 
 test-all: test test-slow
@@ -52,3 +52,31 @@ lock: setup
 	{ echo "# Exact, verified set installed by \`make\` (regenerate with \`make lock\` after changing pyproject.toml)."; \
 	  echo "# torch is the local CPU build (torch==2.13.0 -> 2.13.0+cpu); fastapi stays below 0.155 for prefect 3.8.8's server."; \
 	  $(PY) -m pip freeze --all | grep -vE '^(pip|wheel|-e |stairways)'; } > requirements.lock
+
+## Run it like production, on loopback: Prefect server and UI, MLflow tracking server (SQL store, artifact serving)
+## and a process worker; registers the deployments of prefect.yaml; Ctrl+C stops everything. State and logs go to
+## .stairways/serve. Postgres: ARGS="--prefect-database-url postgresql+asyncpg://... --mlflow-backend-store-uri
+## postgresql://...". Push gateway: STAIRWAYS_PUSHGATEWAY=host:9091.
+.PHONY: serve browsers schedule screenshots
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+serve: setup
+	$(PY) -m stairways.serve up --prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT) $(ARGS)
+
+## Chromium for the browser tests (Debian package; Playwright drives /usr/bin/chromium, it cannot download
+## browsers). Never fails the build: without chromium the browser tests skip and say why.
+browsers:
+	@if [ -x /usr/bin/chromium ]; then echo "browsers: $$(/usr/bin/chromium --version 2>/dev/null | head -1)"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  { $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    || echo "browsers: chromium could not be installed; the browser tests will be skipped"; \
+	fi
+
+## Check (or with ARGS=--write, regenerate) the nightly schedule's NYSE-holiday exclusions in prefect.yaml.
+schedule: setup
+	$(PY) -m stairways.serve schedule $(ARGS)
+
+## Re-take the two README screenshots (docs/*.png) with the browser tests.
+screenshots: setup browsers
+	STAIRWAYS_DOCS_SCREENSHOTS=1 $(PY) -m pytest -m slow tests/ops/test_browser.py $(ARGS)

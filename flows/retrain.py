@@ -17,7 +17,7 @@ from stairways.pipeline import TrainingData, continue_training
 from tasks.data import load_market_data, normalize_market_data, record_dataset
 from tasks.features import build_feature_frame, record_features
 from tasks.labels import build_labels, build_signal, plan_split, record_labels, record_signal
-from tasks.qc import enforce_quality, run_quality_checks
+from tasks.qc import enforce_quality, record_quality, run_quality_checks
 from tasks.registry import promote_and_replay, publish_gate_report, register_version
 from tasks.tracking import tracked_run
 from tasks.training import assemble_training_data, find_warm_start, record_cycle, train_cycle, work_directory
@@ -35,7 +35,8 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         prepared = normalize_market_data(market, config)
         dataset = record_dataset(run, market, prepared)
         report = run_quality_checks(prepared, config)
-        enforce_quality(run, report, prepared)
+        record_quality(run, report, prepared)
+        enforce_quality(report)
         features = build_feature_frame(prepared, config)
         feature_summary = record_features(run, features, config)
         labels = build_labels(prepared, config)

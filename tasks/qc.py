@@ -10,7 +10,7 @@ from stairways.config import RetrainConfig
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from validation.qc import QCReport, raise_for_qc
 
-__all__ = ["enforce_quality", "run_quality_checks"]
+__all__ = ["enforce_quality", "record_quality", "run_quality_checks"]
 
 
 @task(
@@ -24,9 +24,9 @@ def run_quality_checks(prepared: NormalizedBars, config: RetrainConfig) -> QCRep
     return pipeline.quality_check(prepared, config)
 
 
-@task(name="enforce-quality", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
-def enforce_quality(handle: tracking.RunHandle, report: QCReport, prepared: NormalizedBars) -> None:
-    """Log the GX result and the readable report (MLflow and a Prefect artifact), then stop on failure."""
+@task(name="record-quality", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+def record_quality(handle: tracking.RunHandle, report: QCReport, prepared: NormalizedBars) -> None:
+    """Log the GX result and the readable report (MLflow and a Prefect artifact), pass or fail."""
     markdown = report.to_markdown(prepared.repairs)
     tracking.log_json(handle, report.result_json, "qc/gx_result.json")
     tracking.log_text(handle, markdown, "qc/report.md")
@@ -35,6 +35,11 @@ def enforce_quality(handle: tracking.RunHandle, report: QCReport, prepared: Norm
         handle, {"qc.verdict": "pass" if report.passed else "fail", "qc.suite_version": report.suite_version}
     )
     create_markdown_artifact(key="qc-report", markdown=markdown, description="Data QC verdict and repairs")
+
+
+@task(name="enforce-quality")
+def enforce_quality(report: QCReport) -> None:
+    """Stop the flow with ``DataQualityError`` naming every failed expectation (never retried)."""
     logger = get_run_logger()
     for failure in report.failures:
         logger.error("QC failed: %s", failure)

@@ -1,0 +1,122 @@
+"""A week of nights against one registry: the champion changes only for a stated reason.
+
+Slow: each night is a real (small) flow run against the session's Prefect server and an MLflow SQLite store.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import polars as pl
+import pytest
+from mlflow.tracking import MlflowClient
+
+import tasks.registry
+import tasks.training
+from flows.retrain import nightly_retrain
+from stairways import registry
+from stairways.config import RetrainConfig
+from stairways.errors import DataQualityError, ReplayMismatch
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
+
+LENIENT_GATE = {
+    "min_total_return_pct": -100.0,
+    "max_drawdown_pct": 100.0,
+    "min_trades_per_day": 0.0,
+    "max_trades_per_day": 10_000.0,
+    "min_sharpe": -1_000.0,
+    "min_win_rate": 0.0,
+}
+
+
+def night_config(model_name: str, *, gate: dict[str, Any] | None = None, **overrides: Any) -> RetrainConfig:
+    values: dict[str, Any] = {
+        "seed": 11,
+        "data": {"synthetic": {"sessions": 14}},
+        "window": {"validation_sessions": 4, "min_train_sessions": 4},
+        "training": {
+            "cycles": 2,
+            "steps_per_cycle": 1024,
+            "progress_bar": False,
+            "ppo": {"n_envs": 4, "n_steps": 128, "batch_size": 128},
+        },
+        "scenarios": {"stress_episodes": 8},
+        "registry": {"model_name": model_name},
+        "tracking": {"experiment_name": f"promotion-{model_name}"},
+        "gate": gate or {},
+    }
+    values.update(overrides)
+    return RetrainConfig.model_validate(values)
+
+
+def champion(model_name: str) -> str | None:
+    return registry.current_champion(tracking_uri=mlflow.get_tracking_uri(), model_name=model_name)
+
+
+def test_the_champion_changes_only_for_a_stated_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"agent-{tmp_path.name}"
+    client = MlflowClient()
+
+    # Night 1: the replay from the registry disagrees with the logged PnL -> the promotion is reverted.
+    real_replay = tasks.registry.replay_in_subprocess
+
+    def corrupted_replay(*args: Any, **kwargs: Any) -> list[float]:
+        return [pnl + 1_000.0 for pnl in real_replay(*args, **kwargs)]
+
+    monkeypatch.setattr(tasks.registry, "replay_in_subprocess", corrupted_replay)
+    with pytest.raises(ReplayMismatch, match="reverted"):
+        nightly_retrain(night_config(name, gate=LENIENT_GATE))
+    assert champion(name) is None
+    assert client.get_model_version(name, "1").tags["rollback_reason"].startswith("replay check failed")
+    monkeypatch.setattr(tasks.registry, "replay_in_subprocess", real_replay)
+
+    # Night 2: a passing candidate with no champion is promoted, and the fresh-process replay matches.
+    second = nightly_retrain(night_config(name, gate=LENIENT_GATE))
+    assert second["promoted"] is True
+    assert second["champion"] == second["registered_version"] == "2"
+    assert champion(name) == "2"
+    replay = mlflow.artifacts.load_dict(f"runs:/{second['mlflow_run_id']}/gate/replay.json")
+    assert len(replay["expected"]) == len(replay["replayed"]) > 0
+
+    # Night 3: warm start from the champion; evaluated against it; the default gate rejects -> unchanged.
+    third = nightly_retrain(night_config(name))
+    assert third["warm_start"].startswith("champion version 2")
+    assert third["promoted"] is False
+    assert champion(name) == "2"
+    metrics = mlflow.artifacts.load_dict(f"runs:/{third['mlflow_run_id']}/validation/metrics.json")
+    assert metrics["champion"] is not None
+    assert metrics["champion_note"] == "champion re-evaluated on the same scenarios"
+    rejected = client.get_model_version(name, third["registered_version"])
+    assert rejected.tags["gate.verdict"] == "failed"
+    assert not rejected.aliases
+
+    # Night 4: the data fail QC -> the flow stops before features; nothing is registered.
+    bars = pl.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{third['mlflow_run_id']}/data/bars.parquet", dst_path=str(tmp_path)
+        )
+    )
+    paths = {}
+    for symbol in ("NVDA", "MSFT"):
+        frame = bars.filter(pl.col("symbol") == symbol).drop("symbol")
+        if symbol == "NVDA":
+            frame = frame.with_columns(
+                pl.when(pl.int_range(pl.len()) == 500).then(-1.0).otherwise(pl.col("close")).alias("close")
+            )
+        paths[symbol] = str(tmp_path / f"{symbol}.parquet")
+        frame.write_parquet(paths[symbol])
+    with pytest.raises(DataQualityError):
+        nightly_retrain(night_config(name, gate=LENIENT_GATE, data={"source": "export", "export_paths": paths}))
+    assert champion(name) == "2"
+
+    # Night 5: training dies -> unchanged.
+    def dying(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("out of memory while training")
+
+    monkeypatch.setattr(tasks.training, "run_cycle", dying)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        nightly_retrain(night_config(name, gate=LENIENT_GATE, seed=12))
+    assert champion(name) == "2"
+    versions = {str(version.version) for version in client.search_model_versions(f"name='{name}'")}
+    assert versions == {"1", "2", third["registered_version"]}
