@@ -42,7 +42,11 @@ the number of bars in a trading year:
   cost components ``cost_ticket``, ``cost_spread_fee``, ``cost_impact``, ``cost_total`` (dollars per
   episode, from the env), ``reward`` (the env's reward sum, shaping included), ``agent_orders``.
 
-:func:`aggregate_metrics` averages the per-episode figures over the episodes, except: ``sharpe``,
+:func:`aggregate_metrics` averages the per-episode figures over the episodes, except: ``total_return_pct``
+and ``max_drawdown_pct`` are those of the scenario's episodes traded back to back (their per-bar returns
+compounded in order: the scenario's return and the worst fall of that equity path, what the gate's return and
+drawdown criteria read), with the per-episode means kept as ``mean_episode_return_pct`` and
+``mean_episode_drawdown_pct``; ``sharpe``,
 ``sortino``, ``var_95_pct`` and ``expected_shortfall_95_pct`` are computed on all episodes' per-bar returns
 concatenated; ``calmar`` is the concatenated returns' annualized mean over the mean episode drawdown;
 ``win_rate`` and ``average_holding_bars`` pool all round trips; ``round_trips`` is their total;
@@ -114,6 +118,8 @@ AGGREGATE_KEYS: Final[tuple[str, ...]] = (
     *(key if key != "early_termination" else "early_termination_rate" for key in EPISODE_KEYS),
     "max_drawdown_pct_worst",
     "total_return_pct_median",
+    "mean_episode_return_pct",
+    "mean_episode_drawdown_pct",
 )
 
 
@@ -315,7 +321,12 @@ def aggregate_metrics(records: Sequence[EpisodeRecord], *, bars_per_session: flo
     trips = [trip for record in records for trip in round_trips(record)]
     value_at_risk, shortfall = _tail_risk(returns)
     mean_drawdown = result["max_drawdown_pct"] / 100.0
+    back_to_back = np.concatenate(([1.0], np.cumprod(1.0 + returns)))
     result |= {
+        "mean_episode_return_pct": result["total_return_pct"],
+        "mean_episode_drawdown_pct": result["max_drawdown_pct"],
+        "total_return_pct": 100.0 * (float(back_to_back[-1]) - 1.0),
+        "max_drawdown_pct": 100.0 * _max_drawdown(back_to_back),
         "episodes": float(len(records)),
         "sharpe": _sharpe(returns, bars_per_year),
         "sortino": _sortino(returns, bars_per_year),

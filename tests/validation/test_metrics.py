@@ -215,7 +215,13 @@ def test_aggregate_pools_returns_and_round_trips() -> None:
     assert aggregate["sharpe"] == pytest.approx(pooled.mean() / pooled.std(ddof=1) * math.sqrt(252 * 390))
     singles = [episode_metrics(record, bars_per_session=390) for record in (first, second, trips)]
     mean_return = np.mean([row["total_return_pct"] for row in singles])
-    assert aggregate["total_return_pct"] == pytest.approx(mean_return)
+    assert aggregate["mean_episode_return_pct"] == pytest.approx(mean_return)
+    # The scenario's episodes traded back to back: returns compound, drawdown spans episode boundaries.
+    compounded = np.concatenate(([1.0], np.cumprod(1.0 + pooled)))
+    assert aggregate["total_return_pct"] == pytest.approx(100.0 * (compounded[-1] - 1.0))
+    peak_fall = np.max(1.0 - compounded / np.maximum.accumulate(compounded))
+    assert aggregate["max_drawdown_pct"] == pytest.approx(100.0 * peak_fall)
+    assert aggregate["max_drawdown_pct"] >= aggregate["max_drawdown_pct_worst"] - 1e-12
     assert aggregate["max_drawdown_pct_worst"] == max(row["max_drawdown_pct"] for row in singles)
     assert aggregate["round_trips"] == 3.0 and aggregate["win_rate"] == pytest.approx(1 / 3)
     assert aggregate["cost_total"] == pytest.approx(14.0 / 3)
