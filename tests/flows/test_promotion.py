@@ -120,3 +120,22 @@ def test_the_champion_changes_only_for_a_stated_reason(tmp_path: Path, monkeypat
     assert champion(name) == "2"
     versions = {str(version.version) for version in client.search_model_versions(f"name='{name}'")}
     assert versions == {"1", "2", third["registered_version"]}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_null_market_promotes_nothing(tmp_path: Path, seed: int) -> None:
+    """On the martingale market nothing is predictable: a promotion would mean leakage or a broken gate."""
+    name = f"null-{tmp_path.name}"
+    summary = nightly_retrain(
+        night_config(
+            name,
+            seed=seed,
+            data={"synthetic": {"sessions": 16, "mode": "martingale"}},
+            scenarios={"stress_episodes": 20},
+        )
+    )
+    assert summary["gate"]["passed"] is False, summary["gate"]["reason"]
+    assert summary["promoted"] is False
+    assert champion(name) is None
+    version = MlflowClient().get_model_version(name, summary["registered_version"])
+    assert version.tags["gate.verdict"] == "failed"
