@@ -139,3 +139,42 @@ def test_null_market_promotes_nothing(tmp_path: Path, seed: int) -> None:
     assert champion(name) is None
     version = MlflowClient().get_model_version(name, summary["registered_version"])
     assert version.tags["gate.verdict"] == "failed"
+
+
+@pytest.fixture(scope="module")
+def planted_night(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict[str, Any]:
+    """One night on a market with a strong planted, learnable edge (10-bar block momentum, strength 0.9)."""
+    name = f"planted-{tmp_path_factory.mktemp('planted').name}"
+    summary = nightly_retrain(
+        night_config(
+            name,
+            seed=5,
+            data={"synthetic": {"sessions": 40, "mode": "planted", "planted_strength": 0.9}},
+            window={"validation_sessions": 8, "min_train_sessions": 5},
+            training={"cycles": 4, "steps_per_cycle": 12_000, "progress_bar": False},
+            scenarios={"stress_episodes": 40},
+        )
+    )
+    metrics = mlflow.artifacts.load_dict(f"runs:/{summary['mlflow_run_id']}/validation/metrics.json")
+    return {"summary": summary, "metrics": metrics, "name": name}
+
+
+@pytest.mark.parametrize("scenario", ["held_out/mixed", "stress/mixed"])
+def test_planted_edge_reaches_the_signal_rule_through_the_leakage_proof_pipeline(
+    planted_night: dict[str, Any], scenario: str
+) -> None:
+    baselines = planted_night["metrics"]["baselines"]
+    rule = baselines["signal_rule"][scenario]
+    assert rule["total_return_pct"] > 1.0
+    assert rule["sharpe"] > 0.6
+    assert rule["max_drawdown_pct"] < 2.0
+    assert rule["total_return_pct"] > baselines["buy_and_hold"][scenario]["total_return_pct"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: on the planted market neither the signal rule nor the trained agent meets the default "
+    "gate's win rate >= 0.65 and 5-25 trades a day, so the agent is not promoted",
+)
+def test_planted_edge_gets_the_agent_promoted(planted_night: dict[str, Any]) -> None:
+    assert planted_night["summary"]["promoted"] is True
