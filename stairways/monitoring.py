@@ -1,16 +1,17 @@
 """Batched metrics to a Prometheus push gateway: one push per stage of a run, never one per step.
 
-The nightly flow is a batch job, so Prometheus cannot scrape it; it pushes instead. When a gateway is configured
-(``STAIRWAYS_PUSHGATEWAY=host:9091``, or a config value passed to :func:`resolve_pushgateway`), training and
-validation call :func:`push_metrics` once each with their summary figures, for example
+The nightly flow is a batch job, so Prometheus cannot scrape it; it pushes instead. When a gateway is
+configured (``STAIRWAYS_PUSHGATEWAY=host:9091``, or a config value passed to :func:`resolve_pushgateway`),
+training and validation call :func:`push_metrics` once each with their summary figures, for example
 ``{"training.steps": 48_000, "training.reward_mean": 0.12, "training.hold_rate": 0.4,
 "validation.regime_score.volatile": 0.3, "gate.passed": 1.0}``.
 
-Each push replaces the metric group ``job`` + ``labels`` (the grouping key) on the gateway, so the latest run's
-figures stay visible until the next push; metric names get the ``stairways_`` prefix and Prometheus-legal
-characters (``training.reward_mean`` becomes ``stairways_training_reward_mean``), and every push adds
-``stairways_last_push_timestamp_seconds`` for staleness alerts. Monitoring must never stop a retrain: any
-failure (no gateway, a dead address, a timeout, a value that is not a number) is logged and returns False.
+Each push replaces the metric group ``job`` + ``labels`` (the grouping key) on the gateway, so the latest
+run's figures stay visible until the next push; metric names get the ``stairways_`` prefix and
+Prometheus-legal characters (``training.reward_mean`` becomes ``stairways_training_reward_mean``), and every
+push adds ``stairways_last_push_timestamp_seconds`` for staleness alerts. Monitoring must never stop a
+retrain: any failure (no gateway, a dead address, a timeout, a value that is not a number) is logged and
+returns False.
 """
 
 import logging
@@ -90,8 +91,8 @@ def push_metrics(
 ) -> bool:
     """Push ``metrics`` as gauges to the gateway (``host:port`` or a URL) under ``job`` and ``labels``.
 
-    One HTTP PUT replaces the group ``job`` + ``labels``. Returns True when the gateway accepted the push; False
-    when no gateway is configured or anything failed (logged as a warning, never raised).
+    One HTTP PUT replaces the group ``job`` + ``labels``. Returns True when the gateway accepted the push;
+    False when no gateway is configured or anything failed (logged as a warning, never raised).
     """
     if not gateway or not gateway.strip():
         _LOGGER.debug("no push gateway configured: %d metrics of %s not pushed", len(metrics), job)
@@ -99,10 +100,17 @@ def push_metrics(
     try:
         registry = _registry(metrics)
         grouping_key = {_label_name(key): str(value) for key, value in labels.items()}
-        push_to_gateway(gateway.strip(), job=job, registry=registry, grouping_key=grouping_key, timeout=timeout)
+        push_to_gateway(
+            gateway.strip(), job=job, registry=registry, grouping_key=grouping_key, timeout=timeout
+        )
     except Exception as error:  # noqa: BLE001 - monitoring must never fail the run
         _LOGGER.warning(
-            "pushing %d metrics of %s to %s failed: %s: %s", len(metrics), job, gateway, type(error).__name__, error
+            "pushing %d metrics of %s to %s failed: %s: %s",
+            len(metrics),
+            job,
+            gateway,
+            type(error).__name__,
+            error,
         )
         return False
     _LOGGER.info("pushed %d metrics of %s to %s", len(metrics), job, gateway)

@@ -262,7 +262,7 @@ class AgentPyfunc(PythonModel):
         self._policy = load_checkpoint(directory)
 
     def predict(
-        self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, Any] | None = None
+        self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, str] | None = None
     ) -> np.ndarray:
         """Actions (int64, shape ``(n,)``) for observations of shape ``(n, observation size)``."""
         # ``np.ndarray`` is a hint MLflow infers no schema from: the explicit signature alone applies.

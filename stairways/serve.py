@@ -1,26 +1,29 @@
-"""Run the stack like production, on loopback: a Prefect server, an MLflow tracking server and a process worker.
+"""Run the stack like production, on loopback: Prefect server, MLflow tracking server, process worker.
 
 ``python -m stairways.serve up`` (``make serve``) starts, bound to 127.0.0.1:
 
 - the Prefect server (API and UI) on a SQLite database in the state folder, or on Postgres with
-  ``--prefect-database-url postgresql+asyncpg://...``; ``PREFECT_UI_API_URL`` is set so the UI works on any port;
+  ``--prefect-database-url postgresql+asyncpg://...``; ``PREFECT_UI_API_URL`` is set so the UI works on
+  any port;
 - the MLflow tracking server with a SQL backend store (SQLite in the state folder, or ``postgresql://...``),
   serving artifacts from a folder (``--serve-artifacts --artifacts-destination``);
 - a Prefect process worker on the ``stairways-local`` pool. Its flow runs get ``PREFECT_API_URL``,
   ``PREFECT_UI_API_URL`` and ``MLFLOW_TRACKING_URI`` of these servers and ``STAIRWAYS_HOME`` (the checkout,
   where the deployments' pull step changes directory to);
 
-then registers the deployments of ``prefect.yaml`` (``prefect --no-prompt deploy --all``) and waits for SIGINT or
-SIGTERM. Every service runs in its own process group; stopping sends SIGTERM to each group (worker first) and
-SIGKILL after a grace period. The integration tests drive the same :class:`LocalStack` on free ports.
+then registers the deployments of ``prefect.yaml`` (``prefect --no-prompt deploy --all``) and waits for
+SIGINT or SIGTERM. Every service runs in its own process group; stopping sends SIGTERM to each group (worker
+first) and SIGKILL after a grace period. The integration tests drive the same :class:`LocalStack` on free
+ports.
 
-**The nightly schedule** (:func:`nightly_rrule`): cron cannot skip exchange holidays, so the ``nightly-retrain``
-deployment uses an RFC 5545 rule: every weekday at 17:30 New York time, minus an ``EXDATE`` for every NYSE
-full-day holiday of a span of years (``market.calendar.holidays``). The block in ``prefect.yaml`` between the
-``BEGIN generated``/``END generated`` markers is written by ``python -m stairways.serve schedule --write`` and
-checked by ``schedule --check`` (and the tests): it must equal the generator's output and reach at least
-:data:`MIN_SCHEDULE_HORIZON_YEARS` ahead. Closures announced at short notice (days of mourning, weather) cannot
-be generated in advance; a run on such a day retrains on the previous session's data.
+**The nightly schedule** (:func:`nightly_rrule`): cron cannot skip exchange holidays, so the
+``nightly-retrain`` deployment uses an RFC 5545 rule: every weekday at 17:30 New York time, minus an
+``EXDATE`` for every NYSE full-day holiday of a span of years (``market.calendar.holidays``). The block in
+``prefect.yaml`` between the ``BEGIN generated``/``END generated`` markers is written by
+``python -m stairways.serve schedule --write`` and checked by ``schedule`` (and the tests): it must equal the
+generator's output and reach at least :data:`MIN_SCHEDULE_HORIZON_YEARS` ahead. Closures announced at short
+notice (days of mourning, weather) cannot be generated in advance; a run on such a day retrains on the
+previous session's data.
 """
 
 import argparse
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from datetime import time as clock_time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import httpx
 import yaml
@@ -84,7 +87,9 @@ NIGHTLY_DEPLOYMENT = "nightly-retrain"
 NIGHTLY_RUN_TIME = clock_time(17, 30)
 SCHEDULE_TIMEZONE = str(EXCHANGE_TZ.key)
 MIN_SCHEDULE_HORIZON_YEARS = 1
-SCHEDULE_BEGIN_MARKER = "# BEGIN generated: nightly trading-day schedule (python -m stairways.serve schedule --write)"
+SCHEDULE_BEGIN_MARKER = (
+    "# BEGIN generated: nightly trading-day schedule (python -m stairways.serve schedule --write)"
+)
 SCHEDULE_END_MARKER = "# END generated: nightly trading-day schedule"
 _DEFAULT_SCHEDULE_YEARS = 10
 # Settings the children may inherit from the caller; every other PREFECT_*/MLFLOW_* variable is dropped so a
@@ -96,17 +101,17 @@ class StackError(PipelineError):
     """A service of the local stack failed to start, became unhealthy, or a deployment step failed."""
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Schedule generator
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 def nightly_rrule(first_year: int, last_year: int, *, run_time: clock_time = NIGHTLY_RUN_TIME) -> str:
     """RFC 5545 rule of the nightly run: weekdays at ``run_time`` (New York), minus NYSE holidays.
 
     One ``EXDATE`` line per year from ``first_year`` to ``last_year`` (both included) lists the full-day
-    closures of ``market.calendar.holidays``; the rule starts on January 1 of ``first_year`` and has no end, so
-    after ``last_year`` it still runs on every weekday (regenerate before then: :func:`check_schedule`).
+    closures of ``market.calendar.holidays``; the rule starts on January 1 of ``first_year`` and has no end,
+    so after ``last_year`` it still runs on every weekday (regenerate before then: :func:`check_schedule`).
     Times are floating (no offset): Prefect localizes them to the schedule's ``timezone``.
     """
     if last_year < first_year:
@@ -115,7 +120,10 @@ def nightly_rrule(first_year: int, last_year: int, *, run_time: clock_time = NIG
     stamp = run_time.strftime("T%H%M%S")
     lines = [
         f"DTSTART:{first_year:04d}0101{stamp}",
-        f"RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR={run_time.hour};BYMINUTE={run_time.minute};BYSECOND=0",
+        (
+            "RRULE:FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;"
+            f"BYHOUR={run_time.hour};BYMINUTE={run_time.minute};BYSECOND=0"
+        ),
     ]
     for year in range(first_year, last_year + 1):
         closed = sorted(holidays(year))
@@ -141,7 +149,8 @@ def schedule_block(first_year: int, last_year: int, *, indent: int = 6) -> str:
     body = "\n".join(f"{pad}    {line}" for line in rule.splitlines())
     return (
         f"{pad}{SCHEDULE_BEGIN_MARKER}\n"
-        f"{pad}# Weekdays {NIGHTLY_RUN_TIME:%H:%M} New York, NYSE holidays {first_year}-{last_year} excluded.\n"
+        f"{pad}# Weekdays {NIGHTLY_RUN_TIME:%H:%M} New York, "
+        f"NYSE holidays {first_year}-{last_year} excluded.\n"
         f"{pad}- rrule: |-\n{body}\n"
         f"{pad}  timezone: {SCHEDULE_TIMEZONE}\n"
         f"{pad}  active: true\n"
@@ -169,7 +178,7 @@ def write_schedule(path: Path, *, first_year: int, last_year: int) -> str:
 
 
 def committed_schedule(path: Path, *, deployment: str = NIGHTLY_DEPLOYMENT) -> dict[str, Any]:
-    """The first schedule of ``deployment`` in the ``prefect.yaml`` at ``path`` (as written: rrule, timezone...)."""
+    """The first schedule of ``deployment`` in the ``prefect.yaml`` at ``path``, as written."""
     document = yaml.safe_load(Path(path).read_text())
     for entry in document.get("deployments") or []:
         if entry.get("name") == deployment:
@@ -204,9 +213,9 @@ def check_schedule(path: Path, *, today: date | None = None) -> list[str]:
     return problems
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Processes and health
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -218,7 +227,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class ServiceProcess:
-    """One service of the stack: its command, the process (leader of its own process group) and its log file."""
+    """One service of the stack: command, process (leader of its own process group) and log file."""
 
     name: str
     command: list[str]
@@ -295,7 +304,10 @@ def wait_for_http(
     accept: Any = None,
     interval: float = 0.5,
 ) -> httpx.Response:
-    """Poll ``url`` until it answers 200 (and ``accept(response)`` is true when given); fail fast if ``service`` dies."""
+    """Poll ``url`` until it answers 200 (and ``accept(response)`` holds, when given).
+
+    Fails fast, with the end of its log, when ``service`` exits first.
+    """
     deadline = time.monotonic() + timeout
     last_problem = "no answer yet"
     while time.monotonic() < deadline:
@@ -319,21 +331,24 @@ def wait_for_http(
     raise StackError(msg)
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The stack
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 class StackSettings(BaseModel):
-    """Where and how the local stack runs. Every service binds to ``host``, which must be a loopback address."""
+    """Where and how the local stack runs. Every service binds to ``host``, a loopback address."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     host: str = Field("127.0.0.1", description="Loopback address every service binds to.")
     prefect_port: int = Field(4200, ge=1, le=65535, description="Prefect API and UI port.")
-    mlflow_port: int = Field(5000, ge=1, le=65535, description="MLflow tracking server (API, UI, artifacts) port.")
+    mlflow_port: int = Field(
+        5000, ge=1, le=65535, description="MLflow tracking server (API, UI, artifacts) port."
+    )
     state_dir: Path = Field(
-        Path(".stairways/serve"), description="Prefect home, SQLite databases, MLflow artifacts and service logs."
+        Path(".stairways/serve"),
+        description="Prefect home, SQLite databases, MLflow artifacts and service logs.",
     )
     project_dir: Path = Field(
         default_factory=Path.cwd,
@@ -341,23 +356,30 @@ class StackSettings(BaseModel):
     )
     prefect_database_url: str | None = Field(
         None,
-        description="SQLAlchemy URL of the Prefect database (`postgresql+asyncpg://...`); None: SQLite in state_dir.",
+        description="SQLAlchemy URL of the Prefect database (`postgresql+asyncpg://...`); "
+        "None: SQLite in state_dir.",
     )
     mlflow_backend_store_uri: str | None = Field(
-        None, description="MLflow backend store (`postgresql://...`, `sqlite:///...`); None: SQLite in state_dir."
+        None,
+        description="MLflow backend store (`postgresql://...`, `sqlite:///...`); None: SQLite in state_dir.",
     )
     mlflow_artifacts_destination: Path | None = Field(
-        None, description="Folder the MLflow server stores and serves artifacts in; None: state_dir/mlartifacts."
+        None,
+        description="Folder the MLflow server stores and serves artifacts in; None: state_dir/mlartifacts.",
     )
     mlflow_workers: int = Field(2, ge=1, description="MLflow server worker processes.")
     work_pool: str = Field(DEFAULT_WORK_POOL, min_length=1, description="Process work pool the worker polls.")
     worker: bool = Field(True, description="Start a process worker.")
-    worker_poll_seconds: float = Field(10.0, gt=0, description="How often the worker polls for scheduled runs.")
+    worker_poll_seconds: float = Field(
+        10.0, gt=0, description="How often the worker polls for scheduled runs."
+    )
     worker_environment: dict[str, str] = Field(
         default_factory=dict,
         description="Extra environment of the worker and its flow runs (e.g. STAIRWAYS_PUSHGATEWAY).",
     )
-    startup_timeout: float = Field(180.0, gt=0, description="Seconds each service may take to become healthy.")
+    startup_timeout: float = Field(
+        180.0, gt=0, description="Seconds each service may take to become healthy."
+    )
     stop_grace_seconds: float = Field(20.0, gt=0, description="Seconds between SIGTERM and SIGKILL on stop.")
 
     @field_validator("host")
@@ -389,7 +411,7 @@ class LocalStack:
         self.project_dir = self.settings.project_dir.resolve()
         self.services: dict[str, ServiceProcess] = {}
 
-    # -- addresses -----------------------------------------------------------------------------------------------
+    # -- addresses -------------------------------------------------------------------------------------------
     @property
     def _netloc(self) -> str:
         host = self.settings.host
@@ -412,17 +434,20 @@ class LocalStack:
 
     @property
     def prefect_home(self) -> Path:
+        """PREFECT_HOME of every service: profiles, worker results (storage/)."""
         return self.state_dir / "prefect"
 
     @property
     def mlflow_backend_store_uri(self) -> str:
+        """The MLflow server's backend store: the configured URI or SQLite in the state folder."""
         return self.settings.mlflow_backend_store_uri or f"sqlite:///{self.state_dir / 'mlflow.db'}"
 
     @property
     def mlflow_artifacts_destination(self) -> Path:
+        """Where the MLflow server keeps the artifacts it serves."""
         return (self.settings.mlflow_artifacts_destination or self.state_dir / "mlartifacts").resolve()
 
-    # -- environments ----------------------------------------------------------------------------------------------
+    # -- environments ----------------------------------------------------------------------------------------
     def _base_environment(self) -> dict[str, str]:
         env = {
             key: value
@@ -469,17 +494,19 @@ class LocalStack:
         )
 
     def deploy_environment(self) -> dict[str, str]:
-        """The environment ``prefect deploy`` runs with (``STAIRWAYS_HOME`` left unset: resolved on the worker)."""
+        """The environment of ``prefect deploy``: ``STAIRWAYS_HOME`` unset, so the worker resolves it."""
         return self._base_environment() | self.client_environment()
 
-    # -- lifecycle -------------------------------------------------------------------------------------------------
+    # -- lifecycle -------------------------------------------------------------------------------------------
     def _start(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> ServiceProcess:
-        service = start_service(name, command, env=env, cwd=cwd, log_path=self.state_dir / "logs" / f"{name}.log")
+        service = start_service(
+            name, command, env=env, cwd=cwd, log_path=self.state_dir / "logs" / f"{name}.log"
+        )
         self.services[name] = service
         return service
 
-    def start(self) -> "LocalStack":
-        """Start both servers, wait until they are healthy, then start the worker and wait until it is online."""
+    def start(self) -> Self:
+        """Start both servers, wait until they are healthy, then start the worker and wait for it."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.mlflow_artifacts_destination.mkdir(parents=True, exist_ok=True)
         atexit.register(self.stop)
@@ -550,9 +577,12 @@ class LocalStack:
                 response = httpx.post(url, json={}, timeout=5.0)
             except httpx.HTTPError:
                 response = None
-            if response is not None and response.status_code == 200:
-                if any(worker.get("status") == "ONLINE" for worker in response.json()):
-                    return
+            if (
+                response is not None
+                and response.status_code == 200
+                and any(worker.get("status") == "ONLINE" for worker in response.json())
+            ):
+                return
             time.sleep(0.5)
         tail = service.log_tail() if service is not None else ""
         msg = f"no worker of pool {self.settings.work_pool!r} online after {timeout:.0f} s\n{tail}"
@@ -574,7 +604,7 @@ class LocalStack:
         self.services.clear()
         atexit.unregister(self.stop)
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -588,7 +618,7 @@ class LocalStack:
 
 
 def deploy(prefect_file: Path, *, env: Mapping[str, str], timeout: float = 600.0) -> list[str]:
-    """``prefect --no-prompt deploy --all`` from the folder of ``prefect_file``; returns ``flow/deployment`` names.
+    """``prefect --no-prompt deploy --all`` in the folder of ``prefect_file``; returns the deployments' names.
 
     ``env`` must hold ``PREFECT_API_URL``. Raises :class:`StackError` with the command's output on failure.
     """
@@ -608,7 +638,8 @@ def deploy(prefect_file: Path, *, env: Mapping[str, str], timeout: float = 600.0
         msg = f"prefect deploy did not finish within {timeout:.0f} s"
         raise StackError(msg) from error
     if completed.returncode != 0:
-        msg = f"prefect deploy failed (exit code {completed.returncode}):\n{(completed.stdout + completed.stderr)[-4000:]}"
+        output = (completed.stdout + completed.stderr)[-4000:]
+        msg = f"prefect deploy failed (exit code {completed.returncode}):\n{output}"
         raise StackError(msg)
     expected = {entry["name"] for entry in yaml.safe_load(prefect_file.read_text()).get("deployments") or []}
     registered = registered_deployments(env["PREFECT_API_URL"])
@@ -622,7 +653,9 @@ def deploy(prefect_file: Path, *, env: Mapping[str, str], timeout: float = 600.0
 def registered_deployments(api_url: str) -> list[str]:
     """``flow/deployment`` names of every deployment the Prefect API at ``api_url`` knows."""
     try:
-        deployments = httpx.post(f"{api_url}/deployments/filter", json={}, timeout=10.0).raise_for_status().json()
+        deployments = (
+            httpx.post(f"{api_url}/deployments/filter", json={}, timeout=10.0).raise_for_status().json()
+        )
         flows = httpx.post(f"{api_url}/flows/filter", json={}, timeout=10.0).raise_for_status().json()
     except httpx.HTTPError as error:
         msg = f"cannot list deployments at {api_url}: {error}"
@@ -660,9 +693,9 @@ def serve_until_signal(stack: LocalStack, *, poll_seconds: float = 1.0) -> int:
         stack.stop()
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Command line
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 def _environment_int(name: str, default: int) -> int:
@@ -722,8 +755,10 @@ def _schedule(args: argparse.Namespace) -> int:
         print(f"schedule: {problem}", file=sys.stderr)
     if not problems:
         first, last = rrule_years(str(committed_schedule(args.file)["rrule"]))
-        print(f"the nightly schedule is current: weekdays {NIGHTLY_RUN_TIME:%H:%M} {SCHEDULE_TIMEZONE}, "
-              f"NYSE holidays {first}-{last} excluded")
+        print(
+            f"the nightly schedule is current: weekdays {NIGHTLY_RUN_TIME:%H:%M} {SCHEDULE_TIMEZONE}, "
+            f"NYSE holidays {first}-{last} excluded"
+        )
     return 1 if problems else 0
 
 
@@ -754,11 +789,15 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-worker", action="store_true", help="do not start a worker")
     up.set_defaults(handler=_up)
 
-    schedule = commands.add_parser("schedule", help="check (default) or regenerate the nightly holiday schedule")
+    schedule = commands.add_parser(
+        "schedule", help="check (default) or regenerate the nightly holiday schedule"
+    )
     schedule.add_argument("--file", type=Path, default=Path("prefect.yaml"))
     schedule.add_argument("--write", action="store_true", help="rewrite the generated block, then check it")
     schedule.add_argument("--first-year", type=int, help="first year of the rule (default: this year)")
-    schedule.add_argument("--years", type=int, default=_DEFAULT_SCHEDULE_YEARS, help="years of holidays listed")
+    schedule.add_argument(
+        "--years", type=int, default=_DEFAULT_SCHEDULE_YEARS, help="years of holidays listed"
+    )
     schedule.set_defaults(handler=_schedule)
     return parser
 
@@ -777,4 +816,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+import mlflow.data
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "RunHandle",
     "end_run",
     "git_sha",
+    "log_dataset_input",
     "log_file",
     "log_frame",
     "log_json",
@@ -153,6 +155,18 @@ def log_json(handle: RunHandle, value: Any, artifact_file: str) -> None:
 def log_file(handle: RunHandle, path: Path, artifact_path: str) -> None:
     """Copy a local file into the run's artifacts under ``artifact_path``."""
     handle.client().log_artifact(handle.run_id, str(path), artifact_path)
+
+
+def log_dataset_input(handle: RunHandle, frame: Any, *, name: str, artifact_file: str, digest: str) -> None:
+    """Record ``frame``, logged as the artifact ``artifact_file``, as the run's training input.
+
+    The MLflow UI then lists it under Datasets, with the artifact as its source and ``digest`` (truncated to
+    MLflow's 36 characters) as its digest.
+    """
+    source = f"{handle.client().get_run(handle.run_id).info.artifact_uri}/{artifact_file}"
+    dataset = mlflow.data.from_polars(frame, source=source, name=name, digest=digest[:36])
+    entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
+    handle.client().log_inputs(handle.run_id, datasets=[entity])
 
 
 def log_frame(handle: RunHandle, frame: Any, artifact_file: str) -> None:

@@ -42,6 +42,9 @@ def record_dataset(handle: tracking.RunHandle, market: pipeline.MarketData, prep
     tracking.set_tags(handle, {"data.digest": record["digest"], "data.rows": record["rows"]})
     tracking.log_metrics(handle, {f"repairs.{key}": value for key, value in prepared.repairs.items()})
     tracking.log_frame(handle, prepared.bars, "data/bars.parquet")
+    tracking.log_dataset_input(
+        handle, prepared.bars, name="bars", artifact_file="data/bars.parquet", digest=record["digest"]
+    )
     if market.regimes is not None:
         tracking.log_frame(handle, market.regimes, "data/regimes.parquet")
     return record

@@ -74,6 +74,8 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
         "labels/meta_report.json",
     } <= artifacts
     dataset = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/data/dataset.json")
+    inputs = run.inputs.dataset_inputs
+    assert [item.dataset.digest for item in inputs] == [dataset["digest"][:36]]
     assert dataset["symbols"] == ["MSFT", "NVDA"]
     assert dataset["sessions"] == 8
     assert summary["windows"]["train_end"] < summary["windows"]["validation_start"]
