@@ -47,10 +47,12 @@ bench: setup $(BENCH_PEERS)/.installed
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
 
-## Re-resolve and re-verify the exact dependency set after changing pyproject.toml (then commit the lock).
-lock: setup
+## Write the exact dependency set of .venv to requirements.lock (then commit it). After changing pyproject.toml:
+## install the new pins into .venv by hand (.venv/bin/pip install ...), then `make lock`; it refuses a broken set.
+lock:
+	$(PY) -m pip check
 	{ echo "# Exact, verified set installed by \`make\` (regenerate with \`make lock\` after changing pyproject.toml)."; \
-	  echo "# torch is the local CPU build (torch==2.13.0 -> 2.13.0+cpu); fastapi stays below 0.155 for prefect 3.8.8's server."; \
+	  echo "# torch is the local CPU build (torch==2.13.0 -> 2.13.0+cpu); fastapi below 0.151 and SQLAlchemy below 2.1 for prefect 3.8.8 (see pyproject.toml)."; \
 	  $(PY) -m pip freeze --all | grep -vE '^(pip|wheel|-e |stairways)'; } > requirements.lock
 
 ## Run it like production, on loopback: Prefect server and UI, MLflow tracking server (SQL store, artifact serving)

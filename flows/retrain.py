@@ -87,7 +87,7 @@ def _training_cycles(
     while go_on:
         cycle = len(results) + 1
         result = train_cycle(cycle, data, config, previous=previous, baseline=baseline, output_dir=output_dir)
-        record_cycle(run, result)
+        record_cycle(run, result, config)
         results.append(result)
         previous, baseline = result.checkpoint, output_dir / BASELINE_DIRECTORY
         go_on, reason = continue_training(results, config)

@@ -1,4 +1,4 @@
-"""The ``stairways`` command: ``run`` the nightly flow, ``qc`` an export, ``rollback`` the champion."""
+"""The ``stairways`` command: ``run`` the nightly flow, ``qc`` an export, ``rollback`` the champion, ``serve``."""
 
 import argparse
 import json
@@ -150,12 +150,24 @@ def _parser() -> argparse.ArgumentParser:
     back.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
     back.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
     back.set_defaults(handler=_rollback)
+
+    commands.add_parser(
+        "serve",
+        help="the local production stack: `serve up` (Prefect server + UI, MLflow server, worker, deployments), "
+        "`serve schedule [--write]` (NYSE-holiday exclusions of the nightly schedule); see `stairways serve -h`",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stairways`` console command."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["serve"]:
+        from stairways.serve import main as serve_main
+
+        return serve_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     try:
         return int(args.handler(args))
     except PipelineError as error:

@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_OBSERVATION_FEATURES",
     "SIGNAL_FEATURE",
     "DataConfig",
+    "MonitoringConfig",
     "RegistryConfig",
     "RetrainConfig",
     "TrackingConfig",
@@ -100,6 +101,16 @@ class RegistryConfig(BaseModel):
     model_name: str = Field("stairways-agent", min_length=1, description="Registered model of the agents.")
 
 
+class MonitoringConfig(BaseModel):
+    """Prometheus push gateway for batched training and validation metrics (never per step)."""
+
+    model_config = _FROZEN
+
+    pushgateway: str | None = Field(
+        None, description="host:port or URL of a push gateway; `STAIRWAYS_PUSHGATEWAY` overrides; None: no pushes."
+    )
+
+
 class RetrainConfig(BaseModel):
     """Everything one nightly retrain run depends on. Same config and seed, same result on CPU."""
 
@@ -130,6 +141,7 @@ class RetrainConfig(BaseModel):
     )
     gate: GateCriteria = Field(default_factory=GateCriteria, description="Promotion gate criteria.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Metrics push gateway.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
 
     @model_validator(mode="before")

@@ -62,15 +62,16 @@ def resolve_tracking_uri(configured: str | None) -> str:
 
 
 def git_sha(directory: Path | None = None) -> str:
-    """The commit the code runs from, or ``"unknown"`` outside a git checkout."""
+    """The commit the code runs from: git, else ``STAIRWAYS_GIT_SHA`` (set in the image), else ``"unknown"``."""
     here = directory or Path(__file__).resolve().parent
+    fallback = os.environ.get("STAIRWAYS_GIT_SHA") or "unknown"
     try:
         completed = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return completed.stdout.strip() or "unknown"
+        return fallback
+    return completed.stdout.strip() or fallback
 
 
 def start_run(

@@ -13,6 +13,7 @@ from market.normalize import NormalizedBars
 from market.signal import SignalResult
 from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
+from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.registry import WarmStart, champion_checkpoint
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from training.cycles import CycleResult, run_cycle
@@ -82,7 +83,7 @@ def train_cycle(
 
 
 @task(name="record-cycle", **_IO_RETRIES)
-def record_cycle(parent: tracking.RunHandle, result: CycleResult) -> str:
+def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: RetrainConfig) -> str:
     """A nested MLflow run per cycle: metrics, evaluation, checkpoint and controller trajectory (PNG)."""
     child = tracking.start_child_run(
         parent,
@@ -105,4 +106,19 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult) -> str:
         step=result.cycle,
     )
     tracking.end_run(child, status="FINISHED")
+    trajectory = result.trajectory
+    push_metrics(
+        resolve_pushgateway(config.monitoring.pushgateway),
+        job="stairways_training",
+        metrics={
+            "cycle": result.cycle,
+            "steps": result.metrics["num_timesteps"],
+            "reward": result.metrics["episode_reward_mean"],
+            "hold_rate": result.metrics["hold_rate"],
+            "regime_score": float(trajectory["regime_score"].mean()) if trajectory.height else 0.0,
+            "evaluation_score": result.evaluation["score"],
+            "divergence": result.divergence,
+        },
+        labels={"model": config.registry.model_name},
+    )
     return child.run_id

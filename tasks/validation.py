@@ -10,12 +10,15 @@ from market.normalize import NormalizedBars
 from market.signal import SignalResult
 from stairways import assessment, tracking
 from stairways.config import RetrainConfig
+from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.pipeline import TrainingData
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from validation.gate import GateDecision
 from validation.scenarios import Scenario
 
 __all__ = ["assess_candidate", "build_validation_scenarios", "decide_gate"]
+
+_PUSHED_METRICS = ("total_return_pct", "max_drawdown_pct", "sharpe", "win_rate", "trades_per_day", "hold_rate")
 
 
 @task(name="build-scenarios", cache_key_fn=input_digest_key, cache_expiration=CACHE_EXPIRATION, persist_result=True)
@@ -66,4 +69,14 @@ def decide_gate(handle: tracking.RunHandle, result: assessment.Assessment, confi
     tracking.log_json(handle, decision.to_dict(), "gate/decision.json")
     tracking.set_tags(handle, {"gate.verdict": "passed" if decision.passed else "failed"})
     get_run_logger().info("gate %s: %s", "PASSED" if decision.passed else "REJECTED", decision.reason)
+    mixed = result.candidate.get(assessment.REPLAY_SCENARIO, {})
+    push_metrics(
+        resolve_pushgateway(config.monitoring.pushgateway),
+        job="stairways_validation",
+        metrics={
+            "gate_passed": float(decision.passed),
+            **{key: value for key, value in mixed.items() if key in _PUSHED_METRICS},
+        },
+        labels={"model": config.registry.model_name},
+    )
     return decision

@@ -17,6 +17,7 @@ from flows.retrain import nightly_retrain
 from stairways import registry
 from stairways.config import RetrainConfig
 from stairways.errors import DataQualityError, ReplayMismatch
+from tests.conftest import RecordingGateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
@@ -54,7 +55,9 @@ def champion(model_name: str) -> str | None:
     return registry.current_champion(tracking_uri=mlflow.get_tracking_uri(), model_name=model_name)
 
 
-def test_the_champion_changes_only_for_a_stated_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_champion_changes_only_for_a_stated_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: RecordingGateway
+) -> None:
     name = f"agent-{tmp_path.name}"
     client = MlflowClient()
 
@@ -72,7 +75,13 @@ def test_the_champion_changes_only_for_a_stated_reason(tmp_path: Path, monkeypat
     monkeypatch.setattr(tasks.registry, "replay_in_subprocess", real_replay)
 
     # Night 2: a passing candidate with no champion is promoted, and the fresh-process replay matches.
-    second = nightly_retrain(night_config(name, gate=LENIENT_GATE))
+    # Training and validation push batched metrics (one push per cycle, one after the gate) to the gateway.
+    second = nightly_retrain(
+        night_config(name, gate=LENIENT_GATE, monitoring={"pushgateway": gateway.address})
+    )
+    jobs = [push.path.split("/job/")[1].split("/")[0] for push in gateway.pushes]
+    assert jobs == ["stairways_training"] * len(second["cycles"]) + ["stairways_validation"]
+    assert "stairways_gate_passed 1.0" in gateway.pushes[-1].body
     assert second["promoted"] is True
     assert second["champion"] == second["registered_version"] == "2"
     assert champion(name) == "2"

@@ -13,7 +13,7 @@ from tests.ops.support import TEST_ARTIFACTS, checkout
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Started with SQLite stores, deployed from a temporary checkout's prefect.yaml; stopped at the end.
 
-    The worker persists flow results (PREFECT_RESULTS_PERSIST_BY_DEFAULT) so tests can read the flow's summary.
+    The worker persists flow results (PREFECT_RESULTS_PERSIST_BY_DEFAULT): tests read the flow's summary.
     """
     root = tmp_path_factory.mktemp("stack")
     settings = StackSettings(
@@ -45,4 +45,3 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
             target.mkdir(parents=True, exist_ok=True)
             for log in logs.iterdir():
                 (target / log.name).write_bytes(log.read_bytes())
-

@@ -1,4 +1,4 @@
-"""Shared helpers of the ops tests: small flow parameters, Prefect and MLflow look-ups against a running stack."""
+"""Helpers of the ops tests: small flow parameters, Prefect and MLflow look-ups against a running stack."""
 
 import asyncio
 import os
@@ -12,6 +12,7 @@ from typing import Any
 
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -29,6 +30,16 @@ SMALL_CONFIG: dict[str, Any] = {
     "training": {"cycles": 1, "steps_per_cycle": 512, "progress_bar": False},
 }
 SMALL_PARAMETERS: dict[str, Any] = {"config": SMALL_CONFIG}
+# The same run with a gate any finite result passes: with no champion yet, its candidate is promoted.
+LENIENT_GATE: dict[str, Any] = {
+    "min_total_return_pct": -100.0,
+    "max_drawdown_pct": 100.0,
+    "min_trades_per_day": 0.0,
+    "max_trades_per_day": 1_000_000.0,
+    "min_sharpe": -1e9,
+    "min_win_rate": 0.0,
+}
+PROMOTABLE_PARAMETERS: dict[str, Any] = {"config": {**SMALL_CONFIG, "gate": LENIENT_GATE}}
 MODEL_NAME = RetrainConfig.model_validate(SMALL_CONFIG).registry.model_name
 EXPERIMENT_NAME = RetrainConfig.model_validate(SMALL_CONFIG).tracking.experiment_name
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
@@ -44,7 +55,7 @@ def run(coroutine: Any) -> Any:
 async def wait_for_final_states(
     client: PrefectClient, flow_run_ids: Iterable[uuid.UUID], *, timeout: float
 ) -> dict[uuid.UUID, FlowRun]:
-    """Poll until every flow run is COMPLETED, FAILED, CANCELLED or CRASHED; raise after ``timeout`` seconds."""
+    """Poll until every flow run is COMPLETED, FAILED, CANCELLED or CRASHED; raise after ``timeout`` s."""
     pending = set(flow_run_ids)
     final: dict[uuid.UUID, FlowRun] = {}
     deadline = time.monotonic() + timeout
@@ -77,7 +88,9 @@ def parent_runs(mlflow: MlflowClient, flow_run_id: uuid.UUID | str) -> list[Run]
     if experiment is None:
         return []
     runs = mlflow.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'", max_results=50
+        [experiment.experiment_id],
+        filter_string=f"tags.`prefect.flow_run_id` = '{flow_run_id}'",
+        max_results=50,
     )
     return [found for found in runs if "mlflow.parentRunId" not in found.data.tags]
 
@@ -104,9 +117,45 @@ def versions_of_run(mlflow: MlflowClient, run_id: str) -> list[ModelVersion]:
 
 
 def registry_outcome(summary: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """The flow summary's registry section (``{"version": ..., "promoted": ...}``) when the flow registered."""
-    registry = (summary or {}).get("registry")
-    return registry if isinstance(registry, Mapping) and registry.get("version") is not None else None
+    """What the flow summary says about the registry (``registered_version``, ``promoted``, ``champion``).
+
+    None when the flow registered nothing (a flow without a registry stage, or a run stopped before it).
+    """
+    if not summary or summary.get("registered_version") is None:
+        return None
+    return {
+        "version": str(summary["registered_version"]),
+        "promoted": bool(summary.get("promoted")),
+        "champion": None if summary.get("champion") is None else str(summary["champion"]),
+        "gate_passed": bool((summary.get("gate") or {}).get("passed")),
+    }
+
+
+def alias_version(mlflow: MlflowClient, alias: str) -> str | None:
+    """The version the alias names on the registered model, or None."""
+    try:
+        return mlflow.get_model_version_by_alias(MODEL_NAME, alias).version
+    except MlflowException:
+        return None
+
+
+def check_registry(mlflow: MlflowClient, run_id: str, summary: Mapping[str, Any] | None) -> str:
+    """Assert the registry matches what the flow reported; returns a one-line description of the outcome."""
+    versions = versions_of_run(mlflow, run_id)
+    registry = registry_outcome(summary)
+    if registry is None:
+        assert versions == [], "model versions exist for a run whose summary reports no registration"
+        return "no registration reported, none found"
+    assert [version.version for version in versions] == [registry["version"]]
+    version = versions[0]
+    assert version.tags["gate.verdict"] == ("passed" if registry["gate_passed"] else "failed")
+    champion = alias_version(mlflow, "champion")
+    if registry["promoted"]:
+        assert champion == version.version
+    else:
+        assert champion != version.version
+    assert champion == registry["champion"]
+    return f"version {version.version}, gate {version.tags['gate.verdict']}, champion {champion}"
 
 
 def checkout(folder: Path) -> Path:
@@ -118,7 +167,7 @@ def checkout(folder: Path) -> Path:
 
 
 def postgres_available(dsn: str) -> str | None:
-    """None when PostgreSQL answers at ``dsn`` (starting the local cluster if needed), else the reason it does not."""
+    """None when PostgreSQL answers at ``dsn`` (the local cluster started if needed), else why not."""
     import psycopg2
 
     def connect() -> str | None:

@@ -64,7 +64,15 @@ def _command(service: str) -> list[str]:
 
 
 def test_the_stack_has_every_service() -> None:
-    assert set(SERVICES) == {"postgres", "postgres-init", "prefect-server", "mlflow", "pushgateway", "worker", "deploy"}
+    assert set(SERVICES) == {
+        "postgres",
+        "postgres-init",
+        "prefect-server",
+        "mlflow",
+        "pushgateway",
+        "worker",
+        "deploy",
+    }
 
 
 def test_images_are_pinned_and_the_project_image_is_built_from_the_dockerfile() -> None:
@@ -122,10 +130,14 @@ def test_services_are_wired_by_environment() -> None:
     example = _env_example()
     prefect_db = _interpolate(_environment("prefect-server")["PREFECT_API_DATABASE_CONNECTION_URL"], example)
     assert prefect_db == "postgresql+asyncpg://stairways:change-me@postgres:5432/prefect"
-    assert _interpolate(_environment("prefect-server")["PREFECT_UI_API_URL"], example) == "http://127.0.0.1:4200/api"
+    assert (
+        _interpolate(_environment("prefect-server")["PREFECT_UI_API_URL"], example)
+        == "http://127.0.0.1:4200/api"
+    )
     mlflow_store = _interpolate(_environment("mlflow")["MLFLOW_BACKEND_STORE_URI"], example)
     assert mlflow_store == "postgresql://stairways:change-me@postgres:5432/mlflow"
     assert "mlflow:5000" in _environment("mlflow")["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert _environment("mlflow")["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
     worker = _environment("worker")
     assert worker["PREFECT_API_URL"] == "http://prefect-server:4200/api"
     assert worker["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
@@ -146,7 +158,10 @@ def test_mlflow_serves_artifacts_from_a_named_volume_and_state_is_on_volumes() -
 
 
 def test_worker_serves_the_pool_the_deployments_use() -> None:
-    pools = {entry["work_pool"]["name"] for entry in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]}
+    pools = {
+        entry["work_pool"]["name"]
+        for entry in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    }
     command = _command("worker")
     assert command[:3] == ["prefect", "worker", "start"]
     assert {command[command.index("--pool") + 1]} == pools
@@ -157,7 +172,9 @@ def test_worker_serves_the_pool_the_deployments_use() -> None:
 def test_no_literal_secrets_and_every_variable_is_documented() -> None:
     example = _env_example()
     texts = _strings(COMPOSE)
-    referenced = {match.group("name") for text in texts for match in _REFERENCE.finditer(text.replace("$$", ""))}
+    referenced = {
+        match.group("name") for text in texts for match in _REFERENCE.finditer(text.replace("$$", ""))
+    }
     assert referenced <= set(example), sorted(referenced - set(example))
     assert set(example) <= referenced, sorted(set(example) - referenced)
     for name in ("POSTGRES_PASSWORD", "PGPASSWORD"):
@@ -173,9 +190,9 @@ def test_no_literal_secrets_and_every_variable_is_documented() -> None:
 
 def test_dockerfile_installs_the_lock_then_the_project() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert dockerfile.splitlines()[[line.startswith("FROM") for line in dockerfile.splitlines()].index(True)] == (
-        "FROM python:3.11-slim"
-    )
+    assert dockerfile.splitlines()[
+        [line.startswith("FROM") for line in dockerfile.splitlines()].index(True)
+    ] == ("FROM python:3.11-slim")
     lock_install = dockerfile.index("-r requirements.lock")
     assert "--extra-index-url https://download.pytorch.org/whl/cpu" in dockerfile
     assert dockerfile.index("COPY . .") > lock_install

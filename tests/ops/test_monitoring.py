@@ -1,11 +1,7 @@
-"""Pushing batched metrics to a Prometheus push gateway: a recording HTTP server on loopback, a dead address."""
+"""Batched metrics to a Prometheus push gateway: a recording HTTP server on loopback, a dead address."""
 
-import http.server
 import socket
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -15,46 +11,7 @@ from stairways.monitoring import (
     push_metrics,
     resolve_pushgateway,
 )
-
-
-@dataclass
-class RecordedPush:
-    method: str
-    path: str
-    body: str
-
-
-@dataclass
-class RecordingGateway:
-    address: str
-    pushes: list[RecordedPush] = field(default_factory=list)
-
-
-@pytest.fixture
-def gateway() -> Iterator[RecordingGateway]:
-    """A stand-in push gateway on a free loopback port that records every request and answers 200."""
-    recorded: list[RecordedPush] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _record(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            recorded.append(RecordedPush(self.command, self.path, self.rfile.read(length).decode()))
-            self.send_response(200)
-            self.end_headers()
-
-        do_PUT = do_POST = _record  # noqa: N815 - http.server's naming
-
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield RecordingGateway(f"127.0.0.1:{server.server_address[1]}", recorded)
-    finally:
-        server.shutdown()
-        server.server_close()
+from tests.conftest import RecordingGateway
 
 
 def _dead_address() -> str:
@@ -76,7 +33,9 @@ def test_push_sends_one_put_with_every_metric_and_the_grouping_labels(gateway: R
     push = gateway.pushes[0]
     assert push.method == "PUT"
     assert push.path == "/metrics/job/stairways_training/deployment/nightly-retrain/flow_run/jasper-agama"
-    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in push.body.splitlines() if line[:1] != "#"}
+    lines = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in push.body.splitlines() if line[:1] != "#"
+    }
     assert lines["stairways_training_steps"] == 48_000.0
     assert lines["stairways_training_reward_mean"] == 0.125
     assert lines["stairways_gate_passed"] == 1.0
@@ -96,7 +55,8 @@ def test_no_gateway_configured_pushes_nothing(gateway: RecordingGateway) -> None
 
 
 def test_bad_values_are_reported_not_raised(gateway: RecordingGateway) -> None:
-    assert push_metrics(gateway.address, job="j", metrics={"steps": "many"}, labels={}) is False  # type: ignore[dict-item]
+    not_a_number: dict = {"steps": "many"}
+    assert push_metrics(gateway.address, job="j", metrics=not_a_number, labels={}) is False
     assert push_metrics(gateway.address, job="j", metrics={"a.b": 1.0, "a_b": 2.0}, labels={}) is False
     assert push_metrics(gateway.address, job="j", metrics={"steps": 1.0}, labels={"__reserved": "x"}) is False
     assert gateway.pushes == []

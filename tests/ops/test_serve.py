@@ -50,7 +50,7 @@ def _schedule_dates(rule: str, *, start: datetime, end: datetime) -> list[dateti
     return asyncio.run(schedule.get_dates(start=start, end=end))
 
 
-# -- prefect.yaml ------------------------------------------------------------------------------------------------
+# -- prefect.yaml --------------------------------------------------------------------------------------------
 
 
 def test_deployments_run_the_nightly_flow_from_the_checkout_on_the_local_pool() -> None:
@@ -72,7 +72,10 @@ def test_deployments_run_the_nightly_flow_from_the_checkout_on_the_local_pool() 
 
 def test_one_nightly_run_at_a_time() -> None:
     deployments = _deployments()
-    assert deployments["nightly-retrain"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert deployments["nightly-retrain"]["concurrency_limit"] == {
+        "limit": 1,
+        "collision_strategy": "CANCEL_NEW",
+    }
     assert deployments["retrain-adhoc"]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
 
 
@@ -94,12 +97,12 @@ def test_committed_schedule_equals_the_generator_and_reaches_next_year() -> None
     assert check_schedule(PREFECT_YAML) == []
     schedule = committed_schedule(PREFECT_YAML)
     assert schedule["timezone"] == "America/New_York"
-    first, last = rrule_years(schedule["rrule"])
+    _, last = rrule_years(schedule["rrule"])
     assert last >= date.today().year + 1
 
 
 def test_committed_schedule_runs_after_the_close_on_every_trading_day_and_only_then() -> None:
-    """Two years of occurrences computed by Prefect's own scheduler code equal the NYSE trading days at 17:30."""
+    """Two years of occurrences, computed by Prefect's scheduler code, equal the NYSE trading days."""
     rule = committed_schedule(PREFECT_YAML)["rrule"]
     start = datetime.now(UTC)
     end = start + timedelta(days=730)
@@ -133,7 +136,7 @@ def test_rule_skips_holidays_and_keeps_early_closes() -> None:
 def test_check_schedule_reports_a_stale_horizon_and_an_edited_rule(tmp_path: Path) -> None:
     copy = tmp_path / "prefect.yaml"
     shutil.copy(PREFECT_YAML, copy)
-    first, last = rrule_years(committed_schedule(copy)["rrule"])
+    _, last = rrule_years(committed_schedule(copy)["rrule"])
     assert any("through" in problem for problem in check_schedule(copy, today=date(last, 6, 1)))
     copy.write_text(copy.read_text().replace("BYMINUTE=30", "BYMINUTE=45"))
     assert any("differs" in problem for problem in check_schedule(copy))
@@ -148,7 +151,10 @@ def test_write_schedule_replaces_only_the_generated_block(tmp_path: Path) -> Non
     assert committed_schedule(copy)["rrule"] == rule
     assert rrule_years(rule) == (2030, 2031)
     assert sum(1 for day in holidays(2031)) == rule.splitlines()[-1].count(",") + 1
-    head, tail = before.split("# BEGIN generated")[0], before.split("# END generated: nightly trading-day schedule")[1]
+    head, tail = (
+        before.split("# BEGIN generated")[0],
+        before.split("# END generated: nightly trading-day schedule")[1],
+    )
     assert after.startswith(head) and after.endswith(tail)
     without_markers = tmp_path / "bare.yaml"
     without_markers.write_text("deployments: []\n")
@@ -156,7 +162,7 @@ def test_write_schedule_replaces_only_the_generated_block(tmp_path: Path) -> Non
         write_schedule(without_markers, first_year=2030, last_year=2031)
 
 
-# -- settings and environments ---------------------------------------------------------------------------------
+# -- settings and environments -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.com"])
@@ -204,7 +210,7 @@ def test_free_port_can_be_bound() -> None:
         probe.bind(("127.0.0.1", port))
 
 
-# -- processes ------------------------------------------------------------------------------------------------------
+# -- processes -----------------------------------------------------------------------------------------------
 
 _STUBBORN = """
 import signal, subprocess, sys, time
@@ -226,7 +232,11 @@ def _alive(pid: int) -> bool:
 def test_stop_kills_a_service_that_ignores_sigterm_and_its_children(tmp_path: Path) -> None:
     log = tmp_path / "stubborn.log"
     service = start_service(
-        "stubborn", [sys.executable, "-c", _STUBBORN], env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path, log_path=log
+        "stubborn",
+        [sys.executable, "-c", _STUBBORN],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        log_path=log,
     )
     deadline = time.monotonic() + 10
     while not log.read_text().strip() and time.monotonic() < deadline:
@@ -258,7 +268,7 @@ def test_wait_for_http_fails_fast_when_the_service_dies(tmp_path: Path) -> None:
 
 def test_wait_for_http_returns_once_healthy_and_times_out_otherwise() -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             self.send_response(200 if self.path == "/health" else 503)
             self.end_headers()
             self.wfile.write(b"OK")
@@ -290,13 +300,13 @@ def test_schedule_command_checks_the_committed_file() -> None:
     assert "current" in completed.stdout
 
 
-# -- the dependency pin the deploy step needs ---------------------------------------------------------------------
+# -- the dependency pin the deploy step needs ----------------------------------------------------------------
 
 
 def test_fastapi_treats_null_body_fields_as_missing() -> None:
-    """Regression guard: `prefect deploy` sends `{"offset": null, "limit": null}` to a server route declared with
-    `offset: int = Body(0)`. fastapi 0.151+ rejects that with 422, which makes `prefect deploy` fail; 0.150 applies
-    the defaults (pin fastapi<0.151 with prefect 3.8.8)."""
+    """Regression guard: `prefect deploy` sends `{"offset": null, "limit": null}` to a server route declared
+    with `offset: int = Body(0)`. fastapi 0.151+ rejects that with 422, so `prefect deploy` fails; 0.150
+    applies the defaults (pin fastapi<0.151 with prefect 3.8.8)."""
     import httpx
     from fastapi import Body, FastAPI
 
@@ -307,7 +317,9 @@ def test_fastapi_treats_null_body_fields_as_missing() -> None:
         return {"offset": offset, "limit": limit}
 
     async def post() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
             return await client.post("/filter", json={"offset": None, "limit": None})
 
     response = asyncio.run(post())
