@@ -22,7 +22,6 @@ and all four cycles run one after the other with :func:`training.cycles.run_cycl
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -83,19 +82,6 @@ class ConstantEnv(gymnasium.Env[np.ndarray, np.int64]):
         return self._observation.copy(), 0.0, False, self._step >= self._episode_steps, {}
 
 
-def _window(market: MarketArrays, part: slice) -> MarketArrays:
-    return dataclasses.replace(
-        market,
-        features=np.ascontiguousarray(market.features[part]),
-        open=np.ascontiguousarray(market.open[part]),
-        close=np.ascontiguousarray(market.close[part]),
-        volume=np.ascontiguousarray(market.volume[part]),
-        session_index=np.ascontiguousarray(market.session_index[part]),
-        timestamps=np.ascontiguousarray(market.timestamps[part]),
-        regime_score=np.ascontiguousarray(market.regime_score[part]),
-    )
-
-
 def synthetic_windows(
     sessions: int = SESSIONS, *, validation_sessions: int = VALIDATION_SESSIONS, seed: int = MARKET_SEED
 ) -> tuple[MarketArrays, MarketArrays]:
@@ -105,7 +91,7 @@ def synthetic_windows(
     market = market.with_regime_score(regime_scores(market.close, session_index=market.session_index))
     last_session = int(market.session_index[-1])
     cut = int(np.flatnonzero(market.session_index > last_session - validation_sessions)[0])
-    return _window(market, slice(0, cut)), _window(market, slice(cut, None))
+    return market.rows(0, cut), market.rows(cut, None)
 
 
 def bench_pipeline(train: MarketArrays, validation: MarketArrays, config: TrainingConfig) -> dict[str, float]:

@@ -120,6 +120,20 @@ class MarketArrays:
         """Number of decision bars ``T``."""
         return int(self.features.shape[0])
 
+    def rows(self, start: int, stop: int | None) -> "MarketArrays":
+        """Bars ``start`` to ``stop - 1`` (None: to the end) as their own contiguous market (a window, a session)."""
+        part = slice(start, stop)
+        return dataclasses.replace(
+            self,
+            features=np.ascontiguousarray(self.features[part]),
+            open=np.ascontiguousarray(self.open[part]),
+            close=np.ascontiguousarray(self.close[part]),
+            volume=np.ascontiguousarray(self.volume[part]),
+            session_index=np.ascontiguousarray(self.session_index[part]),
+            timestamps=np.ascontiguousarray(self.timestamps[part]),
+            regime_score=np.ascontiguousarray(self.regime_score[part]),
+        )
+
     def with_regime_score(self, regime_score: np.ndarray) -> "MarketArrays":
         """A copy with ``regime_score``: one finite value per bar (``controllers.regime.regime_scores``)."""
         return dataclasses.replace(self, regime_score=_regime_array(regime_score, self.bars))

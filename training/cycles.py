@@ -461,22 +461,8 @@ def _session_markets(market: MarketArrays) -> list[MarketArrays]:
     ends = np.concatenate((boundaries, [market.bars]))
     sessions = []
     for first, end in zip(firsts.tolist(), ends.tolist(), strict=True):
-        if end - first < 2:
-            continue
-        part = slice(first, end)
-        sessions.append(
-            MarketArrays(
-                features=np.ascontiguousarray(market.features[part]),
-                feature_names=market.feature_names,
-                open=np.ascontiguousarray(market.open[part]),
-                close=np.ascontiguousarray(market.close[part]),
-                volume=np.ascontiguousarray(market.volume[part]),
-                session_index=np.ascontiguousarray(market.session_index[part]),
-                timestamps=np.ascontiguousarray(market.timestamps[part]),
-                regime_score=np.ascontiguousarray(market.regime_score[part]),
-                symbols=market.symbols,
-            )
-        )
+        if end - first >= 2:
+            sessions.append(market.rows(first, end))
     return sessions
 
 

@@ -51,7 +51,6 @@ bars, aggregated to ``bar_minutes``) go through the same steps as the real data:
 and regime scores from the same detector over the whole block (warm-up included as history).
 """
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -213,25 +212,11 @@ def _dates(market: MarketArrays, rows: Sequence[int]) -> list[str]:
     return [str(day) for day in stamps.dt.convert_time_zone(EXCHANGE_TZ.key).dt.date().to_list()]
 
 
-def _slice(market: MarketArrays, first: int, end: int) -> MarketArrays:
-    part = slice(first, end)
-    return dataclasses.replace(
-        market,
-        features=np.ascontiguousarray(market.features[part]),
-        open=np.ascontiguousarray(market.open[part]),
-        close=np.ascontiguousarray(market.close[part]),
-        volume=np.ascontiguousarray(market.volume[part]),
-        session_index=np.ascontiguousarray(market.session_index[part]),
-        timestamps=np.ascontiguousarray(market.timestamps[part]),
-        regime_score=np.ascontiguousarray(market.regime_score[part]),
-    )
-
-
 def session_markets(market: MarketArrays) -> list[tuple[str, MarketArrays]]:
     """One ``(New York date, market)`` per session with at least two bars, in time order (copies)."""
     bounds = _session_bounds(market)
     dates = _dates(market, [first for first, _ in bounds])
-    return [(day, _slice(market, first, end)) for day, (first, end) in zip(dates, bounds, strict=True)]
+    return [(day, market.rows(first, end)) for day, (first, end) in zip(dates, bounds, strict=True)]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -328,7 +313,7 @@ def held_out_scenarios(
     """
     table = classify_sessions(validation, bootstrap=bootstrap, config=config)
     bounds = _session_bounds(validation)
-    markets = [_slice(validation, first, end) for first, end in bounds]
+    markets = [validation.rows(first, end) for first, end in bounds]
     dates = table.get_column("session").to_list()
     scenarios: dict[str, Scenario] = {}
     for name in SCENARIO_NAMES:

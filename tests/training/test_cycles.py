@@ -1,4 +1,3 @@
-import dataclasses
 import hashlib
 import json
 import math
@@ -85,19 +84,6 @@ EVALUATION_KEYS = {
 }
 
 
-def _window(market: MarketArrays, part: slice) -> MarketArrays:
-    return dataclasses.replace(
-        market,
-        features=np.ascontiguousarray(market.features[part]),
-        open=np.ascontiguousarray(market.open[part]),
-        close=np.ascontiguousarray(market.close[part]),
-        volume=np.ascontiguousarray(market.volume[part]),
-        session_index=np.ascontiguousarray(market.session_index[part]),
-        timestamps=np.ascontiguousarray(market.timestamps[part]),
-        regime_score=np.ascontiguousarray(market.regime_score[part]),
-    )
-
-
 def synthetic_windows(
     *,
     sessions: int = 12,
@@ -112,7 +98,7 @@ def synthetic_windows(
     market = market_arrays(bars, build_features(bars), feature_columns=columns or feature_names())
     last = int(market.session_index[-1])
     cut = int(np.flatnonzero(market.session_index > last - validation_sessions)[0])
-    return _window(market, slice(0, cut)), _window(market, slice(cut, None))
+    return market.rows(0, cut), market.rows(cut, None)
 
 
 @pytest.fixture(scope="module")
