@@ -61,7 +61,9 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         "features": feature_summary["features"],
         "windows": plan.as_dict(),
         "signal_cv": signal.cv_scores.get("mean", {}),
-        "cycles": [{"cycle": c.cycle, "score": c.evaluation["score"], "rolled_back": c.rolled_back} for c in cycles],
+        "cycles": [
+            {"cycle": c.cycle, "score": c.evaluation["score"], "rolled_back": c.rolled_back} for c in cycles
+        ],
         "training_stop": stop_reason,
         "warm_start": warm.reason,
         "gate": {"passed": decision.passed, "reason": decision.reason},

@@ -126,9 +126,7 @@ def trading_days(start: date, end: date) -> list[date]:
         closed.update(holidays(year))
     span = (end - start).days + 1
     return [
-        d
-        for d in (start + timedelta(days=i) for i in range(span))
-        if d.weekday() < 5 and d not in closed
+        d for d in (start + timedelta(days=i) for i in range(span)) if d.weekday() < 5 and d not in closed
     ]
 
 

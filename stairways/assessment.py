@@ -66,7 +66,9 @@ def build_scenarios(
         }
     )
     synthetic = (
-        config.data.synthetic if config.data.source == "synthetic" else SyntheticMarketConfig(symbols=config.symbols)
+        config.data.synthetic
+        if config.data.source == "synthetic"
+        else SyntheticMarketConfig(symbols=config.symbols)
     )
     held_out = held_out_scenarios(data.validation, bootstrap=data.train, config=scenario_config)
     stress = stress_scenarios(
@@ -138,9 +140,13 @@ def assess(
         policies["signal_rule"] = (SignalRulePolicy.from_feature_names(reference.feature_names), None)
     bars_per_session = SESSION_MINUTES / bar_minutes
     with torch_threads(config.training.ppo.torch_threads):
-        records = {name: _evaluate(policy, scenarios, config, loaded) for name, (policy, loaded) in policies.items()}
+        records = {
+            name: _evaluate(policy, scenarios, config, loaded) for name, (policy, loaded) in policies.items()
+        }
     metrics = {
-        name: {key: aggregate_metrics(runs, bars_per_session=bars_per_session) for key, runs in by_key.items()}
+        name: {
+            key: aggregate_metrics(runs, bars_per_session=bars_per_session) for key, runs in by_key.items()
+        }
         for name, by_key in records.items()
     }
     plots_dir.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,9 @@ def _qc(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=overrides)
     bars = load_export(paths, spec=config.data.export)
     prepared = normalize_bars(bars, symbols=named or None, bar_minutes=config.data.export.bar_minutes)
-    print(f"loaded {bars.height} rows; {prepared.bars.height} after normalization ({prepared.bar_minutes}-min bars)")
+    print(
+        f"loaded {bars.height} rows; {prepared.bars.height} after normalization ({prepared.bar_minutes}-min bars)"
+    )
     for line in prepared.repair_lines():
         print(f"  repair: {line}")
     report = run_qc(
@@ -126,7 +128,9 @@ def _parser() -> argparse.ArgumentParser:
     def export_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
         command.add_argument("--timezone", help="time zone of naive timestamps (default America/New_York)")
-        command.add_argument("--bar-label", choices=("start", "end"), help="timestamps label bar start or end")
+        command.add_argument(
+            "--bar-label", choices=("start", "end"), help="timestamps label bar start or end"
+        )
         command.add_argument("--bar-minutes", type=int, help="bar size in minutes (default: inferred)")
 
     run = commands.add_parser("run", help="run the nightly retrain flow once, locally")
@@ -137,7 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     qc = commands.add_parser("qc", help="normalize and quality-check an export; exit 0 on pass, 1 on fail")
-    qc.add_argument("exports", nargs="+", metavar="SYMBOL=PATH", help="export file per symbol ('*=PATH': long file)")
+    qc.add_argument(
+        "exports", nargs="+", metavar="SYMBOL=PATH", help="export file per symbol ('*=PATH': long file)"
+    )
     export_options(qc)
     qc.add_argument("--report", type=Path, help="write the markdown QC report to this file")
     qc.set_defaults(handler=_qc)

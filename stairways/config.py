@@ -107,7 +107,8 @@ class MonitoringConfig(BaseModel):
     model_config = _FROZEN
 
     pushgateway: str | None = Field(
-        None, description="host:port or URL of a push gateway; `STAIRWAYS_PUSHGATEWAY` overrides; None: no pushes."
+        None,
+        description="host:port or URL of a push gateway; `STAIRWAYS_PUSHGATEWAY` overrides; None: no pushes.",
     )
 
 
@@ -141,7 +142,9 @@ class RetrainConfig(BaseModel):
     )
     gate: GateCriteria = Field(default_factory=GateCriteria, description="Promotion gate criteria.")
     registry: RegistryConfig = Field(default_factory=RegistryConfig, description="MLflow model registry.")
-    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Metrics push gateway.")
+    monitoring: MonitoringConfig = Field(
+        default_factory=MonitoringConfig, description="Metrics push gateway."
+    )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
 
     @model_validator(mode="before")
@@ -212,7 +215,8 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
     except ValidationError as error:
         where = f"config file {path}" if path is not None else "config"
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
+            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
+            for item in error.errors()
         )
         msg = f"invalid {where}: {problems}"
         raise ConfigError(msg) from error

@@ -100,7 +100,9 @@ def dataset_record(prepared: NormalizedBars, *, source: str) -> dict[str, Any]:
         "symbols": sorted(bars.get_column("symbol").unique().to_list()),
         "start": str(first),
         "end": str(last),
-        "sessions": bars.select(pl.col("ts").dt.convert_time_zone("America/New_York").dt.date().n_unique()).item(),
+        "sessions": bars.select(
+            pl.col("ts").dt.convert_time_zone("America/New_York").dt.date().n_unique()
+        ).item(),
         "bar_minutes": prepared.bar_minutes,
         "repairs": dict(prepared.repairs),
     }
@@ -122,7 +124,6 @@ def features_for(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFram
     return build_features(prepared.bars, config=config.features)
 
 
-
 def labels_for(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFrame:
     """Triple-barrier labels at every configured horizon, per symbol."""
     return label_bars(prepared.bars, config=config.labels)
@@ -130,7 +131,9 @@ def labels_for(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFrame:
 
 def split_windows(features: pl.DataFrame, config: RetrainConfig) -> WindowPlan:
     """Training window | purge gap (the longest label horizon) | held-out validation window."""
-    return plan_windows(features.get_column("ts"), config=config.window, purge_bars=max(config.labels.horizons))
+    return plan_windows(
+        features.get_column("ts"), config=config.window, purge_bars=max(config.labels.horizons)
+    )
 
 
 def signal_for(
@@ -198,5 +201,8 @@ def continue_training(results: Sequence[CycleResult], config: RetrainConfig) -> 
         return False, f"all {config.training.cycles} cycles ran"
     scores = [result.evaluation["score"] for result in results]
     if should_stop(scores, min_improvement=config.training.min_improvement):
-        return False, f"cycle {latest.cycle} improved the evaluation by less than {config.training.min_improvement:.0%}"
+        return (
+            False,
+            f"cycle {latest.cycle} improved the evaluation by less than {config.training.min_improvement:.0%}",
+        )
     return True, f"cycle {latest.cycle} improved the evaluation"

@@ -96,7 +96,9 @@ def start_child_run(parent: RunHandle, *, run_name: str, tags: Mapping[str, str]
     client = parent.client()
     child_tags = {"mlflow.parentRunId": parent.run_id, **(tags or {})}
     run = client.create_run(parent.experiment_id, run_name=run_name, tags=child_tags)
-    return RunHandle(tracking_uri=parent.tracking_uri, run_id=run.info.run_id, experiment_id=parent.experiment_id)
+    return RunHandle(
+        tracking_uri=parent.tracking_uri, run_id=run.info.run_id, experiment_id=parent.experiment_id
+    )
 
 
 def numeric_leaves(values: Mapping[str, Any], *, prefix: str = "") -> dict[str, float]:
@@ -176,4 +178,3 @@ def log_frame(handle: RunHandle, frame: Any, artifact_file: str) -> None:
         local = Path(folder) / Path(artifact_file).name
         frame.write_parquet(local)
         log_file(handle, local, str(Path(artifact_file).parent))
-

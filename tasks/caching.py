@@ -42,13 +42,17 @@ def _digest(value: Any) -> str:
     if isinstance(value, BaseModel):
         return model_digest(value)
     if isinstance(value, np.ndarray):
-        return hashlib.sha256(str((value.dtype, value.shape)).encode() + np.ascontiguousarray(value).tobytes()).hexdigest()
+        return hashlib.sha256(
+            str((value.dtype, value.shape)).encode() + np.ascontiguousarray(value).tobytes()
+        ).hexdigest()
     if isinstance(value, Path):
         return value_digest(str(value))
     if isinstance(value, list | tuple):
         return value_digest([_digest(item) for item in value])
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return value_digest({field.name: _digest(getattr(value, field.name)) for field in dataclasses.fields(value)})
+        return value_digest(
+            {field.name: _digest(getattr(value, field.name)) for field in dataclasses.fields(value)}
+        )
     return value_digest(value)
 
 

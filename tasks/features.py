@@ -28,5 +28,7 @@ def record_features(handle: tracking.RunHandle, features: pl.DataFrame, config: 
     """Log the feature list and per-symbol summary statistics under ``features/``."""
     summary = pipeline.feature_summary(features, config)
     tracking.log_json(handle, summary, "features/summary.json")
-    tracking.log_metrics(handle, {"features.count": len(summary["features"]), "features.rows": features.height})
+    tracking.log_metrics(
+        handle, {"features.count": len(summary["features"]), "features.rows": features.height}
+    )
     return summary

@@ -51,7 +51,9 @@ def register_version(
         data_digest=data_digest,
         observation_names=names,
     )
-    tracking.set_tags(handle, {"registry.version": registered.version, "registry.model": registered.model_name})
+    tracking.set_tags(
+        handle, {"registry.version": registered.version, "registry.model": registered.model_name}
+    )
     get_run_logger().info("registered %s version %s", registered.model_name, registered.version)
     return registered
 
@@ -127,5 +129,7 @@ def promote_and_replay(
         raise ReplayMismatch(msg) from error
     tracking.log_json(handle, {"expected": result.replay_pnl, "replayed": replayed}, "gate/replay.json")
     tracking.set_tags(handle, {"registry.promotion": "promoted", "registry.champion": registered.version})
-    logger.info("version %s is champion (previous: %s); replay matched", record.new_champion, record.previous_champion)
+    logger.info(
+        "version %s is champion (previous: %s); replay matched", record.new_champion, record.previous_champion
+    )
     return Promotion(promoted=True, champion=record.new_champion, reason=decision.reason)

@@ -30,9 +30,18 @@ def work_directory() -> Path:
     return (WORK_ROOT / str(flow_run.get_id() or "local")).resolve()
 
 
-@task(name="assemble-training-data", cache_key_fn=input_digest_key, cache_expiration=CACHE_EXPIRATION, persist_result=True)
+@task(
+    name="assemble-training-data",
+    cache_key_fn=input_digest_key,
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+)
 def assemble_training_data(
-    prepared: NormalizedBars, features: pl.DataFrame, signal: SignalResult, plan: WindowPlan, config: RetrainConfig
+    prepared: NormalizedBars,
+    features: pl.DataFrame,
+    signal: SignalResult,
+    plan: WindowPlan,
+    config: RetrainConfig,
 ) -> pipeline.TrainingData:
     """Observation arrays of the training and validation windows (purge gap left out)."""
     return pipeline.training_data(prepared, features, signal, plan, config)
@@ -88,7 +97,11 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
     child = tracking.start_child_run(
         parent,
         run_name=f"cycle-{result.cycle}",
-        tags={"cycle": str(result.cycle), "rolled_back": str(result.rolled_back), "start": result.warm_start_reason},
+        tags={
+            "cycle": str(result.cycle),
+            "rolled_back": str(result.rolled_back),
+            "start": result.warm_start_reason,
+        },
     )
     tracking.log_metrics(child, result.metrics | {f"eval.{k}": v for k, v in result.evaluation.items()})
     tracking.log_metrics(child, {"divergence": result.divergence, "rolled_back": float(result.rolled_back)})
@@ -99,7 +112,9 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
     with tempfile.TemporaryDirectory() as folder:
         tracking.log_file(parent, plot_trajectory(result.trajectory, Path(folder) / "controller.png"), prefix)
     tracking.log_frame(parent, result.trajectory, f"{prefix}/controller_trajectory.parquet")
-    tracking.log_json(parent, {"metrics": result.metrics, "evaluation": result.evaluation}, f"{prefix}/metrics.json")
+    tracking.log_json(
+        parent, {"metrics": result.metrics, "evaluation": result.evaluation}, f"{prefix}/metrics.json"
+    )
     tracking.log_metrics(
         parent,
         {"cycle.score": result.evaluation["score"], "cycle.divergence": result.divergence},

@@ -18,10 +18,22 @@ from validation.scenarios import Scenario
 
 __all__ = ["assess_candidate", "build_validation_scenarios", "decide_gate"]
 
-_PUSHED_METRICS = ("total_return_pct", "max_drawdown_pct", "sharpe", "win_rate", "trades_per_day", "hold_rate")
+_PUSHED_METRICS = (
+    "total_return_pct",
+    "max_drawdown_pct",
+    "sharpe",
+    "win_rate",
+    "trades_per_day",
+    "hold_rate",
+)
 
 
-@task(name="build-scenarios", cache_key_fn=input_digest_key, cache_expiration=CACHE_EXPIRATION, persist_result=True)
+@task(
+    name="build-scenarios",
+    cache_key_fn=input_digest_key,
+    cache_expiration=CACHE_EXPIRATION,
+    persist_result=True,
+)
 def build_validation_scenarios(
     data: TrainingData, signal: SignalResult, prepared: NormalizedBars, config: RetrainConfig
 ) -> dict[str, Scenario]:
@@ -63,7 +75,9 @@ def assess_candidate(
 
 
 @task(name="decide-gate")
-def decide_gate(handle: tracking.RunHandle, result: assessment.Assessment, config: RetrainConfig) -> GateDecision:
+def decide_gate(
+    handle: tracking.RunHandle, result: assessment.Assessment, config: RetrainConfig
+) -> GateDecision:
     """Apply the gate criteria (pure) and record the decision under ``gate/``."""
     decision = assessment.judge(result, config)
     tracking.log_json(handle, decision.to_dict(), "gate/decision.json")

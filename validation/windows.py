@@ -23,7 +23,9 @@ class WindowConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     validation_sessions: int = Field(10, ge=1, description="Last sessions held out for validation.")
-    min_train_sessions: int = Field(5, ge=1, description="Fewest whole sessions the training window may have.")
+    min_train_sessions: int = Field(
+        5, ge=1, description="Fewest whole sessions the training window may have."
+    )
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,9 @@ def test_the_champion_changes_only_for_a_stated_reason(
         paths[symbol] = str(tmp_path / f"{symbol}.parquet")
         frame.write_parquet(paths[symbol])
     with pytest.raises(DataQualityError):
-        nightly_retrain(night_config(name, gate=LENIENT_GATE, data={"source": "export", "export_paths": paths}))
+        nightly_retrain(
+            night_config(name, gate=LENIENT_GATE, data={"source": "export", "export_paths": paths})
+        )
     assert champion(name) == "2"
 
     # Night 5: training dies -> unchanged.

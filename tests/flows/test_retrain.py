@@ -85,10 +85,15 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
 def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
     good = nightly_retrain(_config(tmp_path))
     bars = pl.read_parquet(
-        mlflow.artifacts.download_artifacts(f"runs:/{good['mlflow_run_id']}/data/bars.parquet", dst_path=str(tmp_path))
+        mlflow.artifacts.download_artifacts(
+            f"runs:/{good['mlflow_run_id']}/data/bars.parquet", dst_path=str(tmp_path)
+        )
     )
     broken = bars.with_columns(
-        pl.when(pl.int_range(pl.len()) % 97 == 5).then(pl.col("low") * 0.5).otherwise(pl.col("high")).alias("high")
+        pl.when(pl.int_range(pl.len()) % 97 == 5)
+        .then(pl.col("low") * 0.5)
+        .otherwise(pl.col("high"))
+        .alias("high")
     )
     paths = {}
     for symbol in ("NVDA", "MSFT"):
@@ -100,9 +105,7 @@ def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
         nightly_retrain(config)
     client = MlflowClient()
     experiment = client.get_experiment_by_name(config.tracking.experiment_name)
-    failed = [
-        run for run in client.search_runs([experiment.experiment_id]) if run.info.status == "FAILED"
-    ]
+    failed = [run for run in client.search_runs([experiment.experiment_id]) if run.info.status == "FAILED"]
     assert len(failed) == 1
     artifacts = _artifacts(client, failed[0].info.run_id)
     assert {"qc/gx_result.json", "qc/report.md"} <= artifacts

@@ -21,14 +21,25 @@ def clean_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         # A vendor-style export: naive New York timestamps, capitalised headers.
         frame = frame.with_columns(
             pl.col("ts").dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
-        ).rename({"ts": "Datetime", "open": "Open", "high": "High", "low": "Low", "close": "Close", "volume": "Volume"})
+        ).rename(
+            {
+                "ts": "Datetime",
+                "open": "Open",
+                "high": "High",
+                "low": "Low",
+                "close": "Close",
+                "volume": "Volume",
+            }
+        )
         path = folder / f"{symbol.lower()}.csv"
         frame.write_csv(path)
         paths[symbol] = path
     return paths
 
 
-def test_qc_passes_a_clean_export(clean_exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_qc_passes_a_clean_export(
+    clean_exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     report = tmp_path / "qc.md"
     code = main(["qc", *(f"{s}={p}" for s, p in clean_exports.items()), "--report", str(report)])
     out = capsys.readouterr().out
@@ -37,7 +48,9 @@ def test_qc_passes_a_clean_export(clean_exports: dict[str, Path], tmp_path: Path
     assert report.read_text().strip()
 
 
-def test_qc_fails_a_broken_export(clean_exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_qc_fails_a_broken_export(
+    clean_exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     frame = pl.read_csv(clean_exports["NVDA"])
     broken = frame.with_columns(
         pl.when(pl.int_range(pl.len()) == 100).then(-1.0).otherwise(pl.col("Close")).alias("Close")
@@ -79,7 +92,12 @@ def test_stairways_run_uses_an_ephemeral_prefect_server(tmp_path: Path) -> None:
     }
     completed = subprocess.run(
         [sys.executable, "-m", "stairways.cli", "run", "--config", str(config)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert '"mlflow_run_id"' in completed.stdout

@@ -11,7 +11,9 @@ from validation.windows import WindowConfig, plan_windows
 def _grid(n_sessions: int) -> pl.Series:
     bounds = sessions(trading_days(date(2025, 3, 3), date(2025, 12, 31))[:n_sessions])
     frames = [
-        pl.datetime_range(row["open"], row["close"], interval="1m", closed="left", eager=True, time_zone="UTC")
+        pl.datetime_range(
+            row["open"], row["close"], interval="1m", closed="left", eager=True, time_zone="UTC"
+        )
         for row in bounds.iter_rows(named=True)
     ]
     return pl.concat(frames).alias("ts").dt.cast_time_unit("ns")
@@ -46,6 +48,8 @@ def test_duplicate_timestamps_of_two_symbols_count_once() -> None:
         (8, WindowConfig(validation_sessions=3, min_train_sessions=5), 400, "purge gap"),
     ],
 )
-def test_too_short_history_is_a_clear_error(n_sessions: int, config: WindowConfig, purge: int, fragment: str) -> None:
+def test_too_short_history_is_a_clear_error(
+    n_sessions: int, config: WindowConfig, purge: int, fragment: str
+) -> None:
     with pytest.raises(ConfigError, match=fragment):
         plan_windows(_grid(n_sessions), config=config, purge_bars=purge)
