@@ -17,7 +17,10 @@ from typing import Any
 
 import mlflow
 import mlflow.data
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.http_dataset_source import HTTPDatasetSource
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 __all__ = [
@@ -160,17 +163,34 @@ def log_file(handle: RunHandle, path: Path, artifact_path: str) -> None:
     handle.client().log_artifact(handle.run_id, str(path), artifact_path)
 
 
-def log_dataset_input(handle: RunHandle, frame: Any, *, name: str, artifact_file: str, digest: str) -> None:
+def _dataset_source(handle: RunHandle, artifact_file: str) -> Any | None:
+    """A resolvable MLflow dataset source for a run artifact: its local path, or its HTTP download URL."""
+    uri = f"{handle.client().get_run(handle.run_id).info.artifact_uri}/{artifact_file}"
+    try:
+        return resolve_dataset_source(uri)
+    except MlflowException:
+        pass
+    server = handle.tracking_uri.rstrip("/")
+    prefix = "mlflow-artifacts:/"
+    if uri.startswith(prefix) and server.startswith(("http://", "https://")):
+        return HTTPDatasetSource(f"{server}/api/2.0/mlflow-artifacts/artifacts/{uri[len(prefix) :].lstrip('/')}")
+    return None
+
+
+def log_dataset_input(handle: RunHandle, frame: Any, *, name: str, artifact_file: str, digest: str) -> bool:
     """Record ``frame``, logged as the artifact ``artifact_file``, as the run's training input.
 
     The MLflow UI then lists it under Datasets, with the artifact as its source and ``digest`` (truncated to
-    MLflow's 36 characters) as its digest.
+    MLflow's 36 characters) as its digest. Returns False, logging nothing, for an artifact store whose URIs
+    MLflow cannot describe as a dataset source (the artifact and ``data/dataset.json`` still hold the record).
     """
-    source = f"{handle.client().get_run(handle.run_id).info.artifact_uri}/{artifact_file}"
+    source = _dataset_source(handle, artifact_file)
+    if source is None:
+        return False
     dataset = mlflow.data.from_polars(frame, source=source, name=name, digest=digest[:36])
     entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
     handle.client().log_inputs(handle.run_id, datasets=[entity])
-
+    return True
 
 def log_frame(handle: RunHandle, frame: Any, artifact_file: str) -> None:
     """Write a polars frame as Parquet to the artifact ``artifact_file``."""
