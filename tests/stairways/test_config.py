@@ -63,3 +63,11 @@ def test_config_is_a_prefect_flow_parameter_schema() -> None:
     definitions = schema.definitions
     assert "RetrainConfig" in definitions
     assert "seed" in definitions["RetrainConfig"]["properties"]
+
+
+def test_shipped_configs_are_valid() -> None:
+    folder = Path(__file__).resolve().parents[2] / "configs"
+    paths = sorted(folder.glob("*.yaml"))
+    assert paths
+    for path in paths:
+        assert isinstance(load_config(path), RetrainConfig)
