@@ -41,7 +41,6 @@ import gymnasium  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gymnasium import spaces  # noqa: E402
-from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 from controllers.regime import regime_scores  # noqa: E402
@@ -49,7 +48,7 @@ from envs.market_arrays import MarketArrays, market_arrays  # noqa: E402
 from market.features import build_features, feature_names  # noqa: E402
 from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E402
 from training.cycles import run_cycle, run_cycles  # noqa: E402
-from training.ppo import PPOSettings, TrainingConfig  # noqa: E402
+from training.ppo import PPOSettings, TrainingConfig, new_model  # noqa: E402
 
 __all__ = ["ConstantEnv", "bench_pipeline", "bench_reference", "main", "synthetic_windows"]
 
@@ -126,23 +125,8 @@ def bench_reference(observation_size: int, settings: PPOSettings, steps: int) ->
         def build() -> ConstantEnv:
             return ConstantEnv(observation_size)
 
-        model = PPO(
-            "MlpPolicy",
-            DummyVecEnv([build] * settings.n_envs),
-            learning_rate=settings.learning_rate,
-            n_steps=settings.n_steps,
-            batch_size=settings.batch_size,
-            n_epochs=settings.n_epochs,
-            gamma=settings.gamma,
-            gae_lambda=settings.gae_lambda,
-            clip_range=settings.clip_range,
-            ent_coef=settings.ent_coef,
-            vf_coef=settings.vf_coef,
-            max_grad_norm=settings.max_grad_norm,
-            policy_kwargs={"net_arch": list(settings.net_arch)},
-            seed=TRAINING_SEED,
-            device="cpu",
-        )
+        # The same constructor the pipeline uses, so hyperparameters cannot drift apart; the env is plain SB3.
+        model = new_model(DummyVecEnv([build] * settings.n_envs), settings=settings, seed=TRAINING_SEED)
         started = time.perf_counter()
         model.learn(total_timesteps=steps)
         seconds = time.perf_counter() - started

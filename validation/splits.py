@@ -196,7 +196,19 @@ def _train_indices(spans: _Spans, test_blocks: Sequence[np.ndarray], embargo: in
 # ------------------------------------------------------------------------------------------------------------
 
 
-class PurgedKFold:
+class _PurgedSplitter:
+    """What the purged splitters share: the samples' label spans and the embargo they imply."""
+
+    embargo_fraction: float
+    _spans: _Spans
+
+    @property
+    def embargo(self) -> int:
+        """Embargo length in samples: ``ceil(embargo_fraction * n_samples)``."""
+        return _embargo_size(self.embargo_fraction, self._spans.size)
+
+
+class PurgedKFold(_PurgedSplitter):
     """K-fold cross-validation with contiguous test folds, purging and an embargo (AFML snippet 7.3).
 
     Args:
@@ -221,11 +233,6 @@ class PurgedKFold:
             f"PurgedKFold(n_splits={self.n_splits}, n_samples={self._spans.size}, "
             f"embargo_fraction={self.embargo_fraction})"
         )
-
-    @property
-    def embargo(self) -> int:
-        """Embargo length in samples: ``ceil(embargo_fraction * n_samples)``."""
-        return _embargo_size(self.embargo_fraction, self._spans.size)
 
     def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
         """Number of splits (scikit-learn protocol); the arguments are ignored."""
@@ -317,7 +324,7 @@ def walk_forward(
     return iter(splits)
 
 
-class CombinatorialPurgedKFold:
+class CombinatorialPurgedKFold(_PurgedSplitter):
     """Combinatorial purged cross-validation, CPCV (AFML ch. 12).
 
     The samples form ``n_groups`` contiguous groups; every combination of ``n_test_groups`` groups is one
@@ -355,11 +362,6 @@ class CombinatorialPurgedKFold:
             f"CombinatorialPurgedKFold(n_groups={self.n_groups}, n_test_groups={self.n_test_groups}, "
             f"n_samples={self._spans.size}, embargo_fraction={self.embargo_fraction})"
         )
-
-    @property
-    def embargo(self) -> int:
-        """Embargo length in samples: ``ceil(embargo_fraction * n_samples)``."""
-        return _embargo_size(self.embargo_fraction, self._spans.size)
 
     @property
     def n_paths(self) -> int:
