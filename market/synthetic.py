@@ -36,8 +36,8 @@ Modes (:attr:`SyntheticMarketConfig.mode`):
   (minute and overnight) has conditional mean zero given the whole past of both tickers, so returns are a
   martingale difference sequence with zero autocorrelation at every lag. Volatility still clusters and
   regimes still switch (that predicts magnitude, never sign).
-* ``planted``: the ``martingale`` process plus exactly one weak, known predictable component on the first
-  ticker ``symbols[0]``. With ``H = planted_horizon_bars`` and ``s = planted_strength``: split each
+* ``planted``: the ``martingale`` process plus exactly one known predictable component on the first
+  ticker ``symbols[0]`` (on each ticker with ``planted_symbols="both"``). With ``H = planted_horizon_bars`` and ``s = planted_strength``: split each
   session's bars into consecutive blocks of ``H`` bars starting at the open (a trailing partial block is
   left alone). Let ``B_k`` be the log return of block ``k``: ``log(close of its last bar / close of the last
   bar of block k-1)``, and for block 0 ``log(close of its last bar / the session's first open)``. For every
@@ -46,9 +46,10 @@ Modes (:attr:`SyntheticMarketConfig.mode`):
   ``E[B_k | past] = s * B_{k-1}`` exactly, and the correlation of predictor ``B_{k-1}`` with target ``B_k``
   over many pairs is ``s`` up to sampling error and the slight variance difference between neighbouring
   blocks. :func:`block_return_pairs` extracts these pairs from any bar frame. Nothing is planted across
-  sessions. ``symbols[1]`` stays a martingale; because its shocks are correlated with ``symbols[0]``'s, its
-  own past block return predicts ``symbols[0]``'s next block return with a correlation of about ``s`` times
-  the regime correlation.
+  sessions. With ``planted_symbols="first"`` (default) ``symbols[1]`` stays a martingale; because its shocks
+  are correlated with ``symbols[0]``'s, its own past block return predicts ``symbols[0]``'s next block
+  return with a correlation of about ``s`` times the regime correlation. With ``planted_symbols="both"``
+  each symbol gets the same construction from its own block returns, independently.
 
 The three modes share the random streams, so one seed gives the same regime sequence in every mode.
 Components draw from independent generators spawned from ``np.random.SeedSequence(seed)``.
@@ -146,6 +147,12 @@ class SyntheticMarketConfig(BaseModel):
         le=SESSION_MINUTES // 2,
         description="Block length H in bars of the planted signal: the past H-bar block return of symbols[0] "
         "predicts its next H-bar block return (mode 'planted' only).",
+    )
+    planted_symbols: Literal["first", "both"] = Field(
+        default="first",
+        description="Which symbols carry the planted block-return signal (mode 'planted' only): 'first' "
+        "plants it on symbols[0] alone, 'both' on each symbol independently (each predicted by its own "
+        "previous block).",
     )
     planted_strength: float = Field(
         default=0.1,
@@ -427,14 +434,15 @@ def generate_market(config: SyntheticMarketConfig, *, seed: int) -> SyntheticMar
     drift = (session_drift / SESSION_MINUTES)[session_index]
     returns = drift[None, :] + volatility * (shocks + jumps)
     if config.mode == "planted":
-        returns[0] += _planted_drift(
-            returns[0],
-            session_index=session_index,
-            minute=minute,
-            minutes=minutes,
-            horizon=config.planted_horizon_bars,
-            strength=config.planted_strength,
-        )
+        for row in (0, 1) if config.planted_symbols == "both" else (0,):
+            returns[row] += _planted_drift(
+                returns[row],
+                session_index=session_index,
+                minute=minute,
+                minutes=minutes,
+                horizon=config.planted_horizon_bars,
+                strength=config.planted_strength,
+            )
 
     # Overnight gaps: zero before the first session, otherwise correlated like the minute shocks.
     gap_first = gap_rng.standard_normal(session_count)

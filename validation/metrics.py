@@ -400,25 +400,39 @@ class BuyAndHoldPolicy:
 
 @dataclass(frozen=True)
 class SignalRulePolicy:
-    """Follows the signal feature: long above ``threshold``, short below ``-threshold``, flat in between.
+    """Follows the signal feature with hysteresis: enters on a strong signal, exits when it turns against it.
 
-    The target per ticker is +1, -1 or 0 units; each step buys or sells one ladder step toward it (the env
-    moves short -> flat -> long one level per order, so reaching the other side takes two steps) and holds
-    once there. ``signal_columns`` and ``position_columns`` index the raw observation.
+    Per ticker, from its signal ``s`` and its current position: a long position is kept while
+    ``s >= -exit_threshold`` and a short one while ``s <= exit_threshold``; otherwise (flat, or a position
+    whose signal turned) the target is +1 when ``s > entry_threshold``, -1 when ``s < -entry_threshold``, else
+    0. Entering only on conviction and exiting only on a reversal keeps a signal that hovers around a single
+    threshold from opening and closing a position every few bars, trips whose costs lose money. The position
+    is read from the observation, so the rule needs no state of its own. Each step buys or sells one ladder
+    step toward the target (the env moves short -> flat -> long one level per order, so reaching the other
+    side takes two steps) and holds once there. ``signal_columns`` and ``position_columns`` index the raw
+    observation.
     """
 
     signal_columns: tuple[int, int]
     position_columns: tuple[int, int] = (-2, -1)
-    threshold: float = 0.2
+    entry_threshold: float = 0.5
+    exit_threshold: float = 0.2
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.threshold) and self.threshold >= 0.0):
-            message = f"threshold must be finite and >= 0, got {self.threshold}"
-            raise ValueError(message)
+        for name in ("entry_threshold", "exit_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                message = f"{name} must lie in [0, 1] (the signal's range), got {value}"
+                raise ValueError(message)
 
     @classmethod
     def from_feature_names(
-        cls, feature_names: Sequence[str], *, signal_feature: str = "signal", threshold: float = 0.2
+        cls,
+        feature_names: Sequence[str],
+        *,
+        signal_feature: str = "signal",
+        entry_threshold: float = 0.5,
+        exit_threshold: float = 0.2,
     ) -> "SignalRulePolicy":
         """The rule on a market's feature list (``MarketArrays.feature_names``, ``"SYMBOL:feature"``)."""
         columns = [
@@ -429,15 +443,29 @@ class SignalRulePolicy:
                 f"expected one {signal_feature!r} column per ticker in the features, found {len(columns)}"
             )
             raise ValueError(message)
-        return cls(signal_columns=(columns[0], columns[1]), threshold=threshold)
+        return cls(
+            signal_columns=(columns[0], columns[1]),
+            entry_threshold=entry_threshold,
+            exit_threshold=exit_threshold,
+        )
 
-    def predict(self, observations: np.ndarray) -> np.ndarray:
-        """One ladder step per ticker toward the signal's target position."""
+    def targets(self, observations: np.ndarray) -> np.ndarray:
+        """Target position (-1, 0 or +1 units) per ticker, shape (n, 2)."""
         batch = _observations(observations)
         signal = _columns(batch, self.signal_columns, what="signal_columns")
         positions = _columns(batch, self.position_columns, what="position_columns")
-        targets = np.where(signal > self.threshold, 1.0, np.where(signal < -self.threshold, -1.0, 0.0))
-        return _actions(_toward(positions, targets))
+        entry = np.where(
+            signal > self.entry_threshold, 1.0, np.where(signal < -self.entry_threshold, -1.0, 0.0)
+        )
+        keep_long = (positions > 0.0) & (signal >= -self.exit_threshold)
+        keep_short = (positions < 0.0) & (signal <= self.exit_threshold)
+        return np.where(keep_long, 1.0, np.where(keep_short, -1.0, entry))
+
+    def predict(self, observations: np.ndarray) -> np.ndarray:
+        """One ladder step per ticker toward :meth:`targets`."""
+        batch = _observations(observations)
+        positions = _columns(batch, self.position_columns, what="position_columns")
+        return _actions(_toward(positions, self.targets(batch)))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -359,6 +359,20 @@ def test_planted_mode_changes_only_the_first_symbol() -> None:
     )
 
 
+def test_planted_on_both_symbols_plants_each_from_its_own_blocks() -> None:
+    config = SyntheticMarketConfig(
+        sessions=600, mode="planted", planted_symbols="both", planted_horizon_bars=30, planted_strength=0.2
+    )
+    both = generate_market(config, seed=8).bars
+    first = generate_market(config.model_copy(update={"planted_symbols": "first"}), seed=8).bars
+    # The first symbol is planted exactly as with "first"; the second gets its own relation.
+    assert both.filter(pl.col("symbol") == "NVDA").equals(first.filter(pl.col("symbol") == "NVDA"))
+    for symbol in ("NVDA", "MSFT"):
+        pairs = block_return_pairs(both, symbol=symbol, horizon_bars=30)
+        predictor, target = pairs["predictor"].to_numpy(), pairs["target"].to_numpy()
+        assert abs(robust_slope_z(predictor, target, slope=0.2)) < Z_LIMIT, symbol
+
+
 def test_block_return_pairs_follow_the_stated_blocks() -> None:
     market = generate_market(SyntheticMarketConfig(sessions=2), seed=1)
     pairs = block_return_pairs(market.bars, symbol="NVDA", horizon_bars=10)

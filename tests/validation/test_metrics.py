@@ -259,31 +259,40 @@ def test_buy_and_hold_buys_up_to_one_unit_then_holds() -> None:
     np.testing.assert_array_equal(BuyAndHoldPolicy().predict(observations), [8, 5, 4, 7])
 
 
-def test_signal_rule_steps_toward_its_target() -> None:
-    rule = SignalRulePolicy(signal_columns=(0, 1), position_columns=(2, 3), threshold=0.25)
+def test_signal_rule_enters_on_conviction_and_exits_on_reversal() -> None:
+    rule = SignalRulePolicy(
+        signal_columns=(0, 1), position_columns=(2, 3), entry_threshold=0.5, exit_threshold=0.25
+    )
     observations = _observations(
         [
-            (0.5, -0.5, 0.0, 0.0),  # long / short from flat: buy, sell
-            (0.5, -0.5, 1.0, -1.0),  # there: hold both
-            (0.1, 0.1, 1.0, -1.0),  # inside the band: back to flat, sell, buy
-            (-0.5, 0.5, 1.0, -1.0),  # reversal: one ladder step at a time, sell, buy
-            (0.25, -0.25, 0.0, 0.0),  # exactly at the threshold: flat, hold
-            (0.5, 0.5, 0.5, -0.5),  # partial fills: keep moving toward +1
+            (0.6, -0.6, 0.0, 0.0),  # strong signal from flat: buy, sell
+            (0.3, -0.3, 0.0, 0.0),  # too weak to enter: hold both
+            (0.5, -0.5, 0.0, 0.0),  # exactly at the entry threshold: not entered
+            (0.6, -0.6, 1.0, -1.0),  # there: hold both
+            (-0.1, 0.1, 1.0, -1.0),  # weakened but not reversed past the exit band: keep both
+            (-0.25, 0.25, 1.0, -1.0),  # exactly at the exit threshold: keep both
+            (-0.3, 0.3, 1.0, -1.0),  # reversed, not strong enough to enter the other side: to flat
+            (-0.6, 0.6, 1.0, -1.0),  # strong reversal: toward the other side, one ladder step at a time
+            (0.6, 0.6, 0.5, -0.5),  # partial fills: long keeps moving toward +1; the short reversed
         ]
     )
-    np.testing.assert_array_equal(rule.predict(observations), [6, 4, 2, 2, 4, 8])
+    np.testing.assert_array_equal(rule.predict(observations), [6, 4, 4, 4, 4, 4, 2, 2, 8])
+    np.testing.assert_array_equal(rule.targets(observations)[6:], [[0.0, 0.0], [-1.0, 1.0], [1.0, 1.0]])
 
 
 def test_signal_rule_finds_the_signal_columns_and_checks_them() -> None:
     names = ("NVDA:rsi_14", "NVDA:signal", "MSFT:rsi_14", "MSFT:signal")
-    rule = SignalRulePolicy.from_feature_names(names, threshold=0.3)
-    assert rule.signal_columns == (1, 3) and rule.threshold == 0.3
+    rule = SignalRulePolicy.from_feature_names(names, entry_threshold=0.3, exit_threshold=0.1)
+    assert rule.signal_columns == (1, 3)
+    assert (rule.entry_threshold, rule.exit_threshold) == (0.3, 0.1)
     with pytest.raises(ValueError, match="found 0"):
         SignalRulePolicy.from_feature_names(("NVDA:rsi_14", "MSFT:rsi_14"))
     with pytest.raises(ValueError, match="outside observations of width 4"):
         SignalRulePolicy(signal_columns=(0, 9)).predict(np.zeros((1, 4), dtype=np.float32))
-    with pytest.raises(ValueError, match="threshold"):
-        SignalRulePolicy(signal_columns=(0, 1), threshold=-0.1)
+    with pytest.raises(ValueError, match="entry_threshold"):
+        SignalRulePolicy(signal_columns=(0, 1), entry_threshold=-0.1)
+    with pytest.raises(ValueError, match="exit_threshold"):
+        SignalRulePolicy(signal_columns=(0, 1), exit_threshold=float("nan"))
 
 
 @pytest.fixture(scope="module")
@@ -311,13 +320,16 @@ def test_baselines_trade_as_designed_in_the_env(sessions: list[MarketArrays]) ->
     assert hold["trades_per_day"] == 2.0  # one buy per ticker; the close flattens
     assert hold["round_trips"] == 2 * len(sessions)
     assert hold["cost_total"] > 0.0
-    rule = SignalRulePolicy.from_feature_names(sessions[0].feature_names, threshold=0.0005)
+    rule = SignalRulePolicy.from_feature_names(
+        sessions[0].feature_names, entry_threshold=0.0005, exit_threshold=0.0
+    )
     records = evaluate_episodes(rule, sessions, env_config=config)
     assert aggregate_metrics(records, bars_per_session=39)["trades_per_day"] > 2.0
     record = records[0]
     signal = sessions[0].features[: record.length, [1, 3]]
-    wanted = np.where(signal > 0.0005, 1.0, np.where(signal < -0.0005, -1.0, 0.0))
     held = record.positions[:-1]
+    entry = np.where(signal > 0.0005, 1.0, np.where(signal < -0.0005, -1.0, 0.0))
+    wanted = np.where((held > 0) & (signal >= 0.0), 1.0, np.where((held < 0) & (signal <= 0.0), -1.0, entry))
     steps_toward = np.sign(wanted - held)
     decoded = np.column_stack([record.actions // 3 - 1, record.actions % 3 - 1])
     np.testing.assert_array_equal(decoded, steps_toward)
