@@ -36,20 +36,21 @@ Modes (:attr:`SyntheticMarketConfig.mode`):
   (minute and overnight) has conditional mean zero given the whole past of both tickers, so returns are a
   martingale difference sequence with zero autocorrelation at every lag. Volatility still clusters and
   regimes still switch (that predicts magnitude, never sign).
-* ``planted``: the ``martingale`` process plus exactly one known predictable component on the first
-  ticker ``symbols[0]`` (on each ticker with ``planted_symbols="both"``). With ``H = planted_horizon_bars`` and ``s = planted_strength``: split each
-  session's bars into consecutive blocks of ``H`` bars starting at the open (a trailing partial block is
-  left alone). Let ``B_k`` be the log return of block ``k``: ``log(close of its last bar / close of the last
-  bar of block k-1)``, and for block 0 ``log(close of its last bar / the session's first open)``. For every
-  block ``k >= 1`` each of its bars gets an added log-return drift ``s * B_{k-1} / H``, so ``B_k = s *
-  B_{k-1} + E_k`` with ``E_k`` the block's martingale return, independent of everything before it. Hence
-  ``E[B_k | past] = s * B_{k-1}`` exactly, and the correlation of predictor ``B_{k-1}`` with target ``B_k``
-  over many pairs is ``s`` up to sampling error and the slight variance difference between neighbouring
-  blocks. :func:`block_return_pairs` extracts these pairs from any bar frame. Nothing is planted across
-  sessions. With ``planted_symbols="first"`` (default) ``symbols[1]`` stays a martingale; because its shocks
-  are correlated with ``symbols[0]``'s, its own past block return predicts ``symbols[0]``'s next block
-  return with a correlation of about ``s`` times the regime correlation. With ``planted_symbols="both"``
-  each symbol gets the same construction from its own block returns, independently.
+* ``planted``: the ``martingale`` process plus exactly one known predictable component on the first ticker
+  ``symbols[0]`` (on each ticker with ``planted_symbols="both"``). With ``H = planted_horizon_bars`` and ``s
+  = planted_strength``: split each session's bars into consecutive blocks of ``H`` bars starting at the open
+  (a trailing partial block is left alone). Let ``B_k`` be the log return of block ``k``: ``log(close of its
+  last bar / close of the last bar of block k-1)``, and for block 0 ``log(close of its last bar / the
+  session's first open)``. For every block ``k >= 1`` each of its bars gets an added log-return drift ``s *
+  B_{k-1} / H``, so ``B_k = s * B_{k-1} + E_k`` with ``E_k`` the block's martingale return, independent of
+  everything before it. Hence ``E[B_k | past] = s * B_{k-1}`` exactly, and the correlation of predictor
+  ``B_{k-1}`` with target ``B_k`` over many pairs is ``s`` up to sampling error and the slight variance
+  difference between neighbouring blocks. :func:`block_return_pairs` extracts these pairs from any bar
+  frame. Nothing is planted across sessions. With ``planted_symbols="first"`` (default) ``symbols[1]`` stays
+  a martingale; because its shocks are correlated with ``symbols[0]``'s, its own past block return predicts
+  ``symbols[0]``'s next block return with a correlation of about ``s`` times the regime correlation. With
+  ``planted_symbols="both"`` each symbol gets the same construction from its own block returns,
+  independently.
 
 The three modes share the random streams, so one seed gives the same regime sequence in every mode.
 Components draw from independent generators spawned from ``np.random.SeedSequence(seed)``.

@@ -11,8 +11,11 @@ followed by a deterministic evaluation on the held-out validation window. The ru
   ``meta.json``, same observation size, action count and feature list) and its network architecture equals
   ``config.ppo.net_arch``; its weights, Adam state, normalization statistics and controller state are loaded
   (a controller state that does not fit ``config.controller`` is left out and the reason says so). Otherwise
-  cycle 1 starts fresh. Either way the starting weights are saved as the checkpoint ``output_dir/baseline``
-  (cycle index 0): the divergence baseline, and the checkpoint kept if cycle 1 is rolled back.
+  cycle 1 starts fresh. A fresh start is kickstarted (``config.imitation``, :mod:`training.imitation`):
+  the policy first clones the signal rule on the training window, when the observation has the ``signal``
+  feature; the reason says whether and how well. Either way the starting weights are saved as the
+  checkpoint ``output_dir/baseline`` (cycle index 0): the divergence baseline, and the checkpoint kept if
+  cycle 1 is rolled back.
 * **Later cycles** continue ``previous`` (the last kept checkpoint) with ``reset_num_timesteps=False``; an
   unusable ``previous`` raises ``ValueError``. Each cycle builds fresh envs (episodes restart at random
   sessions); PPO hyperparameters always come from ``config``.
@@ -64,6 +67,7 @@ from envs.market_arrays import MarketArrays
 from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv
 from stairways.digest import model_digest
 from stairways.seeding import derive_seed
+from training.imitation import kickstart
 from training.ppo import (
     HOLD_ACTION,
     NORMALIZE_REWARD,
@@ -79,6 +83,7 @@ from training.ppo import (
     save_normalization,
     torch_threads,
 )
+from validation.metrics import SignalRulePolicy
 
 __all__ = [
     "BASELINE_DIRECTORY",
@@ -620,6 +625,24 @@ def _starting_point(
     return f"continued from cycle {meta.get('cycle')}", Path(previous), meta
 
 
+def _kickstart(
+    model: PPO, env: VecNormalize, *, train: MarketArrays, config: TrainingConfig, seed: int
+) -> tuple[str, dict[str, float]]:
+    """Clone the signal rule into a fresh model when configured and possible; the note and its metrics."""
+    if not config.imitation.enabled:
+        return "no kickstart (training.imitation.enabled is false)", {}
+    try:
+        teacher = SignalRulePolicy.from_feature_names(train.feature_names)
+    except ValueError as error:
+        return f"no kickstart ({error})", {}
+    result = kickstart(model, env, teacher, config=config.imitation, seed=seed, hold_action=HOLD_ACTION)
+    note = (
+        f"kickstarted from the signal rule: {result.accuracy:.1%} of {result.samples:,} teacher steps "
+        "imitated"
+    )
+    return note, result.as_metrics()
+
+
 def run_cycle(
     cycle: int,
     *,
@@ -673,6 +696,10 @@ def run_cycle(
             )
             if note is not None:
                 reason = f"{reason}; {note}"
+        imitation: dict[str, float] = {}
+        if cycle == 1 and source is None:
+            note, imitation = _kickstart(model, env, train=train, config=config, seed=cycle_seed)
+            reason = f"{reason}; {note}"
         if cycle == 1:
             baseline_directory = _write_checkpoint(
                 output_dir / BASELINE_DIRECTORY,
@@ -741,7 +768,7 @@ def run_cycle(
             "wall_seconds": wall_seconds,
             "steps_per_second": trained_steps / wall_seconds,
             "divergence": divergence,
-        }
+        } | imitation
         policy = load_checkpoint(kept, market=validation)
         evaluation = evaluate_policy(policy, validation, config=config, sessions=config.eval_sessions)
     return CycleResult(

@@ -44,6 +44,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, Ve
 from controllers.reward import AdaptiveRewardController, ControllerTrajectory, RewardControllerConfig
 from envs.market_arrays import MarketArrays
 from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, TradingEnvConfig
+from training.imitation import ImitationConfig
 
 __all__ = [
     "BlockVecNormalize",
@@ -148,6 +149,10 @@ class TrainingConfig(BaseModel):
     env: TradingEnvConfig = Field(default_factory=TradingEnvConfig, description="Trading env settings.")
     controller: RewardControllerConfig = Field(
         default_factory=RewardControllerConfig, description="Adaptive reward controller settings."
+    )
+    imitation: ImitationConfig = Field(
+        default_factory=ImitationConfig,
+        description="Kickstart of fresh agents: behaviour cloning of the signal rule before cycle 1.",
     )
 
 
@@ -570,4 +575,3 @@ class TrainingMonitor(BaseCallback):
             metrics[name] = float(np.mean(values)) if values else nan
         metrics["updates"] = float(len(self.update_values["approx_kl"]))
         return metrics
-

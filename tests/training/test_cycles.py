@@ -147,7 +147,10 @@ def test_tiny_run_trains_checkpoints_and_reports(tiny_run: tuple[TrainingOutcome
     best_score = max(result.evaluation["score"] for result in outcome.cycles)
     assert outcome.cycles[outcome.best_cycle - 1].evaluation["score"] == best_score
     first, second = outcome.cycles
-    assert first.warm_start_reason == "fresh start: no warm-start checkpoint given"
+    assert first.warm_start_reason == (
+        "fresh start: no warm-start checkpoint given; "
+        "no kickstart (expected one 'signal' column per ticker in the features, found 0)"
+    )
     assert second.warm_start_reason == "continued from cycle 1"
     for result in outcome.cycles:
         assert isinstance(result, CycleResult)
@@ -426,6 +429,7 @@ def test_later_cycles_refuse_an_unusable_previous_checkpoint(
     windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
 ) -> None:
     train, validation = windows
+
     def attempt(cycle: int, previous: Path | None, baseline: Path | None) -> None:
         run_cycle(
             cycle,
