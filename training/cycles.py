@@ -67,7 +67,7 @@ from envs.market_arrays import MarketArrays
 from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv
 from stairways.digest import model_digest
 from stairways.seeding import derive_seed
-from training.imitation import kickstart
+from training.imitation import clone, teacher_rollouts
 from training.ppo import (
     HOLD_ACTION,
     NORMALIZE_REWARD,
@@ -625,20 +625,43 @@ def _starting_point(
     return f"continued from cycle {meta.get('cycle')}", Path(previous), meta
 
 
+def _fresh(
+    train: MarketArrays, *, config: TrainingConfig, seed: int
+) -> tuple[AdaptiveRewardController, VecNormalize, PPO]:
+    """A new controller, training envs and PPO model, all seeded by ``seed``."""
+    torch.manual_seed(seed)
+    controller = AdaptiveRewardController(config.controller)
+    env = make_training_env(train, config=config, seed=seed, controller=controller)
+    return controller, env, new_model(env, settings=config.ppo, seed=seed)
+
+
 def _kickstart(
     model: PPO, env: VecNormalize, *, train: MarketArrays, config: TrainingConfig, seed: int
-) -> tuple[str, dict[str, float]]:
-    """Clone the signal rule into a fresh model when configured and possible; the note and its metrics."""
+) -> tuple[str, dict[str, float] | None]:
+    """Clone the signal rule into a fresh model when configured and worth it.
+
+    Returns the note and the imitation metrics; metrics None when the teacher's rollouts were run but it
+    hardly trades, so the caller must rebuild the envs and the model (their statistics saw the rollouts).
+    """
     if not config.imitation.enabled:
         return "no kickstart (training.imitation.enabled is false)", {}
     try:
         teacher = SignalRulePolicy.from_feature_names(train.feature_names)
     except ValueError as error:
         return f"no kickstart ({error})", {}
-    result = kickstart(model, env, teacher, config=config.imitation, seed=seed, hold_action=HOLD_ACTION)
+    raw, actions = teacher_rollouts(env, teacher, config.imitation.steps)
+    trading = float(np.mean(actions != HOLD_ACTION)) * decisions_per_session(train)
+    if trading < config.imitation.min_teacher_trades_per_session:
+        note = (
+            f"no kickstart (the signal rule trades on {trading:.2f} steps per session here, fewer than "
+            f"training.imitation.min_teacher_trades_per_session = "
+            f"{config.imitation.min_teacher_trades_per_session:g})"
+        )
+        return note, None
+    result = clone(model, env, raw, actions, config=config.imitation, seed=seed, hold_action=HOLD_ACTION)
     note = (
-        f"kickstarted from the signal rule: {result.accuracy:.1%} of {result.samples:,} teacher steps "
-        "imitated"
+        f"kickstarted from the signal rule ({trading:.1f} trading steps per session): {result.accuracy:.1%} "
+        f"of {result.samples:,} teacher steps imitated"
     )
     return note, result.as_metrics()
 
@@ -681,10 +704,7 @@ def run_cycle(
 
     with torch_threads(config.ppo.torch_threads):
         reason, source, source_meta = _starting_point(cycle, previous, config=config, train=train)
-        torch.manual_seed(cycle_seed)
-        controller = AdaptiveRewardController(config.controller)
-        env = make_training_env(train, config=config, seed=cycle_seed, controller=controller)
-        model = new_model(env, settings=config.ppo, seed=cycle_seed)
+        controller, env, model = _fresh(train, config=config, seed=cycle_seed)
         if source is not None and source_meta is not None:
             note = _restore_state(
                 source,
@@ -696,10 +716,13 @@ def run_cycle(
             )
             if note is not None:
                 reason = f"{reason}; {note}"
-        imitation: dict[str, float] = {}
+        imitation: dict[str, float] | None = {}
         if cycle == 1 and source is None:
             note, imitation = _kickstart(model, env, train=train, config=config, seed=cycle_seed)
             reason = f"{reason}; {note}"
+            if imitation is None:
+                env.close()
+                controller, env, model = _fresh(train, config=config, seed=cycle_seed)
         if cycle == 1:
             baseline_directory = _write_checkpoint(
                 output_dir / BASELINE_DIRECTORY,
@@ -768,7 +791,7 @@ def run_cycle(
             "wall_seconds": wall_seconds,
             "steps_per_second": trained_steps / wall_seconds,
             "divergence": divergence,
-        } | imitation
+        } | (imitation or {})
         policy = load_checkpoint(kept, market=validation)
         evaluation = evaluate_policy(policy, validation, config=config, sessions=config.eval_sessions)
     return CycleResult(

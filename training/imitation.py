@@ -8,12 +8,16 @@ lose money. Behaviour cloning ("kickstarting") starts the agent at a sensible po
 the run's baseline (cycle 0), so the divergence limit then bounds how far PPO moves the agent away from
 the rule, and the gate still compares the result with the rule.
 
-Procedure (:func:`kickstart`), on the training window only:
+Procedure (:func:`teacher_rollouts`, then :func:`clone`), on the training window only:
 
 1. **Teacher rollouts.** The teacher acts in the training envs (the same ``VecNormalize``-wrapped vector
    PPO will train in) for ``steps`` env steps, on the raw observations; the observation and return
    statistics and the reward controller absorb these steps exactly as they would PPO's.
-2. **Cloning.** The raw observations are normalized with the resulting statistics and the policy network
+2. **Check.** A teacher that hardly trades (fewer than ``min_teacher_trades_per_session`` trading steps
+   per session, e.g. a weak signal that never crosses the rule's entry threshold) has nothing to teach but
+   holding, the collapse the reward controller exists to prevent: the caller then discards the rollouts and
+   starts from random weights (:func:`training.cycles.run_cycle` rebuilds the envs and the model).
+3. **Cloning.** The raw observations are normalized with the resulting statistics and the policy network
    is fitted to the teacher's actions by cross-entropy (``epochs`` passes, minibatches of ``batch_size`` in a
    seeded shuffle, Adam at ``learning_rate``; a separate optimizer, so PPO's Adam state starts fresh). The
    value head is left to PPO.
@@ -30,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecNormalize
 
-__all__ = ["ImitationConfig", "ImitationResult", "Teacher", "kickstart"]
+__all__ = ["ImitationConfig", "ImitationResult", "Teacher", "clone", "teacher_rollouts"]
 
 
 class ImitationConfig(BaseModel):
@@ -44,6 +48,12 @@ class ImitationConfig(BaseModel):
         "warm starts from a champion never imitate).",
     )
     steps: int = Field(16_000, ge=1, description="Env steps of teacher rollouts (over all training envs).")
+    min_teacher_trades_per_session: float = Field(
+        2.0,
+        ge=0.0,
+        description="Clone only a teacher that trades: below this many trading steps per session in its "
+        "rollouts (a signal that rarely crosses the entry threshold) the agent starts from random weights.",
+    )
     epochs: int = Field(30, ge=1, description="Passes over the teacher's steps.")
     batch_size: int = Field(256, ge=1, description="Minibatch size of the cloning updates.")
     learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate of the cloning updates.")
@@ -77,7 +87,7 @@ class ImitationResult:
         }
 
 
-def _teacher_steps(env: VecNormalize, teacher: Teacher, steps: int) -> tuple[np.ndarray, np.ndarray]:
+def teacher_rollouts(env: VecNormalize, teacher: Teacher, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Raw observations and teacher actions of ``steps`` env steps (rounded up to whole vector steps)."""
     env.reset()
     observations, actions = [], []
@@ -93,11 +103,17 @@ def _teacher_steps(env: VecNormalize, teacher: Teacher, steps: int) -> tuple[np.
     return np.concatenate(observations), np.concatenate(actions)
 
 
-def kickstart(
-    model: PPO, env: VecNormalize, teacher: Teacher, *, config: ImitationConfig, seed: int, hold_action: int
+def clone(
+    model: PPO,
+    env: VecNormalize,
+    raw: np.ndarray,
+    actions: np.ndarray,
+    *,
+    config: ImitationConfig,
+    seed: int,
+    hold_action: int,
 ) -> ImitationResult:
-    """Roll the teacher out in ``env`` and fit ``model``'s policy to its actions (see the module doc)."""
-    raw, actions = _teacher_steps(env, teacher, config.steps)
+    """Fit ``model``'s policy to the teacher's ``actions`` on its raw observations (see the module doc)."""
     inputs = torch.as_tensor(np.asarray(env.normalize_obs(raw), dtype=np.float32))
     targets = torch.as_tensor(actions)
     policy = model.policy

@@ -11,7 +11,7 @@ from envs.market_arrays import MarketArrays, market_arrays
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
 from training.cycles import BASELINE_DIRECTORY, load_checkpoint, run_cycle
-from training.imitation import ImitationConfig, kickstart
+from training.imitation import ImitationConfig, clone, teacher_rollouts
 from training.ppo import HOLD_ACTION, PPOSettings, TrainingConfig, make_training_env, new_model
 from validation.metrics import SignalRulePolicy
 
@@ -26,12 +26,12 @@ CONFIG = TrainingConfig(
 )
 
 
-def _signal_windows() -> tuple[MarketArrays, MarketArrays]:
-    """Bars every 5 minutes with a smooth, often strong 'signal' feature (a scaled 20-bar return)."""
+def _signal_windows(scale: float = 150.0) -> tuple[MarketArrays, MarketArrays]:
+    """Bars every 5 minutes with a smooth 'signal' feature (a scaled 20-bar return; often strong at 150)."""
     bars = generate_market(SyntheticMarketConfig(sessions=10), seed=4).bars
     bars = bars.filter(pl.col("ts").dt.minute() % 5 == 0)
     features = build_features(bars).with_columns(
-        (pl.col("log_return_20") * 150.0).clip(-1.0, 1.0).alias("signal")
+        (pl.col("log_return_20") * scale).clip(-1.0, 1.0).alias("signal")
     )
     market = market_arrays(bars, features, feature_columns=COLUMNS)
     cut = int(np.flatnonzero(market.session_index >= market.session_index[-1] - 1)[0])
@@ -57,8 +57,9 @@ def test_kickstart_clones_the_rule_from_raw_observations(windows: tuple[MarketAr
         train, config=CONFIG, seed=SEED, controller=AdaptiveRewardController(CONFIG.controller)
     )
     model = new_model(env, settings=CONFIG.ppo, seed=SEED)
-    result = kickstart(model, env, Recording(), config=CONFIG.imitation, seed=SEED, hold_action=HOLD_ACTION)
-    raw = np.concatenate(seen)
+    raw, actions = teacher_rollouts(env, Recording(), CONFIG.imitation.steps)
+    np.testing.assert_array_equal(raw, np.concatenate(seen))
+    result = clone(model, env, raw, actions, config=CONFIG.imitation, seed=SEED, hold_action=HOLD_ACTION)
     # The teacher sees raw observations: positions in units on the ladder, the signal in [-1, 1].
     assert set(np.unique(raw[:, -2:])) <= {-1.0, 0.0, 1.0}
     assert np.abs(raw[:, list(teacher.signal_columns)]).max() <= 1.0
@@ -139,3 +140,31 @@ def test_kickstart_can_be_switched_off(windows: tuple[MarketArrays, MarketArrays
     )
     assert result.warm_start_reason.endswith("no kickstart (training.imitation.enabled is false)")
     assert "imitation_accuracy" not in result.metrics
+
+
+def test_a_teacher_that_hardly_trades_is_not_cloned(tmp_path: Path) -> None:
+    # A weak signal never crosses the rule's entry threshold: cloning it would teach the agent to hold.
+    train, validation = _signal_windows(scale=1.0)
+    runs = {}
+    for name, imitation in (("weak", CONFIG.imitation), ("off", ImitationConfig(enabled=False))):
+        config = CONFIG.model_copy(update={"imitation": imitation})
+        runs[name] = run_cycle(
+            1,
+            train=train,
+            validation=validation,
+            config=config,
+            seed=SEED,
+            output_dir=tmp_path / name,
+            previous=None,
+            baseline=None,
+        )
+    assert (
+        "no kickstart (the signal rule trades on 0.00 steps per session here"
+        in runs["weak"].warm_start_reason
+    )
+    assert "imitation_accuracy" not in runs["weak"].metrics
+    # The rollouts are discarded: the run is the one without a kickstart.
+    assert runs["weak"].evaluation == runs["off"].evaluation
+    weak = load_checkpoint(tmp_path / "weak" / BASELINE_DIRECTORY).model.policy.state_dict()
+    off = load_checkpoint(tmp_path / "off" / BASELINE_DIRECTORY).model.policy.state_dict()
+    assert all(np.array_equal(weak[name].numpy(), off[name].numpy()) for name in weak)
