@@ -10,7 +10,7 @@ from controllers.reward import AdaptiveRewardController
 from envs.market_arrays import MarketArrays, market_arrays
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
-from training.cycles import BASELINE_DIRECTORY, load_checkpoint, run_cycle
+from training.cycles import BASELINE_DIRECTORY, CycleResult, load_checkpoint, run_cycle
 from training.imitation import ImitationConfig, clone, teacher_rollouts
 from training.ppo import HOLD_ACTION, PPOSettings, TrainingConfig, make_training_env, new_model
 from validation.metrics import SignalRulePolicy
@@ -36,6 +36,26 @@ def _signal_windows(scale: float = 150.0) -> tuple[MarketArrays, MarketArrays]:
     market = market_arrays(bars, features, feature_columns=COLUMNS)
     cut = int(np.flatnonzero(market.session_index >= market.session_index[-1] - 1)[0])
     return market.rows(0, cut), market.rows(cut, None)
+
+
+def _first_cycle(
+    windows: tuple[MarketArrays, MarketArrays],
+    config: TrainingConfig,
+    output_dir: Path,
+    *,
+    previous: Path | None = None,
+) -> CycleResult:
+    train, validation = windows
+    return run_cycle(
+        1,
+        train=train,
+        validation=validation,
+        config=config,
+        seed=SEED,
+        output_dir=output_dir,
+        previous=previous,
+        baseline=None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +97,7 @@ def test_fresh_cycle_one_starts_from_the_cloned_rule(
     windows: tuple[MarketArrays, MarketArrays], tmp_path: Path
 ) -> None:
     train, validation = windows
-    result = run_cycle(
-        1,
-        train=train,
-        validation=validation,
-        config=CONFIG,
-        seed=SEED,
-        output_dir=tmp_path,
-        previous=None,
-        baseline=None,
-    )
+    result = _first_cycle((train, validation), CONFIG, tmp_path)
     assert "kickstarted from the signal rule" in result.warm_start_reason
     assert result.metrics["imitation_accuracy"] > 0.8
     assert result.metrics["imitation_samples"] == 2_000.0
@@ -97,30 +108,12 @@ def test_fresh_cycle_one_starts_from_the_cloned_rule(
     agreement = np.mean(baseline.predict(observations) == teacher.predict(observations))
     assert agreement > 0.8
 
-    again = run_cycle(
-        1,
-        train=train,
-        validation=validation,
-        config=CONFIG,
-        seed=SEED,
-        output_dir=tmp_path / "again",
-        previous=None,
-        baseline=None,
-    )
+    again = _first_cycle((train, validation), CONFIG, tmp_path / "again")
     assert again.metrics["imitation_accuracy"] == result.metrics["imitation_accuracy"]
     assert again.evaluation == result.evaluation
 
     # A warm start continues its checkpoint and never imitates.
-    warm = run_cycle(
-        1,
-        train=train,
-        validation=validation,
-        config=CONFIG,
-        seed=SEED,
-        output_dir=tmp_path / "warm",
-        previous=result.checkpoint,
-        baseline=None,
-    )
+    warm = _first_cycle((train, validation), CONFIG, tmp_path / "warm", previous=result.checkpoint)
     assert warm.warm_start_reason.startswith("warm start from")
     assert "imitation_accuracy" not in warm.metrics
 
@@ -128,16 +121,7 @@ def test_fresh_cycle_one_starts_from_the_cloned_rule(
 def test_kickstart_can_be_switched_off(windows: tuple[MarketArrays, MarketArrays], tmp_path: Path) -> None:
     train, validation = windows
     config = CONFIG.model_copy(update={"imitation": ImitationConfig(enabled=False)})
-    result = run_cycle(
-        1,
-        train=train,
-        validation=validation,
-        config=config,
-        seed=SEED,
-        output_dir=tmp_path,
-        previous=None,
-        baseline=None,
-    )
+    result = _first_cycle((train, validation), config, tmp_path)
     assert result.warm_start_reason.endswith("no kickstart (training.imitation.enabled is false)")
     assert "imitation_accuracy" not in result.metrics
 
@@ -148,16 +132,7 @@ def test_a_teacher_that_hardly_trades_is_not_cloned(tmp_path: Path) -> None:
     runs = {}
     for name, imitation in (("weak", CONFIG.imitation), ("off", ImitationConfig(enabled=False))):
         config = CONFIG.model_copy(update={"imitation": imitation})
-        runs[name] = run_cycle(
-            1,
-            train=train,
-            validation=validation,
-            config=config,
-            seed=SEED,
-            output_dir=tmp_path / name,
-            previous=None,
-            baseline=None,
-        )
+        runs[name] = _first_cycle((train, validation), config, tmp_path / name)
     assert (
         "no kickstart (the signal rule trades on 0.00 steps per session here"
         in runs["weak"].warm_start_reason
