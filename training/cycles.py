@@ -13,9 +13,10 @@ followed by a deterministic evaluation on the held-out validation window. The ru
   (a controller state that does not fit ``config.controller`` is left out and the reason says so). Otherwise
   cycle 1 starts fresh. A fresh start is kickstarted (``config.imitation``, :mod:`training.imitation`):
   the policy first clones the signal rule on the training window, when the observation has the ``signal``
-  feature; the reason says whether and how well. Either way the starting weights are saved as the
-  checkpoint ``output_dir/baseline`` (cycle index 0): the divergence baseline, and the checkpoint kept if
-  cycle 1 is rolled back.
+  feature and the rule trades at least ``min_teacher_trades_per_session`` (else the rollouts are discarded
+  and the envs and model rebuilt, as if there were no kickstart); the reason says which and how well.
+  Either way the starting weights are saved as the checkpoint ``output_dir/baseline`` (cycle index 0): the
+  divergence baseline, and the checkpoint kept if cycle 1 is rolled back.
 * **Later cycles** continue ``previous`` (the last kept checkpoint) with ``reset_num_timesteps=False``; an
   unusable ``previous`` raises ``ValueError``. Each cycle builds fresh envs (episodes restart at random
   sessions); PPO hyperparameters always come from ``config``.
