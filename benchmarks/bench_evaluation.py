@@ -50,7 +50,7 @@ from controllers.regime import RegimeDetectorConfig, regime_scores  # noqa: E402
 from envs.market_arrays import MarketArrays, market_arrays  # noqa: E402
 from market.features import FeatureConfig, build_features, feature_names  # noqa: E402
 from market.labeling import label_bars  # noqa: E402
-from market.signal import SignalModel, out_of_fold_signal  # noqa: E402
+from market.signal import SignalModel, causal_signal  # noqa: E402
 from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E402
 from stairways.config import DEFAULT_OBSERVATION_FEATURES, SIGNAL_FEATURE  # noqa: E402
 from training.cycles import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint, run_cycles  # noqa: E402
@@ -95,13 +95,13 @@ def tiny_checkpoint(directory: Path) -> tuple[LoadedPolicy, SignalModel]:
     features = build_features(bars)
     day = pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()
     days = bars.select(day).to_series().unique().sort()
-    train_end = bars.filter(day <= days[TRAIN_SESSIONS - 1]).get_column("ts").max()
-    signal = out_of_fold_signal(
+    selection_start = bars.filter(day > days[TRAIN_SESSIONS - 1]).get_column("ts").min()
+    signal = causal_signal(
         features,
         label_bars(bars),
         feature_columns=feature_names(),
         primary_horizon=PRIMARY_HORIZON,
-        train_end=train_end,
+        window_starts={"selection": selection_start},
         seed=SIGNAL_SEED,
     )
     frame = features.join(
@@ -114,7 +114,7 @@ def tiny_checkpoint(directory: Path) -> tuple[LoadedPolicy, SignalModel]:
     parts = [part for _, part in session_markets(arrays)]
     train, validation = _concatenate(parts[:TRAIN_SESSIONS]), _concatenate(parts[TRAIN_SESSIONS:])
     outcome = run_cycles(
-        train=train, validation=validation, config=TRAINING, seed=TRAINING_SEED, output_dir=directory
+        train=train, selection=validation, config=TRAINING, seed=TRAINING_SEED, output_dir=directory
     )
     return load_checkpoint(outcome.best_checkpoint, market=validation), signal.forward_model
 

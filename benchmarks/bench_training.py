@@ -100,7 +100,7 @@ def bench_pipeline(train: MarketArrays, validation: MarketArrays, config: Traini
         result = run_cycle(
             1,
             train=train,
-            validation=validation,
+            selection=validation,
             config=config,
             seed=TRAINING_SEED,
             output_dir=Path(folder),
@@ -140,7 +140,7 @@ def _full_run(train: MarketArrays, validation: MarketArrays, config: TrainingCon
     with tempfile.TemporaryDirectory(prefix="bench-training-full-") as folder:
         started = time.perf_counter()
         outcome = run_cycles(
-            train=train, validation=validation, config=config, seed=TRAINING_SEED, output_dir=Path(folder)
+            train=train, selection=validation, config=config, seed=TRAINING_SEED, output_dir=Path(folder)
         )
         total = time.perf_counter() - started
     with tempfile.TemporaryDirectory(prefix="bench-training-forced-") as folder:
@@ -151,7 +151,7 @@ def _full_run(train: MarketArrays, validation: MarketArrays, config: TrainingCon
             result = run_cycle(
                 cycle,
                 train=train,
-                validation=validation,
+                selection=validation,
                 config=config,
                 seed=TRAINING_SEED,
                 output_dir=output,

@@ -1,8 +1,9 @@
 """The nightly retrain flow: a recipe of thin tasks, each over a plain, tested function.
 
-data -> normalization -> QC (stop on failure) -> features -> triple-barrier labels -> window split ->
-out-of-fold signal -> training cycles -> multi-regime validation -> gate -> registry (promotion + replay
-check); every step tracked in one MLflow run. A night either promotes a new champion for a stated reason or
+data -> normalization -> QC (stop on failure) -> features -> triple-barrier labels -> window split
+(train | selection | test) -> causal signal -> training cycles (picked on the selection window) ->
+multi-regime validation on the test window -> gate -> registry (promotion + replay check); every step
+tracked in one MLflow run. A night either promotes a new champion for a stated reason or
 leaves the champion untouched for a stated reason.
 """
 
@@ -12,6 +13,7 @@ from typing import Any
 from prefect import flow
 
 from stairways import tracking
+from stairways.assessment import ChampionInput
 from stairways.config import RetrainConfig
 from stairways.pipeline import TrainingData, continue_training
 from tasks.data import load_market_data, normalize_market_data, record_dataset
@@ -47,11 +49,14 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         data = assemble_training_data(prepared, features, signal, plan, config)
         warm = find_warm_start(config)
         cycles, stop_reason, candidate = _training_cycles(run, data, warm.checkpoint, config)
+        # The candidate is fixed; only now is the test window read.
         scenarios = build_validation_scenarios(data, signal, prepared, config)
-        result = assess_candidate(run, candidate, warm.checkpoint, scenarios, prepared, config)
-        decision = decide_gate(run, result, config)
+        champion = ChampionInput(warm.checkpoint, warm.version, warm.reason)
+        result = assess_candidate(run, candidate, champion, scenarios, prepared, config)
+        trials = [list(cycle.selection_returns) for cycle in cycles if not cycle.rolled_back]
+        decision = decide_gate(run, result, trials, config)
         registered = register_version(run, candidate, decision, dataset["digest"], config)
-        publish_gate_report(run, decision, result, registered)
+        publish_gate_report(run, decision, result, registered, plan.as_dict())
         promotion = promote_and_replay(run, registered, decision, result, scenarios, config)
     return {
         "mlflow_run_id": run.run_id,
@@ -66,7 +71,13 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         ],
         "training_stop": stop_reason,
         "warm_start": warm.reason,
-        "gate": {"passed": decision.passed, "reason": decision.reason},
+        "gate": {
+            "passed": decision.passed,
+            "reason": decision.reason,
+            "champion": decision.statistics.get("champion"),
+            "deflated_sharpe": (decision.statistics.get("deflated_sharpe") or {}).get("probability"),
+            "paired": decision.statistics.get("paired", {}),
+        },
         "registered_version": registered.version,
         "promoted": promotion.promoted,
         "champion": promotion.champion,
@@ -88,7 +99,15 @@ def _training_cycles(
     go_on, reason = True, ""
     while go_on:
         cycle = len(results) + 1
-        result = train_cycle(cycle, data, config, previous=previous, baseline=baseline, output_dir=output_dir)
+        result = train_cycle(
+            cycle,
+            data.train,
+            data.selection,
+            config,
+            previous=previous,
+            baseline=baseline,
+            output_dir=output_dir,
+        )
         record_cycle(run, result, config)
         results.append(result)
         previous, baseline = result.checkpoint, output_dir / BASELINE_DIRECTORY

@@ -1,66 +1,84 @@
-"""Out-of-fold signal for the RL agent: a small classifier of the triple-barrier label, purged cross-fitting.
+"""Causal signal for the RL agent: a small classifier of the triple-barrier label, fitted walk-forward.
 
 A classifier (torch; multinomial logistic regression, or a one-hidden-layer MLP) learns the primary-horizon
 triple-barrier label (-1/0/+1) from the bar features. Its probability for each bar becomes one more
 observation feature for the agent: ``signal = P(+1) - P(-1)`` in [-1, 1]. The rule that governs everything
-here: a bar's value never comes from a model that trained on a sample overlapping it.
+here: a bar's signal comes only from a model fitted on samples whose labels ended strictly before the
+model's refit time, which is at or before the bar. With features that read past prices only and labels
+that read the price path up to ``t1`` (as :func:`market.features.build_features` and
+:func:`market.labeling.label_bars` do), changing any price after a time ``t`` therefore changes no signal at
+or before ``t``: every row's signal is what a live system would have had then.
 
 Design choices:
 
-- **One model per symbol.** Each symbol's samples are one time series whose event times are strictly
-  increasing, which is what :class:`validation.splits.PurgedKFold` expects; the two symbols have different
-  volatility and (in the planted synthetic market) different predictability, and a per-symbol model never
-  has to learn the symbol as a feature. Folds, purging and embargo are computed per symbol.
+- **One model per symbol.** The two symbols have different volatility and (in the planted synthetic market)
+  different predictability, and a per-symbol model never has to learn the symbol as a feature. The refit
+  times are the same for every symbol.
 - **Samples.** A sample is a feature bar with a label at the primary horizon whose ``t1`` is known (events
-  with barrier ``"none"`` have no known label and are never trained on). Every feature bar gets a signal,
-  samples or not.
-- **Training window** (bars with ``ts <= train_end``; every bar when ``train_end`` is None): the samples in
-  it are split by ``PurgedKFold(n_splits, times=event_ts, t1=t1, embargo_fraction)``. Fold ``k``'s model
-  trains on that fold's purged, embargoed training indices, minus any sample whose ``t1`` is after
-  ``train_end`` (its label reads the validation window), and predicts the fold's test samples
-  (``source="out_of_fold"``, ``fold=k``). Every training-window bar that is not a sample (volatility
-  warm-up, a label filtered out, an unresolved label at the end) is predicted by the fold of the last sample
-  at or before it (fold 0 before the first sample). No training sample's span ``[event_ts, t1]`` of that
-  fold contains the bar: samples starting earlier end before the fold's first test event or are purged, and
-  no sample starts between the bar and the next fold's first event.
-- **Validation window** (``ts > train_end``): ``source="forward"``, ``fold`` null, predicted by one model
-  fit on every training-window sample whose ``t1 <= train_end``: the production signal for new bars, from
-  a model trained on all past data the agent's training window allows.
-- **Forward model for new bars**: the forward model is always fitted (on every sample when ``train_end``
-  is None, where no bar is forward) and returned as :class:`SignalModel` (``SignalResult.forward_model``):
-  numpy weights and standardization per symbol, JSON-serializable, whose numpy forward pass equals the
-  torch model's output up to float rounding. It gives bars never seen here (synthetic stress scenarios,
-  live bars) the production signal.
+  with barrier ``"none"``, ``t1`` null, have no known label and are never trained on). Every feature bar
+  gets a signal, sample or not.
+- **Refit times (expanding walk-forward).** Sessions are the calendar dates (America/New_York) of the
+  feature bars, counted from the first one. A model is refitted at the first feature bar of every
+  ``refit_every_sessions``-th session (sessions 0, N, 2N, ...) and at each time in ``window_starts`` (so
+  every named window, e.g. selection and test, begins with a fresh model); a window start between two bars
+  takes effect at the first feature bar at or after it, which trains on the same samples. Refit times
+  depend only on the feature timestamps and ``window_starts``, never on sample counts or label values, so
+  no price after ``t`` can move a refit time at or before ``t``.
+- **Blocks.** A block is the rows from one refit time up to the next (the last block runs to the end). The
+  first refit is the first feature bar, so every row lies in a block; ``block`` numbers them from 0 in time
+  order, warm-up blocks included. The model of the block starting at ``b`` trains on every sample with
+  ``t1 < b`` (strict), of any earlier block or window: the set only grows (expanding). It predicts the
+  block's rows (``source="walk_forward"``). No training sample comes after the block, so no embargo is
+  needed, and purging is the ``t1 < b`` rule itself: a sample whose label is still open at ``b`` waits for
+  a later block.
+- **Warm-up.** A block whose training set has fewer than ``min_train_samples`` samples or fewer than two
+  label classes has no model: its rows get the explicit neutral signal 0.0 with ``source="warmup"`` and
+  are not scored. Block 0 is always a warm-up block (no label ends before the first feature bar); since
+  training sets only grow, the warm-up blocks are the first ones.
+- **Windows.** ``window`` names the window each row lies in: ``"train"`` before the first window start,
+  then the ``window_starts`` names in time order. A block never straddles two windows.
+- **Forward model for new bars**: the model of the last block (the most recent refit, trained on every
+  sample whose label ended before it) as :class:`SignalModel` (``SignalResult.forward_model``): numpy
+  weights and standardization per symbol, JSON-serializable, whose numpy forward pass equals the torch
+  model's output up to float rounding. It gives bars never seen here (synthetic stress scenarios, live bars)
+  the production signal. When the last block is a warm-up block there is no forward model, and
+  :func:`causal_signal` raises ``ConfigError`` before fitting anything.
 - **Standardization** uses the training samples' mean and standard deviation of each model only.
-- **Fitting**: full batch, minimizing the mean cross-entropy plus ``weight_decay / 2`` times the squared
-  weights (not the biases). The logistic model is convex: L-BFGS with a strong-Wolfe line search runs up to
-  ``epochs`` iterations and stops at convergence (typically 10-30), so it reaches the unique optimum and
-  ``learning_rate`` is not used. The MLP runs ``epochs`` Adam steps at ``learning_rate``. Biases start at the
-  log class prior, logistic weights at zero, MLP weights from a seeded generator. :func:`training_plan`
-  exposes which samples train which model.
-- **Baseline**: the class prior of the fold's training labels, Laplace-smoothed (``(count + 1) / (n + 3)``)
-  so that a class missing from training does not give an infinite log loss.
-- **Meta-labels** (AFML 3.6): on the out-of-fold samples, the primary side is the sign of the signal (signal
-  0 skipped) and the meta-label is 1 when the label equals the side (the profit-take barrier in that
-  direction was touched first), else 0. A logistic filter on the features plus ``|signal|`` is cross-fitted
-  with the same purged scheme (training samples with ``t1 > train_end`` dropped) and reported at threshold
-  0.5. Known limitation: ``|signal|`` of a filter training sample came from a primary model that may have
-  trained on the filter's test samples (second-order leakage of stacking); the report is optimistic by that
-  much. The filter is a report only; it changes no signal.
-- **Determinism**: seeds derive from ``seed`` and the symbol name (CRC-32) and the model index; on CPU the
-  same inputs, seed and thread count give identical output: the fits use only dense CPU operations (linear
-  layers, cross-entropy, L-BFGS/Adam on the full batch), which are deterministic there. No global torch
-  setting is changed: ``torch.use_deterministic_algorithms`` is not switched on because its first call
-  imports torch's compiler stack (about 0.8 s) and would guard nothing these operations need; thread
-  settings are left to the caller.
+- **Fitting**: one fit per block (warm-up blocks none), full batch, minimizing the mean cross-entropy plus
+  ``weight_decay / 2`` times the squared weights (not the biases). The logistic model is convex: L-BFGS with
+  a strong-Wolfe line search runs up to ``epochs`` iterations and stops at convergence (typically 10-30),
+  so it reaches the unique optimum and ``learning_rate`` is not used. The MLP runs ``epochs`` Adam steps at
+  ``learning_rate``. Biases start at the log class prior, logistic weights at zero, MLP weights from a
+  seeded generator. :func:`training_plan` exposes which samples train which block's model and which bars it
+  predicts.
+- **Scores** (report only; nothing is fitted on a block's own labels): every sample of a walk-forward block
+  is scored against its label, and against the baseline of the same block: the class prior of the block's
+  training labels, Laplace-smoothed (``(count + 1) / (n + 3)``) so that a class missing from training does
+  not give an infinite log loss. Scores are pooled per block, per symbol, per window and overall.
+- **Meta-labels** (AFML 3.6, report only; they change no signal): on the walk-forward samples, the primary
+  side is the sign of the signal (signal 0 skipped) and the meta-label is 1 when the label equals the side
+  (the profit-take barrier in that direction was touched first), else 0. The meta filter is walk-forward
+  too: the filter of a block is a logistic model on the features plus ``|signal|``, trained on the signed
+  walk-forward samples of earlier blocks whose ``t1`` is before the block's start (at least
+  ``min_train_samples`` of them, both meta-labels present; else the block's samples are not meta-scored),
+  and it predicts the block's signed samples at threshold 0.5. Every ``|signal|`` it reads came from a
+  model that trained only on labels ending before that sample, so the old second-order leakage of stacking
+  out-of-fold predictions does not arise.
+- **Determinism**: seeds derive from ``seed``, the symbol name (CRC-32), the model kind (primary or meta)
+  and the block index; on CPU the same inputs, seed and thread count give identical output: the fits use
+  only dense CPU operations (linear layers, cross-entropy, L-BFGS/Adam on the full batch), which are
+  deterministic there. No global torch setting is changed: ``torch.use_deterministic_algorithms`` is not
+  switched on because its first call imports torch's compiler stack (about 0.8 s) and would guard nothing
+  these operations need; thread settings are left to the caller.
 """
 
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -70,32 +88,43 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field
 
+from market.calendar import EXCHANGE_TZ
 from stairways.errors import ConfigError
-from validation.splits import PurgedKFold
 
 __all__ = [
     "SIGNAL_COLUMNS",
+    "TRAIN_WINDOW",
     "SignalConfig",
     "SignalModel",
     "SignalResult",
     "SymbolSignalModel",
     "SymbolTrainingPlan",
-    "out_of_fold_signal",
+    "causal_signal",
     "plot_calibration",
     "training_plan",
 ]
 
-SIGNAL_COLUMNS: Final[tuple[str, ...]] = ("ts", "symbol", "signal", "source", "fold")
+SIGNAL_COLUMNS: Final[tuple[str, ...]] = ("ts", "symbol", "signal", "source", "block", "window")
+TRAIN_WINDOW: Final = "train"
+"""Name of the window before the first of ``window_starts`` (every row when there is none)."""
 _CLASSES: Final[tuple[int, ...]] = (-1, 0, 1)
 _LABEL_COLUMNS: Final[tuple[str, ...]] = ("symbol", "event_ts", "horizon", "t1", "label")
-_FORWARD: Final = -1
+_SCORE_KEYS: Final[tuple[str, ...]] = ("log_loss", "accuracy", "balanced_accuracy")
+_NO_WINDOWS: Final[Mapping[str, datetime]] = MappingProxyType({})
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_PRIMARY_STREAM: Final = 0
+_META_STREAM: Final = 1
 _PROBABILITY_FLOOR: Final = 1e-15
 _STD_FLOOR: Final = 1e-12
 _META_THRESHOLD: Final = 0.5
 
 
 class SignalConfig(BaseModel):
-    """The signal classifier and its purged cross-validation."""
+    """The signal classifier and its expanding walk-forward refits.
+
+    There is no fold count and no embargo: in a forward walk no training sample lies after the block it
+    predicts, and a sample trains a block's model only once its label has ended (``t1`` before the refit).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -104,12 +133,17 @@ class SignalConfig(BaseModel):
         description="'logistic': multinomial logistic regression; 'mlp': one ReLU hidden layer.",
     )
     hidden_units: int = Field(default=16, ge=1, description="Hidden units of the MLP (model 'mlp' only).")
-    n_splits: int = Field(default=5, ge=2, description="Contiguous test folds of the purged k-fold.")
-    embargo_fraction: float = Field(
-        default=0.01,
-        ge=0.0,
-        lt=1.0,
-        description="Samples embargoed after each test fold, as a share of the symbol's samples.",
+    refit_every_sessions: int = Field(
+        default=5,
+        ge=1,
+        description="Refit the model at the first feature bar of every N-th session (America/New_York "
+        "dates, counted from the first feature session), besides each window start.",
+    )
+    min_train_samples: int = Field(
+        default=200,
+        ge=1,
+        description="Fewest samples whose labels ended before a refit for that block to get a model; "
+        "a block with fewer (or with a single label class) is warm-up: neutral signal 0.0.",
     )
     epochs: int = Field(
         default=200,
@@ -217,10 +251,10 @@ _MODEL_FORMAT: Final = 1
 class SignalModel:
     """The forward signal model of every symbol, reusable on bars it never saw (numpy only, no torch).
 
-    It is the model that predicts the validation window (fit on every training-window sample whose label
-    ends by ``train_end``; every sample when ``train_end`` is None). :meth:`predict` gives the same signal
-    as that torch model up to float rounding (about 1e-12), so new bars (e.g. synthetic stress scenarios)
-    get the production signal. :meth:`to_dict` / :meth:`from_dict` round-trip it through JSON exactly.
+    It is the model of the last walk-forward block (the most recent refit, fit on every sample whose label
+    ended before it). :meth:`predict` gives the same signal as that torch model up to float rounding (about
+    1e-12), so new bars (e.g. synthetic stress scenarios, live bars) get the production signal.
+    :meth:`to_dict` / :meth:`from_dict` round-trip it through JSON exactly.
     """
 
     feature_columns: tuple[str, ...]
@@ -326,62 +360,73 @@ class SignalModel:
 
 @dataclass(frozen=True)
 class SignalResult:
-    """Outcome of :func:`out_of_fold_signal`."""
+    """Outcome of :func:`causal_signal`."""
 
     signal: pl.DataFrame
-    """Every feature bar: ``ts``, ``symbol``, ``signal`` (Float64 in [-1, 1]), ``source`` (``"out_of_fold"``
-    or ``"forward"``), ``fold`` (Int64, null for forward); sorted by symbol, ts."""
+    """Every feature bar: ``ts``, ``symbol``, ``signal`` (Float64 in [-1, 1]; exactly 0.0 on warm-up rows),
+    ``source`` (``"warmup"`` or ``"walk_forward"``), ``block`` (Int64, 0-based, warm-up blocks counted),
+    ``window`` (``"train"`` or a ``window_starts`` name); sorted by symbol, ts."""
     cv_scores: dict[str, Any]
-    """``symbols[symbol]``: per-fold (``folds``) and mean log loss, accuracy and balanced accuracy of the
-    model and of the class-prior baseline on the test samples, the scores pooled over all out-of-fold
-    samples, the signal's correlation with the label and its directional accuracy (sign of the signal vs a
-    non-zero label). ``mean``: over all folds of all symbols. The same means also sit at the top level as
-    flat numbers (``log_loss``, ``accuracy``, ``balanced_accuracy``, ``baseline_log_loss``, ...) for metric
-    logging."""
+    """Walk-forward scores (log loss, accuracy, balanced accuracy) of the model and of the class-prior
+    baseline over every walk-forward sample: flat at the top level (``log_loss``, ``accuracy``,
+    ``balanced_accuracy``, ``baseline_log_loss``, ...) for metric logging and under ``mean`` (``model``,
+    ``baseline``). ``symbols[symbol]``: ``n_samples`` (every resolved sample), ``blocks`` (per block: index,
+    start, window, source, n_train, n_test, model and baseline scores, None for warm-up blocks) and
+    ``out_of_sample`` (pooled over the symbol's walk-forward samples: n, model, baseline, the signal's
+    correlation with the label, its directional accuracy, the sign of the signal vs a non-zero label, and
+    that comparison's support). ``windows[name]``: the same pooled figures per window over all symbols.
+    Scores over no sample are None."""
     calibration: dict[str, Any]
     """Per symbol and ``pooled``: reliability bins for P(+1) (``up``) and P(-1) (``down``) with mean
     predicted probability, observed frequency and count, their Brier scores, the baseline's Brier scores and
-    the multiclass Brier score; over out-of-fold samples."""
+    the multiclass Brier score; over walk-forward samples."""
     meta_report: dict[str, Any]
-    """Per symbol and ``pooled``: out-of-fold precision, recall, F1 of the meta-label filter at
-    ``threshold``, the base rate (share of meta-label 1), support and predicted positives (None where
-    undefined, e.g. precision with no predicted positive); a symbol's ``skipped`` gives the reason when its
-    filter could not be cross-fitted. The pooled figures also sit at the top level as flat numbers."""
+    """Per symbol and ``pooled``: walk-forward precision, recall, F1 of the meta-label filter at
+    ``threshold``, the base rate (share of meta-label 1), support (meta-scored samples) and predicted
+    positives (None where undefined, e.g. precision with no predicted positive); a symbol's ``skipped`` gives
+    the reason when no block of it had a meta filter. The pooled figures also sit at the top level."""
     forward_model: SignalModel
-    """The forward model of every symbol as numpy arrays: it predicts the validation window's bars and any
-    new bars (:meth:`SignalModel.predict`)."""
+    """The last block's model of every symbol as numpy arrays: it predicts new bars
+    (:meth:`SignalModel.predict`) as the last block's torch model predicted its rows."""
 
 
 @dataclass(frozen=True)
 class SymbolTrainingPlan:
-    """Which samples train which model for one symbol: the mechanism that keeps the signal out of fold.
+    """Which samples train which block's model, and which bars it predicts, for one symbol.
 
-    Bars are the symbol's feature rows in time order; samples are positions into them; fold training sets
-    are positions into the samples.
+    Bars are the symbol's feature rows in time order; samples are positions into them; a block's training
+    and test sets are positions into the samples. The causal rule:
+    ``sample_t1[block_train[k]] < block_start[k] <= bar_ts[block_bars[k]]``.
     """
 
     symbol: str
     bar_ts: np.ndarray
     """int64 nanoseconds since the epoch (UTC) of every feature bar, increasing."""
+    bar_block: np.ndarray
+    """int64 block of each bar: the last block whose start is at or before the bar."""
     sample_bars: np.ndarray
-    """Bar positions of the cross-validation samples (training window, resolved primary-horizon label)."""
+    """Bar positions of the samples (feature bars with a resolved primary-horizon label)."""
     sample_t1: np.ndarray
     """int64 nanoseconds of each sample's label end ``t1``."""
     sample_label: np.ndarray
     """int8 label (-1/0/+1) of each sample."""
-    bar_fold: np.ndarray
-    """int64 fold whose model predicts each bar; -1 for forward bars (``ts > train_end``)."""
-    fold_test: tuple[np.ndarray, ...]
-    """Per fold, the sample positions it tests (``PurgedKFold`` test indices)."""
-    fold_train: tuple[np.ndarray, ...]
-    """Per fold, the sample positions its model trains on: ``PurgedKFold`` training indices whose
-    ``t1 <= train_end``."""
-    forward_train: np.ndarray
-    """Sample positions the forward model trains on: every sample with ``t1 <= train_end``."""
+    block_start: np.ndarray
+    """int64 nanoseconds of each block's refit time (a feature bar), increasing; the same for every symbol."""
+    block_window: tuple[str, ...]
+    """Window name of each block (``"train"`` or a ``window_starts`` name)."""
+    block_train: tuple[np.ndarray, ...]
+    """Per block, the sample positions its model trains on: every sample with ``t1 < block_start``."""
+    block_test: tuple[np.ndarray, ...]
+    """Per block, the sample positions among its bars (scored against their labels, never fitted on)."""
+    block_bars: tuple[np.ndarray, ...]
+    """Per block, the bar positions its model predicts (contiguous, increasing)."""
+    block_has_model: np.ndarray
+    """bool per block: at least ``min_train_samples`` training samples of at least two classes; False marks
+    a warm-up block (neutral signal)."""
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Input checks and the training plan
+# Input checks, the refit schedule and the training plan
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -390,13 +435,14 @@ def _ticks(series: pl.Series) -> np.ndarray:
     return utc.to_physical().to_numpy().astype(np.int64)
 
 
-def _train_end_ticks(train_end: datetime | None) -> int | None:
-    if train_end is None:
-        return None
-    if train_end.tzinfo is None or train_end.utcoffset() is None:
-        message = f"train_end must be timezone-aware (bars are UTC), got naive {train_end.isoformat()}"
-        raise ValueError(message)
-    return int(pl.Series([train_end]).dt.cast_time_unit("ns").to_physical()[0])
+def _datetime_ticks(moment: datetime) -> int:
+    """Exact int64 nanoseconds since the epoch of a timezone-aware datetime (no float rounding)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _iso(ticks: int) -> str:
+    return (_EPOCH + timedelta(microseconds=int(ticks) // 1_000)).isoformat()
 
 
 def _check_features(features: pl.DataFrame, feature_columns: Sequence[str]) -> list[str]:
@@ -467,17 +513,78 @@ def _primary_labels(labels: pl.DataFrame, *, primary_horizon: int) -> pl.DataFra
 
 
 @dataclass(frozen=True)
+class _Schedule:
+    block_start: np.ndarray
+    block_window: tuple[str, ...]
+
+
+def _window_ticks(
+    window_starts: Mapping[str, datetime], *, first: int, last: int
+) -> list[tuple[str, int]]:
+    """The named window starts as (name, nanoseconds), checked and in time order."""
+    windows = []
+    for name, start in window_starts.items():
+        if not isinstance(name, str) or not name or name == TRAIN_WINDOW:
+            message = (
+                f"window names must be non-empty strings other than {TRAIN_WINDOW!r} (the name of the rows "
+                f"before the first window start), got {name!r}"
+            )
+            raise ValueError(message)
+        if not isinstance(start, datetime):
+            message = f"window_starts[{name!r}] must be a datetime, got {type(start).__name__}"
+            raise TypeError(message)
+        if start.tzinfo is None or start.utcoffset() is None:
+            message = (
+                f"window_starts[{name!r}] must be timezone-aware (bars are UTC), got naive "
+                f"{start.isoformat()}"
+            )
+            raise ValueError(message)
+        ticks = _datetime_ticks(start)
+        if not first <= ticks <= last:
+            message = (
+                f"window_starts[{name!r}] = {start.isoformat()} lies outside the feature bars "
+                f"({_iso(first)} to {_iso(last)})"
+            )
+            raise ValueError(message)
+        windows.append((name, ticks))
+    return sorted(windows, key=lambda window: window[1])
+
+
+def _schedule(
+    features: pl.DataFrame, *, window_starts: Mapping[str, datetime], refit_every_sessions: int
+) -> _Schedule:
+    """Refit times from the feature timestamps (all symbols) and the window starts only."""
+    grid = (
+        features.select(pl.col("ts").dt.convert_time_zone("UTC").dt.cast_time_unit("ns")).unique().sort("ts")
+    )
+    ticks = _ticks(grid["ts"])
+    session = grid["ts"].dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().to_physical().to_numpy()
+    session_first = np.flatnonzero(np.concatenate([[True], session[1:] != session[:-1]]))
+    session_refits = ticks[session_first[::refit_every_sessions]]
+    windows = _window_ticks(window_starts, first=int(ticks[0]), last=int(ticks[-1]))
+    # A start between two bars takes effect at the next bar: no label ends in between, same training set.
+    window_refits = ticks[np.searchsorted(ticks, [start for _, start in windows], side="left")]
+    for position in range(1, len(windows)):
+        if window_refits[position] == window_refits[position - 1]:
+            message = (
+                f"windows {windows[position - 1][0]!r} and {windows[position][0]!r} start at the same "
+                f"feature bar {_iso(window_refits[position])}; give each window at least one bar"
+            )
+            raise ValueError(message)
+    block_start = np.union1d(session_refits, window_refits).astype(np.int64)
+    names = (TRAIN_WINDOW, *(name for name, _ in windows))
+    window_of_block = np.searchsorted(window_refits, block_start, side="right")
+    return _Schedule(block_start, tuple(names[int(index)] for index in window_of_block))
+
+
+@dataclass(frozen=True)
 class _SymbolData:
     plan: SymbolTrainingPlan
     features: np.ndarray
 
 
 def _symbol_plan(
-    symbol: str,
-    joined: pl.DataFrame,
-    *,
-    train_end: int | None,
-    config: SignalConfig,
+    symbol: str, joined: pl.DataFrame, *, schedule: _Schedule, config: SignalConfig
 ) -> SymbolTrainingPlan:
     """Training plan of one symbol from its feature rows left-joined with its primary labels."""
     bar_ts = _ticks(joined["ts"])
@@ -487,65 +594,40 @@ def _symbol_plan(
             "computed from the same bars?"
         )
         raise ValueError(message)
-    in_window = np.ones(bar_ts.shape[0], dtype=bool) if train_end is None else bar_ts <= train_end
     resolved = (joined["t1"].is_not_null() & joined["label"].is_not_null()).to_numpy()
-    sample_bars = np.flatnonzero(in_window & resolved).astype(np.int64)
-    if sample_bars.shape[0] < config.n_splits:
-        message = (
-            f"symbol {symbol}: {sample_bars.shape[0]} labelled sample(s) in the training window, fewer than "
-            f"n_splits={config.n_splits}; move train_end later or use more data"
-        )
-        raise ConfigError(message)
+    sample_bars = np.flatnonzero(resolved).astype(np.int64)
     sample_t1 = _ticks(joined["t1"].gather(sample_bars))
     sample_label = joined["label"].gather(sample_bars).cast(pl.Int8).to_numpy()
-    classes = np.unique(sample_label)
-    if classes.shape[0] < 2:
-        message = (
-            f"symbol {symbol}: every training sample has label {int(classes[0])}; the classifier needs at "
-            "least two classes"
-        )
-        raise ConfigError(message)
 
-    trainable = np.ones(sample_bars.shape[0], dtype=bool) if train_end is None else sample_t1 <= train_end
-    splitter = PurgedKFold(
-        config.n_splits,
-        times=bar_ts[sample_bars],
-        t1=sample_t1,
-        embargo_fraction=config.embargo_fraction,
+    block_start = schedule.block_start
+    bar_block = (np.searchsorted(block_start, bar_ts, side="right") - 1).astype(np.int64)
+    sample_block = bar_block[sample_bars]
+    n_blocks = block_start.shape[0]
+    bar_edges = np.searchsorted(bar_block, np.arange(n_blocks + 1), side="left")
+    sample_edges = np.searchsorted(sample_block, np.arange(n_blocks + 1), side="left")
+    block_train = tuple(np.flatnonzero(sample_t1 < start).astype(np.int64) for start in block_start)
+    block_has_model = np.array(
+        [
+            train.shape[0] >= config.min_train_samples and np.unique(sample_label[train]).shape[0] >= 2
+            for train in block_train
+        ],
+        dtype=bool,
     )
-    fold_test: list[np.ndarray] = []
-    fold_train: list[np.ndarray] = []
-    for fold, (train, test) in enumerate(splitter.split(sample_bars)):
-        train = train[trainable[train]]
-        if train.shape[0] == 0:
-            message = (
-                f"symbol {symbol}: fold {fold} has no training samples left after purging and the embargo; "
-                "lower n_splits or embargo_fraction, or use more data"
-            )
-            raise ConfigError(message)
-        fold_test.append(test)
-        fold_train.append(train)
-    forward_train = np.flatnonzero(trainable).astype(np.int64)
-
-    sample_fold = np.empty(sample_bars.shape[0], dtype=np.int64)
-    for fold, test in enumerate(fold_test):
-        sample_fold[test] = fold
-    preceding = np.searchsorted(sample_bars, np.arange(bar_ts.shape[0]), side="right") - 1
-    bar_fold = np.where(preceding >= 0, sample_fold[np.maximum(preceding, 0)], 0)
-    bar_fold[~in_window] = _FORWARD
-    if (~in_window).any() and forward_train.shape[0] == 0:
-        message = f"symbol {symbol}: no sample's label ends by train_end; the forward model has no data"
-        raise ConfigError(message)
     return SymbolTrainingPlan(
         symbol=symbol,
         bar_ts=bar_ts,
+        bar_block=bar_block,
         sample_bars=sample_bars,
         sample_t1=sample_t1,
         sample_label=sample_label,
-        bar_fold=bar_fold.astype(np.int64),
-        fold_test=tuple(fold_test),
-        fold_train=tuple(fold_train),
-        forward_train=forward_train,
+        block_start=block_start,
+        block_window=schedule.block_window,
+        block_train=block_train,
+        block_test=tuple(
+            np.arange(sample_edges[k], sample_edges[k + 1], dtype=np.int64) for k in range(n_blocks)
+        ),
+        block_bars=tuple(np.arange(bar_edges[k], bar_edges[k + 1], dtype=np.int64) for k in range(n_blocks)),
+        block_has_model=block_has_model,
     )
 
 
@@ -556,11 +638,13 @@ def _prepare(
     feature_columns: Sequence[str],
     config: SignalConfig,
     primary_horizon: int,
-    train_end: datetime | None,
+    window_starts: Mapping[str, datetime],
 ) -> dict[str, _SymbolData]:
     columns = _check_features(features, feature_columns)
     primary = _primary_labels(labels, primary_horizon=primary_horizon)
-    end = _train_end_ticks(train_end)
+    schedule = _schedule(
+        features, window_starts=window_starts, refit_every_sessions=config.refit_every_sessions
+    )
     label_symbols = set(primary["symbol"].unique().to_list())
     prepared: dict[str, _SymbolData] = {}
     for symbol in sorted(str(value) for value in features["symbol"].unique().to_list()):
@@ -574,7 +658,7 @@ def _prepare(
         )
         symbol_labels = primary.filter(pl.col("symbol") == symbol).drop("symbol")
         joined = rows.select("ts", *columns).join(symbol_labels, on="ts", how="left")
-        plan = _symbol_plan(symbol, joined, train_end=end, config=config)
+        plan = _symbol_plan(symbol, joined, schedule=schedule, config=config)
         prepared[symbol] = _SymbolData(plan, joined.select(columns).cast(pl.Float64).to_numpy())
     return prepared
 
@@ -586,11 +670,12 @@ def training_plan(
     feature_columns: Sequence[str],
     config: SignalConfig = SignalConfig(),
     primary_horizon: int,
-    train_end: datetime | None = None,
+    window_starts: Mapping[str, datetime] = _NO_WINDOWS,
 ) -> dict[str, SymbolTrainingPlan]:
-    """The per-symbol plan :func:`out_of_fold_signal` fits by: samples, folds, training sets, forward set.
+    """The per-symbol plan :func:`causal_signal` fits by: samples, blocks, their training and predicted sets.
 
-    Same arguments and errors as :func:`out_of_fold_signal` (without the seed); see the module docstring.
+    Same arguments as :func:`causal_signal` (without the seed) and the same input errors, except that a
+    last block without a model is not an error here; see the module docstring.
     """
     prepared = _prepare(
         features,
@@ -598,7 +683,7 @@ def training_plan(
         feature_columns=feature_columns,
         config=config,
         primary_horizon=primary_horizon,
-        train_end=train_end,
+        window_starts=window_starts,
     )
     return {symbol: data.plan for symbol, data in prepared.items()}
 
@@ -608,8 +693,9 @@ def training_plan(
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _derived_seed(seed: int, symbol: str, model_index: int) -> int:
-    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(symbol.encode()), model_index))
+def _derived_seed(seed: int, symbol: str, stream: int, block: int) -> int:
+    """Seed of one model: the primary or meta (``stream``) model of ``block`` for ``symbol``."""
+    sequence = np.random.SeedSequence(entropy=seed, spawn_key=(zlib.crc32(symbol.encode()), stream, block))
     return int(sequence.generate_state(1, dtype=np.uint64)[0] % (2**63))
 
 
@@ -649,6 +735,10 @@ def _smoothed_prior(y: np.ndarray, n_classes: int) -> np.ndarray:
     return (counts + 1.0) / (counts.sum() + n_classes)
 
 
+_Fitted = tuple[torch.nn.Module, np.ndarray, np.ndarray]
+"""A fitted model with the standardization mean and std of its training rows."""
+
+
 def _fit(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -657,7 +747,7 @@ def _fit(
     kind: str,
     config: SignalConfig,
     seed: int,
-) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
+) -> _Fitted:
     """Standardize on the training rows and fit; return the model and the standardization mean and std."""
     mean = train_x.mean(axis=0)
     std = train_x.std(axis=0)
@@ -714,21 +804,6 @@ def _torch_probabilities(
         return torch.softmax(logits, dim=1).numpy().astype(np.float64)
 
 
-def _fit_predict(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    predict_x: np.ndarray,
-    *,
-    n_classes: int,
-    kind: str,
-    config: SignalConfig,
-    seed: int,
-) -> np.ndarray:
-    """Standardize on the training rows, fit, and return class probabilities for ``predict_x``."""
-    model, mean, std = _fit(train_x, train_y, n_classes=n_classes, kind=kind, config=config, seed=seed)
-    return _torch_probabilities(model, mean, std, predict_x)
-
-
 def _numpy_weights(model: torch.nn.Module, mean: np.ndarray, std: np.ndarray) -> "SymbolSignalModel":
     """The fitted model's linear layers (in forward order) and standardization as numpy arrays."""
     layers = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
@@ -745,8 +820,10 @@ def _numpy_weights(model: torch.nn.Module, mean: np.ndarray, std: np.ndarray) ->
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _scores(probabilities: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Log loss, accuracy and balanced accuracy (mean recall over the classes present in ``y``)."""
+def _scores(probabilities: np.ndarray, y: np.ndarray) -> dict[str, float | None]:
+    """Log loss, accuracy and balanced accuracy (mean recall over the classes in ``y``); None when empty."""
+    if y.shape[0] == 0:
+        return dict.fromkeys(_SCORE_KEYS)
     clipped = np.clip(probabilities[np.arange(y.shape[0]), y], _PROBABILITY_FLOOR, 1.0)
     predicted = probabilities.argmax(axis=1)
     recalls = [float(np.mean(predicted[y == value] == value)) for value in np.unique(y)]
@@ -757,14 +834,49 @@ def _scores(probabilities: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def _mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
-
-
 def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     if a.shape[0] < 2 or np.std(a) == 0 or np.std(b) == 0:
         return None
     return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """Walk-forward samples to score: probabilities, baseline probabilities, class index, signal, label."""
+
+    probabilities: np.ndarray
+    baseline: np.ndarray
+    y: np.ndarray
+    signal: np.ndarray
+    label: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> "_Scored":
+        return _Scored(
+            self.probabilities[mask], self.baseline[mask], self.y[mask], self.signal[mask], self.label[mask]
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence["_Scored"]) -> "_Scored":
+        return _Scored(
+            *(np.concatenate([getattr(part, field.name) for part in parts]) for field in fields(_Scored))
+        )
+
+
+def _sample_report(scored: _Scored) -> dict[str, Any]:
+    """Pooled scores of samples: model and baseline, the signal's correlation and directional accuracy."""
+    directional = (scored.label != 0) & (scored.signal != 0)
+    return {
+        "n": int(scored.y.shape[0]),
+        "model": _scores(scored.probabilities, scored.y),
+        "baseline": _scores(scored.baseline, scored.y),
+        "signal_label_correlation": _correlation(scored.signal, scored.label.astype(np.float64)),
+        "directional_accuracy": (
+            float(np.mean(np.sign(scored.signal[directional]) == scored.label[directional]))
+            if directional.any()
+            else None
+        ),
+        "directional_support": int(directional.sum()),
+    }
 
 
 def _reliability(predicted: np.ndarray, observed: np.ndarray, *, bins: int) -> dict[str, Any]:
@@ -783,20 +895,25 @@ def _reliability(predicted: np.ndarray, observed: np.ndarray, *, bins: int) -> d
                 "count": count,
             }
         )
-    return {"bins": rows, "brier": float(np.mean((predicted - observed) ** 2))}
+    brier = float(np.mean((predicted - observed) ** 2)) if predicted.shape[0] else None
+    return {"bins": rows, "brier": brier}
 
 
-def _calibration(
-    probabilities: np.ndarray, baseline: np.ndarray, y: np.ndarray, *, bins: int
-) -> dict[str, Any]:
-    onehot = np.eye(len(_CLASSES))[y]
-    report: dict[str, Any] = {"n_samples": int(y.shape[0])}
+def _brier(probabilities: np.ndarray, onehot: np.ndarray) -> float | None:
+    if probabilities.shape[0] == 0:
+        return None
+    return float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
+
+
+def _calibration(scored: _Scored, *, bins: int) -> dict[str, Any]:
+    onehot = np.eye(len(_CLASSES))[scored.y]
+    report: dict[str, Any] = {"n_samples": int(scored.y.shape[0])}
     for name, column in (("up", 2), ("down", 0)):
-        entry = _reliability(probabilities[:, column], onehot[:, column], bins=bins)
-        entry["brier_baseline"] = float(np.mean((baseline[:, column] - onehot[:, column]) ** 2))
+        entry = _reliability(scored.probabilities[:, column], onehot[:, column], bins=bins)
+        entry["brier_baseline"] = _brier(scored.baseline[:, [column]], onehot[:, [column]])
         report[name] = entry
-    report["brier_multiclass"] = float(np.mean(np.sum((probabilities - onehot) ** 2, axis=1)))
-    report["brier_multiclass_baseline"] = float(np.mean(np.sum((baseline - onehot) ** 2, axis=1)))
+    report["brier_multiclass"] = _brier(scored.probabilities, onehot)
+    report["brier_multiclass_baseline"] = _brier(scored.baseline, onehot)
     return report
 
 
@@ -830,125 +947,183 @@ def _classification_report(predicted: np.ndarray, actual: np.ndarray) -> dict[st
 @dataclass(frozen=True)
 class _SymbolOutcome:
     probabilities: np.ndarray
+    """(bars, 3) class probabilities; NaN on warm-up rows."""
+    signal: np.ndarray
+    """(bars,) ``P(+1) - P(-1)`` clipped to [-1, 1]; exactly 0.0 on warm-up rows."""
     sample_baseline: np.ndarray
-    fold_scores: list[dict[str, Any]]
-    meta_predicted: np.ndarray
-    meta_actual: np.ndarray
-    forward: "SymbolSignalModel"
+    """(samples, 3) the class prior of the sample's block's training labels; NaN on warm-up samples."""
+    forward: SymbolSignalModel
 
 
-def _meta_filter(
-    data: _SymbolData,
-    probabilities: np.ndarray,
-    *,
-    config: SignalConfig,
-    train_end: int | None,
-    seed: int,
-) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Out-of-fold meta-label predictions (bool at the threshold) and meta-labels; a reason when skipped."""
+def _require_forward_model(plan: SymbolTrainingPlan, *, config: SignalConfig) -> None:
+    """Raise ``ConfigError`` when the last block is a warm-up block: new bars would have no model."""
+    last = plan.block_start.shape[0] - 1
+    if plan.block_has_model[last]:
+        return
+    train = plan.block_train[last]
+    start = _iso(plan.block_start[last])
+    if train.shape[0] < config.min_train_samples:
+        message = (
+            f"symbol {plan.symbol}: the last block (from {start}) has {train.shape[0]} sample(s) whose "
+            f"labels ended before it, fewer than min_train_samples={config.min_train_samples}, so there is "
+            "no forward model for new bars: use more labelled history or lower min_train_samples"
+        )
+    else:
+        label = int(np.unique(plan.sample_label[train])[0])
+        message = (
+            f"symbol {plan.symbol}: every training sample of the last block (from {start}) has label "
+            f"{label}; the forward model needs at least two label classes"
+        )
+    raise ConfigError(message)
+
+
+def _fit_symbol(data: _SymbolData, *, config: SignalConfig, seed: int) -> _SymbolOutcome:
+    """One fit per block with a model, predicting the block's bars; the last block's is the forward model."""
     plan = data.plan
-    signal = probabilities[plan.sample_bars, 2] - probabilities[plan.sample_bars, 0]
-    side = np.sign(signal).astype(np.int64)
-    taken = np.flatnonzero(side != 0)
-    actual = plan.sample_label[taken].astype(np.int64) == side[taken]
-    if taken.shape[0] < config.n_splits:
-        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool), "fewer signed samples than folds"
-    bars = plan.sample_bars[taken]
-    t1 = plan.sample_t1[taken]
-    inputs = np.column_stack([data.features[bars], np.abs(signal[taken])])
-    trainable = np.ones(taken.shape[0], dtype=bool) if train_end is None else t1 <= train_end
-    splitter = PurgedKFold(
-        config.n_splits, times=plan.bar_ts[bars], t1=t1, embargo_fraction=config.embargo_fraction
-    )
-    meta_probability = np.empty(taken.shape[0])
-    for fold, (train, test) in enumerate(splitter.split(inputs)):
-        train = train[trainable[train]]
-        if train.shape[0] == 0:
-            return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool), f"fold {fold} has no training samples"
-        meta_probability[test] = _fit_predict(
-            inputs[train],
-            actual[train].astype(np.int64),
-            inputs[test],
-            n_classes=2,
-            kind="logistic",
-            config=config,
-            seed=_derived_seed(seed, plan.symbol, 1000 + fold),
-        )[:, 1]
-    return meta_probability >= _META_THRESHOLD, actual, None
-
-
-def _fit_symbol(
-    data: _SymbolData, *, config: SignalConfig, train_end: int | None, seed: int
-) -> tuple[_SymbolOutcome, str | None]:
-    plan = data.plan
+    _require_forward_model(plan, config=config)
     n_classes = len(_CLASSES)
     sample_y = plan.sample_label.astype(np.int64) + 1
     probabilities = np.full((plan.bar_ts.shape[0], n_classes), np.nan)
-    sample_baseline = np.empty((plan.sample_bars.shape[0], n_classes))
-    fold_scores = []
-    for fold, (train, test) in enumerate(zip(plan.fold_train, plan.fold_test, strict=True)):
-        predicted_bars = np.flatnonzero(plan.bar_fold == fold)
-        probabilities[predicted_bars] = _fit_predict(
+    sample_baseline = np.full((plan.sample_bars.shape[0], n_classes), np.nan)
+    last = plan.block_start.shape[0] - 1
+    forward = None
+    for block in range(last + 1):
+        bars = plan.block_bars[block]
+        # A block without bars (possible only for a symbol missing some timestamps) predicts nothing; the
+        # last block is fitted regardless: its model serves new bars.
+        if not plan.block_has_model[block] or (bars.shape[0] == 0 and block != last):
+            continue
+        train = plan.block_train[block]
+        model, mean, std = _fit(
             data.features[plan.sample_bars[train]],
             sample_y[train],
-            data.features[predicted_bars],
             n_classes=n_classes,
             kind=config.model,
             config=config,
-            seed=_derived_seed(seed, plan.symbol, fold),
+            seed=_derived_seed(seed, plan.symbol, _PRIMARY_STREAM, block),
         )
-        prior = _smoothed_prior(sample_y[train], n_classes)
-        sample_baseline[test] = prior
-        test_probabilities = probabilities[plan.sample_bars[test]]
-        fold_scores.append(
+        if bars.shape[0]:
+            probabilities[bars] = _torch_probabilities(model, mean, std, data.features[bars])
+        sample_baseline[plan.block_test[block]] = _smoothed_prior(sample_y[train], n_classes)
+        if block == last:
+            forward = _numpy_weights(model, mean, std)
+    if forward is None:
+        message = f"symbol {plan.symbol}: the last block was not fitted"
+        raise RuntimeError(message)
+    walk_forward = plan.block_has_model[plan.bar_block]
+    signal = np.zeros(plan.bar_ts.shape[0])
+    signal[walk_forward] = np.clip(
+        probabilities[walk_forward, 2] - probabilities[walk_forward, 0], -1.0, 1.0
+    )
+    return _SymbolOutcome(probabilities, signal, sample_baseline, forward)
+
+
+def _meta_filter(
+    data: _SymbolData, outcome: _SymbolOutcome, *, config: SignalConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Walk-forward meta-label predictions (bool at the threshold) and meta-labels; a reason when skipped."""
+    plan = data.plan
+    sample_block = plan.bar_block[plan.sample_bars]
+    signal = outcome.signal[plan.sample_bars]
+    side = np.sign(signal).astype(np.int64)
+    signed = np.flatnonzero(plan.block_has_model[sample_block] & (side != 0))
+    actual = plan.sample_label[signed].astype(np.int64) == side[signed]
+    inputs = np.column_stack([data.features[plan.sample_bars[signed]], np.abs(signal[signed])])
+    signed_block = sample_block[signed]
+    signed_t1 = plan.sample_t1[signed]
+    predicted_parts: list[np.ndarray] = []
+    actual_parts: list[np.ndarray] = []
+    for block in np.unique(signed_block):
+        # Labels ending before the block's start: samples of earlier blocks only (event_ts <= t1).
+        train = np.flatnonzero(signed_t1 < plan.block_start[block])
+        if train.shape[0] < config.min_train_samples or np.unique(actual[train]).shape[0] < 2:
+            continue
+        test = np.flatnonzero(signed_block == block)
+        fitted = _fit(
+            inputs[train],
+            actual[train].astype(np.int64),
+            n_classes=2,
+            kind="logistic",
+            config=config,
+            seed=_derived_seed(seed, plan.symbol, _META_STREAM, int(block)),
+        )
+        meta_probability = _torch_probabilities(*fitted, inputs[test])[:, 1]
+        predicted_parts.append(meta_probability >= _META_THRESHOLD)
+        actual_parts.append(actual[test])
+    if not predicted_parts:
+        reason = (
+            f"no block has min_train_samples={config.min_train_samples} signed walk-forward samples of both "
+            "meta-labels whose labels ended before it"
+        )
+        return np.zeros(0, dtype=bool), np.zeros(0, dtype=bool), reason
+    return np.concatenate(predicted_parts), np.concatenate(actual_parts), None
+
+
+def _scored_samples(plan: SymbolTrainingPlan, outcome: _SymbolOutcome) -> tuple[_Scored, np.ndarray]:
+    """The symbol's walk-forward samples to score, and the block of each."""
+    sample_block = plan.bar_block[plan.sample_bars]
+    walk_forward = plan.block_has_model[sample_block]
+    bars = plan.sample_bars[walk_forward]
+    scored = _Scored(
+        outcome.probabilities[bars],
+        outcome.sample_baseline[walk_forward],
+        plan.sample_label[walk_forward].astype(np.int64) + 1,
+        outcome.signal[bars],
+        plan.sample_label[walk_forward],
+    )
+    return scored, sample_block[walk_forward]
+
+
+def _block_scores(plan: SymbolTrainingPlan, outcome: _SymbolOutcome) -> list[dict[str, Any]]:
+    sample_y = plan.sample_label.astype(np.int64) + 1
+    rows = []
+    for block, start in enumerate(plan.block_start):
+        test = plan.block_test[block]
+        fitted = bool(plan.block_has_model[block])
+        probabilities = outcome.probabilities[plan.sample_bars[test]]
+        rows.append(
             {
-                "fold": fold,
-                "n_train": int(train.shape[0]),
+                "block": block,
+                "start": _iso(start),
+                "window": plan.block_window[block],
+                "source": "walk_forward" if fitted else "warmup",
+                "n_train": int(plan.block_train[block].shape[0]),
                 "n_test": int(test.shape[0]),
-                "model": _scores(test_probabilities, sample_y[test]),
-                "baseline": _scores(np.broadcast_to(prior, test_probabilities.shape), sample_y[test]),
+                "model": _scores(probabilities, sample_y[test]) if fitted else None,
+                "baseline": _scores(outcome.sample_baseline[test], sample_y[test]) if fitted else None,
             }
         )
-    # The forward model is fitted even when no bar is forward (train_end None): it is the model that
-    # predicts new bars (SignalResult.forward_model), e.g. the synthetic stress scenarios.
-    forward_model, forward_mean, forward_std = _fit(
-        data.features[plan.sample_bars[plan.forward_train]],
-        sample_y[plan.forward_train],
-        n_classes=n_classes,
-        kind=config.model,
-        config=config,
-        seed=_derived_seed(seed, plan.symbol, config.n_splits),
-    )
-    forward_bars = np.flatnonzero(plan.bar_fold == _FORWARD)
-    if forward_bars.shape[0]:
-        probabilities[forward_bars] = _torch_probabilities(
-            forward_model, forward_mean, forward_std, data.features[forward_bars]
-        )
-    meta_predicted, meta_actual, skipped = _meta_filter(
-        data, probabilities, config=config, train_end=train_end, seed=seed
-    )
-    outcome = _SymbolOutcome(
-        probabilities,
-        sample_baseline,
-        fold_scores,
-        meta_predicted,
-        meta_actual,
-        _numpy_weights(forward_model, forward_mean, forward_std),
-    )
-    return outcome, skipped
+    return rows
 
 
-def out_of_fold_signal(
+def _signal_frame(plan: SymbolTrainingPlan, outcome: _SymbolOutcome) -> pl.DataFrame:
+    walk_forward = plan.block_has_model[plan.bar_block]
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(plan.bar_ts).cast(pl.Datetime("ns", "UTC")),
+            "symbol": pl.Series([plan.symbol] * plan.bar_ts.shape[0], dtype=pl.Utf8),
+            "signal": pl.Series(outcome.signal, dtype=pl.Float64),
+            "source": pl.Series(np.where(walk_forward, "walk_forward", "warmup"), dtype=pl.Utf8),
+            "block": pl.Series(plan.bar_block, dtype=pl.Int64),
+            "window": pl.Series(np.array(plan.block_window, dtype=object)[plan.bar_block], dtype=pl.Utf8),
+        }
+    )
+
+
+def causal_signal(
     features: pl.DataFrame,
     labels: pl.DataFrame,
     *,
     feature_columns: Sequence[str],
     config: SignalConfig = SignalConfig(),
     primary_horizon: int,
-    train_end: datetime | None = None,
+    window_starts: Mapping[str, datetime] = _NO_WINDOWS,
     seed: int,
 ) -> SignalResult:
-    """Cross-fitted signal ``P(+1) - P(-1)`` for every feature bar, with scores, calibration and meta-labels.
+    """Walk-forward signal ``P(+1) - P(-1)`` for every feature bar, with scores, calibration and meta-labels.
+
+    Every bar's signal comes from the model of its block, fitted only on samples whose labels ended before
+    the block's refit time (see the module docstring); warm-up rows get 0.0.
 
     Args:
         features: long feature frame (``ts``, ``symbol``, feature columns), e.g. from
@@ -956,20 +1131,22 @@ def out_of_fold_signal(
         labels: the frame :func:`market.labeling.label_bars` returns (``symbol``, ``event_ts``, ``horizon``,
             ``t1``, ``label`` are used).
         feature_columns: the feature columns the classifier reads.
-        config: classifier and cross-validation settings.
+        config: classifier and walk-forward settings.
         primary_horizon: the label horizon learned.
-        train_end: last timestamp of the agent's training window (timezone-aware); bars after it get the
-            forward model's signal. None: every bar is in the training window.
+        window_starts: named window starts (timezone-aware), e.g. ``{"selection": t, "test": u}``; each one
+            is a refit time and names the rows from it to the next start (``"train"`` before the first).
         seed: seeds every model (see the module docstring).
 
     Returns:
-        :class:`SignalResult`; see the module docstring for which model predicts which bar.
+        :class:`SignalResult`; :func:`training_plan` gives which model predicts which bar.
 
     Raises:
-        ConfigError: missing feature columns, no labels at ``primary_horizon``, fewer samples than folds, a
-            single label class, a fold or the forward model without training samples.
-        ValueError: features and labels without common timestamps, non-finite features, duplicated keys,
-            a naive ``train_end``.
+        ConfigError: missing feature columns, no labels at ``primary_horizon``, a last block without a model
+            (fewer than ``min_train_samples`` samples whose labels ended before it, or one label class).
+        ValueError: empty features, features and labels without common timestamps, non-finite features,
+            duplicated keys, a naive window start or one outside the feature bars, a window named
+            ``"train"``, two windows starting at the same bar.
+        TypeError: a window start that is not a datetime.
     """
     prepared = _prepare(
         features,
@@ -977,97 +1154,61 @@ def out_of_fold_signal(
         feature_columns=feature_columns,
         config=config,
         primary_horizon=primary_horizon,
-        train_end=train_end,
+        window_starts=window_starts,
     )
-    end = _train_end_ticks(train_end)
+    for data in prepared.values():
+        _require_forward_model(data.plan, config=config)
+    outcomes = {symbol: _fit_symbol(data, config=config, seed=seed) for symbol, data in prepared.items()}
+
     frames = []
     cv_symbols: dict[str, Any] = {}
     calibration: dict[str, Any] = {}
     meta_report: dict[str, Any] = {}
-    pooled_probabilities, pooled_baseline, pooled_y = [], [], []
-    pooled_meta_predicted, pooled_meta_actual = [], []
-    all_folds: list[dict[str, Any]] = []
-    outcomes = {
-        symbol: _fit_symbol(data, config=config, train_end=end, seed=seed)
-        for symbol, data in prepared.items()
-    }
+    scored_parts: list[_Scored] = []
+    window_parts: list[np.ndarray] = []
+    meta_predicted_parts, meta_actual_parts = [], []
     for symbol, data in prepared.items():
-        plan = data.plan
-        outcome, meta_skipped = outcomes[symbol]
-        signal = np.clip(outcome.probabilities[:, 2] - outcome.probabilities[:, 0], -1.0, 1.0)
-        forward = plan.bar_fold == _FORWARD
-        frames.append(
-            pl.DataFrame(
-                {
-                    "ts": pl.Series(plan.bar_ts).cast(pl.Datetime("ns", "UTC")),
-                    "symbol": pl.Series([symbol] * plan.bar_ts.shape[0], dtype=pl.Utf8),
-                    "signal": pl.Series(signal, dtype=pl.Float64),
-                    "source": pl.Series(np.where(forward, "forward", "out_of_fold"), dtype=pl.Utf8),
-                    "fold": pl.Series(plan.bar_fold, dtype=pl.Int64),
-                }
-            ).with_columns(
-                pl.when(pl.col("source") == "forward").then(None).otherwise(pl.col("fold")).alias("fold")
-            )
-        )
-        sample_probabilities = outcome.probabilities[plan.sample_bars]
-        sample_y = plan.sample_label.astype(np.int64) + 1
-        sample_signal = signal[plan.sample_bars]
-        directional = (plan.sample_label != 0) & (sample_signal != 0)
+        plan, outcome = data.plan, outcomes[symbol]
+        frames.append(_signal_frame(plan, outcome))
+        scored, sample_block = _scored_samples(plan, outcome)
         cv_symbols[symbol] = {
             "n_samples": int(plan.sample_bars.shape[0]),
-            "folds": outcome.fold_scores,
-            "mean": {
-                "model": _mean_scores([row["model"] for row in outcome.fold_scores]),
-                "baseline": _mean_scores([row["baseline"] for row in outcome.fold_scores]),
-            },
-            "out_of_fold": {
-                "model": _scores(sample_probabilities, sample_y),
-                "baseline": _scores(outcome.sample_baseline, sample_y),
-                "signal_label_correlation": _correlation(sample_signal, plan.sample_label.astype(np.float64)),
-                "directional_accuracy": (
-                    float(np.mean(np.sign(sample_signal[directional]) == plan.sample_label[directional]))
-                    if directional.any()
-                    else None
-                ),
-                "directional_support": int(directional.sum()),
-            },
+            "blocks": _block_scores(plan, outcome),
+            "out_of_sample": _sample_report(scored),
         }
-        all_folds.extend(outcome.fold_scores)
-        calibration[symbol] = _calibration(
-            sample_probabilities, outcome.sample_baseline, sample_y, bins=config.calibration_bins
-        )
-        pooled_probabilities.append(sample_probabilities)
-        pooled_baseline.append(outcome.sample_baseline)
-        pooled_y.append(sample_y)
-        meta_report[symbol] = _classification_report(outcome.meta_predicted, outcome.meta_actual)
-        meta_report[symbol]["skipped"] = meta_skipped
-        pooled_meta_predicted.append(outcome.meta_predicted)
-        pooled_meta_actual.append(outcome.meta_actual)
+        calibration[symbol] = _calibration(scored, bins=config.calibration_bins)
+        scored_parts.append(scored)
+        window_parts.append(np.array(plan.block_window, dtype=object)[sample_block])
+        meta_predicted, meta_actual, meta_skipped = _meta_filter(data, outcome, config=config, seed=seed)
+        meta_report[symbol] = {**_classification_report(meta_predicted, meta_actual), "skipped": meta_skipped}
+        meta_predicted_parts.append(meta_predicted)
+        meta_actual_parts.append(meta_actual)
 
-    calibration["pooled"] = _calibration(
-        np.concatenate(pooled_probabilities),
-        np.concatenate(pooled_baseline),
-        np.concatenate(pooled_y),
-        bins=config.calibration_bins,
-    )
+    pooled = _Scored.concatenate(scored_parts)
+    sample_window = np.concatenate(window_parts)
+    named = sorted(window_starts.items(), key=lambda item: item[1])
+    window_names = [TRAIN_WINDOW, *(name for name, _ in named)]
+    windows = {name: _sample_report(pooled.subset(sample_window == name)) for name in window_names}
+    calibration["pooled"] = _calibration(pooled, bins=config.calibration_bins)
     pooled_meta = _classification_report(
-        np.concatenate(pooled_meta_predicted), np.concatenate(pooled_meta_actual)
+        np.concatenate(meta_predicted_parts), np.concatenate(meta_actual_parts)
     )
     meta_report = {**pooled_meta, **meta_report, "pooled": pooled_meta}
-    mean_model = _mean_scores([row["model"] for row in all_folds])
-    mean_baseline = _mean_scores([row["baseline"] for row in all_folds])
+    model_scores = _scores(pooled.probabilities, pooled.y)
+    baseline_scores = _scores(pooled.baseline, pooled.y)
     cv_scores: dict[str, Any] = {
-        **mean_model,
-        **{f"baseline_{key}": value for key, value in mean_baseline.items()},
+        **model_scores,
+        **{f"baseline_{key}": value for key, value in baseline_scores.items()},
         "symbols": cv_symbols,
-        "mean": {"model": mean_model, "baseline": mean_baseline},
+        "windows": windows,
+        "mean": {"model": model_scores, "baseline": baseline_scores},
     }
-    signal_frame = pl.concat(frames, how="vertical").sort("symbol", "ts")
     forward_model = SignalModel(
         feature_columns=tuple(feature_columns),
         kind=config.model,
-        symbols={symbol: outcome.forward for symbol, (outcome, _) in outcomes.items()},
+        symbols={symbol: outcome.forward for symbol, outcome in outcomes.items()},
     )
+    signal_frame = pl.concat(frames, how="vertical").sort("symbol", "ts")
     return SignalResult(signal_frame, cv_scores, calibration, meta_report, forward_model)
 
 
@@ -1076,8 +1217,8 @@ def plot_calibration(result: SignalResult, path: Path) -> Path:
 
     Each panel plots mean predicted probability against observed frequency per non-empty bin (marker area
     proportional to the bin's share of samples, so thin bins read as such), with the diagonal of perfect
-    calibration and the model's and the prior's Brier scores in the legend. Uses an Agg canvas on a
-    standalone Figure (no pyplot state).
+    calibration and the model's and the prior's Brier scores in the legend; groups without walk-forward
+    samples are left out. Uses an Agg canvas on a standalone Figure (no pyplot state).
     """
     figure = Figure(figsize=(11, 5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -1086,6 +1227,8 @@ def plot_calibration(result: SignalResult, path: Path) -> Path:
         panel.plot([0, 1], [0, 1], color="black", linewidth=0.8, linestyle="--", label="perfect")
         upper = 0.0
         for group, report in result.calibration.items():
+            if not report["n_samples"]:
+                continue
             entry = report[name]
             bins = [row for row in entry["bins"] if row["count"]]
             predicted = [row["mean_predicted"] for row in bins]
@@ -1113,7 +1256,7 @@ def plot_calibration(result: SignalResult, path: Path) -> Path:
         panel.set_ylim(0, limit)
         panel.set_xlabel(f"mean predicted {title}")
         panel.set_ylabel("observed frequency")
-        panel.set_title(f"Reliability of {title} (out of fold)")
+        panel.set_title(f"Reliability of {title} (walk-forward)")
         panel.legend(fontsize=7, loc="upper left")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

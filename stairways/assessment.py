@@ -1,12 +1,21 @@
 """Judging a candidate: scenarios, batched evaluation of candidate, champion and baselines, and the gate.
 
 Prefect-free; ``tasks/validation.py`` adapts it. Scenario keys are ``"<kind>/<scenario>"``
-(``held_out/mixed``, ``stress/trending``; see ``validation.gate.scenario_key``).
+(``held_out/mixed``, ``stress/trending``; see ``validation.gate.scenario_key``). The ``held_out`` scenarios
+are slices of the **test window**, which nothing read before the candidate was fixed; the selection
+window that picked the candidate is never used here.
+
+The champion is one of three cases: none (no ``champion`` alias), comparable (re-evaluated on the same
+episodes), or incomparable (it exists but cannot run on tonight's observations, or its checkpoint could not
+be had): then the gate fails closed unless ``gate.replace_incomparable_champion`` is set.
 """
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from envs.market_arrays import MarketArrays
 from market.calendar import SESSION_MINUTES
@@ -17,7 +26,7 @@ from stairways.pipeline import TrainingData
 from training.cycles import LoadedPolicy, check_warm_start, load_checkpoint
 from training.ppo import torch_threads
 from validation.evaluation import EpisodeRecord, Policy, evaluate_episodes
-from validation.gate import GateDecision, decide, scenario_key
+from validation.gate import CANDIDATE, GateDecision, GateEvidence, decide, scenario_key
 from validation.metrics import (
     BuyAndHoldPolicy,
     FlatPolicy,
@@ -31,9 +40,11 @@ __all__ = [
     "BASELINES",
     "REPLAY_SCENARIO",
     "Assessment",
+    "ChampionInput",
     "assess",
     "build_scenarios",
     "judge",
+    "session_sharpe",
 ]
 
 BASELINES = ("flat", "buy_and_hold", "signal_rule")
@@ -43,13 +54,26 @@ Metrics = dict[str, dict[str, float]]
 
 
 @dataclass(frozen=True)
+class ChampionInput:
+    """The registry's champion as the night found it: its checkpoint (None: none usable), version, why."""
+
+    checkpoint: Path | None
+    version: str | None = None
+    reason: str = "no champion"
+
+
+@dataclass(frozen=True)
 class Assessment:
-    """Per-scenario metrics of the candidate, the champion (None: no usable champion) and the baselines."""
+    """Per-scenario metrics of the candidate, the champion (None: none or incomparable) and the baselines."""
 
     candidate: Metrics
     champion: Metrics | None
     champion_note: str
+    champion_problem: str | None
+    """Set when a champion exists but could not be evaluated here: the gate then fails closed."""
     baselines: dict[str, Metrics]
+    session_returns: dict[str, list[float]]
+    """Per policy, the return (a fraction) of each :data:`REPLAY_SCENARIO` session, same order for all."""
     replay_pnl: list[float]
     """Candidate PnL (dollars) per episode of :data:`REPLAY_SCENARIO`: what the replay check must reproduce."""
     equity_plots: dict[str, Path]
@@ -58,7 +82,7 @@ class Assessment:
 def build_scenarios(
     data: TrainingData, signal: SignalResult, config: RetrainConfig, *, bar_minutes: int
 ) -> dict[str, Scenario]:
-    """Held-out regime slices of the validation window and synthetic stress scenarios, by scenario key."""
+    """Held-out regime slices of the test window and synthetic stress scenarios, by scenario key."""
     scenario_config = config.scenarios.model_copy(
         update={
             "bar_minutes": bar_minutes,
@@ -70,7 +94,7 @@ def build_scenarios(
         if config.data.source == "synthetic"
         else SyntheticMarketConfig(symbols=config.symbols)
     )
-    held_out = held_out_scenarios(data.validation, bootstrap=data.train, config=scenario_config)
+    held_out = held_out_scenarios(data.test, bootstrap=data.train, config=scenario_config)
     stress = stress_scenarios(
         synthetic=synthetic,
         features=config.features,
@@ -85,18 +109,25 @@ def build_scenarios(
     return scenarios
 
 
-def _champion(champion_checkpoint: Path | None, market: MarketArrays) -> tuple[LoadedPolicy | None, str]:
-    if champion_checkpoint is None:
-        return None, "no champion"
+def _champion(champion: ChampionInput, market: MarketArrays) -> tuple[LoadedPolicy | None, str, str | None]:
+    """The loaded champion, a note, and the problem when one exists but cannot be compared."""
+    if champion.checkpoint is None:
+        if champion.version is None:
+            return None, "no champion", None
+        problem = f"champion version {champion.version}: {champion.reason}"
+        return None, f"champion not comparable: {problem}", problem
     problem = check_warm_start(
-        champion_checkpoint,
+        champion.checkpoint,
         observation_size=market.features.shape[1] + 2,
         action_count=9,
         feature_names=market.feature_names,
     )
     if problem is not None:
-        return None, f"champion not comparable on tonight's observations: {problem}"
-    return load_checkpoint(champion_checkpoint, market=market), "champion re-evaluated on the same scenarios"
+        where = f"champion version {champion.version}" if champion.version else "champion"
+        problem = f"{where} not comparable on tonight's observations: {problem}"
+        return None, problem, problem
+    note = "champion re-evaluated on the same scenarios"
+    return load_checkpoint(champion.checkpoint, market=market), note, None
 
 
 def _evaluate(
@@ -120,7 +151,7 @@ def _evaluate(
 
 def assess(
     candidate_checkpoint: Path,
-    champion_checkpoint: Path | None,
+    champion: ChampionInput | Path | None,
     scenarios: Mapping[str, Scenario],
     config: RetrainConfig,
     *,
@@ -130,10 +161,12 @@ def assess(
     """Evaluate candidate, champion and baselines on every scenario (same episodes, deterministic actions)."""
     reference = next(scenario.episodes[0] for scenario in scenarios.values() if not scenario.empty)
     candidate = load_checkpoint(candidate_checkpoint, market=reference)
-    champion, champion_note = _champion(champion_checkpoint, reference)
-    policies: dict[str, tuple[Policy, LoadedPolicy | None]] = {"candidate": (candidate, candidate)}
-    if champion is not None:
-        policies["champion"] = (champion, champion)
+    if not isinstance(champion, ChampionInput):
+        champion = ChampionInput(champion, reason="champion checkpoint given directly")
+    champion_policy, champion_note, champion_problem = _champion(champion, reference)
+    policies: dict[str, tuple[Policy, LoadedPolicy | None]] = {CANDIDATE: (candidate, candidate)}
+    if champion_policy is not None:
+        policies["champion"] = (champion_policy, champion_policy)
     policies["flat"] = (FlatPolicy(), None)
     policies["buy_and_hold"] = (BuyAndHoldPolicy(), None)
     if SIGNAL_FEATURE in config.observation_features:
@@ -160,16 +193,61 @@ def assess(
         if not scenario.empty
     }
     initial = config.training.env.initial_capital
+    paired = config.gate.paired_scenario
     return Assessment(
-        candidate=metrics["candidate"],
+        candidate=metrics[CANDIDATE],
         champion=metrics.get("champion"),
         champion_note=champion_note,
+        champion_problem=champion_problem,
         baselines={name: metrics[name] for name in BASELINES if name in metrics},
-        replay_pnl=[float(record.equity[-1]) - initial for record in records["candidate"][REPLAY_SCENARIO]],
+        session_returns={
+            name: [record.total_return for record in by_key.get(paired, [])]
+            for name, by_key in records.items()
+        },
+        replay_pnl=[float(record.equity[-1]) - initial for record in records[CANDIDATE][REPLAY_SCENARIO]],
         equity_plots=equity_plots,
     )
 
 
-def judge(assessment: Assessment, config: RetrainConfig) -> GateDecision:
-    """The gate's decision on the candidate against the criteria and the champion."""
-    return decide(assessment.candidate, assessment.champion, config.gate)
+def session_sharpe(returns: Sequence[float]) -> float:
+    """Per-session Sharpe ratio (mean over sample standard deviation); NaN with fewer than two sessions."""
+    values = np.asarray(returns, dtype=np.float64)
+    if values.size < 2:
+        return math.nan
+    std = float(values.std(ddof=1))
+    if std == 0.0:
+        mean = float(values.mean())
+        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return float(values.mean()) / std
+
+
+def judge(
+    assessment: Assessment,
+    config: RetrainConfig,
+    *,
+    trials: Sequence[Sequence[float]] = (),
+    policy: str = CANDIDATE,
+) -> GateDecision:
+    """The gate's decision on ``policy`` (the candidate, or a baseline judged by the same rules).
+
+    ``trials`` are the selection-window session returns of every candidate compared to pick this one (the
+    kept cycles): their count and the spread of their Sharpe ratios deflate the candidate's Sharpe ratio.
+    A baseline is judged as one trial, with no champion.
+    """
+    sharpes = tuple(value for value in (session_sharpe(trial) for trial in trials) if math.isfinite(value))
+    if policy == CANDIDATE:
+        evidence = GateEvidence(
+            session_returns=assessment.session_returns,
+            candidates_compared=max(1, len(trials)),
+            trial_sharpes=sharpes,
+        )
+        return decide(
+            assessment.candidate,
+            assessment.champion,
+            config.gate,
+            evidence,
+            champion_problem=assessment.champion_problem,
+        )
+    others = {name: values for name, values in assessment.session_returns.items() if name != "champion"}
+    evidence = GateEvidence(session_returns=others)
+    return decide(assessment.baselines[policy], None, config.gate, evidence, candidate_name=policy)

@@ -18,7 +18,7 @@ from market.features import build_features, feature_names, warmup_bars
 from market.labeling import label_bars
 from market.loading import load_export
 from market.normalize import NormalizedBars, normalize_bars
-from market.signal import SignalResult, out_of_fold_signal
+from market.signal import SignalResult, causal_signal
 from market.synthetic import generate_market
 from stairways.config import SIGNAL_FEATURE, RetrainConfig
 from stairways.digest import frame_digest
@@ -130,7 +130,7 @@ def labels_for(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFrame:
 
 
 def split_windows(features: pl.DataFrame, config: RetrainConfig) -> WindowPlan:
-    """Training window | purge gap (the longest label horizon) | held-out validation window."""
+    """Training | purge | selection | purge | test; each purge gap is the longest label horizon."""
     return plan_windows(
         features.get_column("ts"), config=config.window, purge_bars=max(config.labels.horizons)
     )
@@ -139,24 +139,33 @@ def split_windows(features: pl.DataFrame, config: RetrainConfig) -> WindowPlan:
 def signal_for(
     features: pl.DataFrame, labels: pl.DataFrame, plan: WindowPlan, config: RetrainConfig
 ) -> SignalResult:
-    """Out-of-fold signal on the training window; forward signal on the validation window."""
-    return out_of_fold_signal(
+    """Causal walk-forward signal: each row's model learned only labels that ended before the row.
+
+    The selection and the test window each start a fresh walk-forward model, so every window's signal is
+    what production would have had on its first bar.
+    """
+    return causal_signal(
         features,
         labels,
         feature_columns=feature_names(config.features),
         config=config.signal,
         primary_horizon=config.labels.primary_horizon,
-        train_end=plan.train_end,
+        window_starts={"selection": plan.selection_start, "test": plan.test_start},
         seed=derive_seed(config.seed, "signal-model"),
     )
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The agent's observations and prices on the training window and on the held-out validation window."""
+    """The agent's observations and prices on the three windows.
+
+    ``train`` is trained on; ``selection`` scores the cycles and picks the candidate; ``test`` is read only
+    by the assessment, after the candidate is fixed (the training stage is never given it).
+    """
 
     train: MarketArrays
-    validation: MarketArrays
+    selection: MarketArrays
+    test: MarketArrays
 
 
 def _window_arrays(
@@ -180,16 +189,18 @@ def training_data(
     plan: WindowPlan,
     config: RetrainConfig,
 ) -> TrainingData:
-    """Join features with the signal and cut the two windows; the purge gap between them is left out.
+    """Join features with the signal and cut the three windows; the purge gaps between them are left out.
 
-    The validation window's regime scores are bootstrapped from the training window's bars (its past).
+    The regime scores of the selection and the test window are bootstrapped from the training window's
+    bars (their past).
     """
     frame = features.join(
         signal.signal.select("ts", "symbol", pl.col("signal").alias(SIGNAL_FEATURE)), on=["ts", "symbol"]
     )
     train = _window_arrays(prepared.bars, frame.filter(plan.train_mask()), config, bootstrap=None)
-    validation = _window_arrays(prepared.bars, frame.filter(plan.validation_mask()), config, bootstrap=train)
-    return TrainingData(train=train, validation=validation)
+    selection = _window_arrays(prepared.bars, frame.filter(plan.selection_mask()), config, bootstrap=train)
+    test = _window_arrays(prepared.bars, frame.filter(plan.test_mask()), config, bootstrap=train)
+    return TrainingData(train=train, selection=selection, test=test)
 
 
 def continue_training(results: Sequence[CycleResult], config: RetrainConfig) -> tuple[bool, str]:

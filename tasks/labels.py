@@ -1,4 +1,4 @@
-"""Thin Prefect adapters for the labeling stage: labels, the window split and the out-of-fold signal."""
+"""Thin Prefect adapters for the labeling stage: labels, the window split and the causal signal."""
 
 import tempfile
 from pathlib import Path
@@ -39,7 +39,7 @@ def record_labels(handle: tracking.RunHandle, labels: pl.DataFrame) -> dict:
 
 @task(name="plan-windows")
 def plan_split(features: pl.DataFrame, config: RetrainConfig) -> WindowPlan:
-    """Decide the training window, purge gap and held-out validation window."""
+    """Decide the training, selection and test windows and the purge gaps between them."""
     plan = pipeline.split_windows(features, config)
     get_run_logger().info("windows: %s", plan.as_dict())
     return plan
@@ -49,7 +49,7 @@ def plan_split(features: pl.DataFrame, config: RetrainConfig) -> WindowPlan:
 def build_signal(
     features: pl.DataFrame, labels: pl.DataFrame, plan: WindowPlan, config: RetrainConfig
 ) -> SignalResult:
-    """Fit the signal model with purged k-fold CV; out-of-fold values become an observation feature."""
+    """Fit the walk-forward signal models; each row's value (from the past only) is an observation feature."""
     return pipeline.signal_for(features, labels, plan, config)
 
 
@@ -57,6 +57,7 @@ def build_signal(
 def record_signal(handle: tracking.RunHandle, signal: SignalResult, plan: WindowPlan) -> None:
     """Log CV scores, calibration (JSON and PNG), the meta-label report and the window plan under ``labels/``."""
     tracking.log_json(handle, plan.as_dict(), "labels/windows.json")
+    tracking.set_tags(handle, {f"window.{key}": str(value) for key, value in plan.as_dict().items()})
     tracking.log_json(handle, signal.cv_scores, "labels/signal_cv.json")
     tracking.log_json(handle, signal.calibration, "labels/signal_calibration.json")
     tracking.log_json(handle, signal.meta_report, "labels/meta_report.json")

@@ -74,6 +74,7 @@ def publish_gate_report(
     decision: GateDecision,
     result: assessment.Assessment,
     registered: registry.RegisteredCandidate,
+    windows: dict[str, str | int],
 ) -> str:
     """The gate table (scenario x criterion; candidate vs champion vs baselines) as Prefect and MLflow artifact."""
     markdown = gate_report(
@@ -82,6 +83,7 @@ def publish_gate_report(
         champion=result.champion,
         baselines=result.baselines,
         links=_links(handle, registered),
+        windows=windows,
     )
     markdown += f"\n\nChampion comparison: {result.champion_note}.\n"
     tracking.log_text(handle, markdown, "gate/report.md")

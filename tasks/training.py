@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from controllers.reward import plot_trajectory
+from envs.market_arrays import MarketArrays
 from market.normalize import NormalizedBars
 from market.signal import SignalResult
 from stairways import pipeline, tracking
@@ -43,7 +44,7 @@ def assemble_training_data(
     plan: WindowPlan,
     config: RetrainConfig,
 ) -> pipeline.TrainingData:
-    """Observation arrays of the training and validation windows (purge gap left out)."""
+    """Observation arrays of the training, selection and test windows (purge gaps left out)."""
     return pipeline.training_data(prepared, features, signal, plan, config)
 
 
@@ -62,18 +63,22 @@ def find_warm_start(config: RetrainConfig) -> WarmStart:
 @task(name="train-cycle", retries=1, cache_key_fn=input_digest_key, persist_result=True)
 def train_cycle(
     cycle: int,
-    data: pipeline.TrainingData,
+    train: MarketArrays,
+    selection: MarketArrays,
     config: RetrainConfig,
     *,
     previous: Path | None,
     baseline: Path | None,
     output_dir: Path,
 ) -> CycleResult:
-    """One PPO cycle from ``previous``; a retry redoes only this cycle. Completed cycles are cached per run."""
+    """One PPO cycle from ``previous``, scored on the selection window; the test window is not an input.
+
+    A retry redoes only this cycle. Completed cycles are cached per run.
+    """
     result = run_cycle(
         cycle,
-        train=data.train,
-        validation=data.validation,
+        train=train,
+        selection=selection,
         config=config.training,
         seed=config.seed,
         output_dir=output_dir,

@@ -49,12 +49,12 @@ def build_validation_scenarios(
 def assess_candidate(
     handle: tracking.RunHandle,
     candidate: Path,
-    champion: Path | None,
+    champion: assessment.ChampionInput,
     scenarios: dict[str, Scenario],
     prepared: NormalizedBars,
     config: RetrainConfig,
 ) -> assessment.Assessment:
-    """Evaluate candidate, champion and baselines on every scenario; log metrics and equity curves."""
+    """Evaluate candidate, champion and baselines on every scenario (held-out ones: the test window)."""
     with tempfile.TemporaryDirectory() as folder:
         result = assessment.assess(
             candidate, champion, scenarios, config, bar_minutes=prepared.bar_minutes, plots_dir=Path(folder)
@@ -65,7 +65,9 @@ def assess_candidate(
         "candidate": result.candidate,
         "champion": result.champion,
         "champion_note": result.champion_note,
+        "champion_problem": result.champion_problem,
         "baselines": result.baselines,
+        "session_returns": result.session_returns,
         "scenarios": {key: list(scenario.sessions) for key, scenario in scenarios.items()},
     }
     tracking.log_json(handle, report, "validation/metrics.json")
@@ -76,12 +78,36 @@ def assess_candidate(
 
 @task(name="decide-gate")
 def decide_gate(
-    handle: tracking.RunHandle, result: assessment.Assessment, config: RetrainConfig
+    handle: tracking.RunHandle,
+    result: assessment.Assessment,
+    trials: list[list[float]],
+    config: RetrainConfig,
 ) -> GateDecision:
-    """Apply the gate criteria (pure) and record the decision under ``gate/``."""
-    decision = assessment.judge(result, config)
+    """Apply the gate (pure) to the candidate and, for comparison, to the signal rule; record under ``gate/``.
+
+    ``trials``: the selection-window session returns of every candidate compared (the kept cycles).
+    """
+    decision = assessment.judge(result, config, trials=trials)
     tracking.log_json(handle, decision.to_dict(), "gate/decision.json")
-    tracking.set_tags(handle, {"gate.verdict": "passed" if decision.passed else "failed"})
+    statistics = decision.statistics
+    deflated = statistics.get("deflated_sharpe") or {}
+    gate_metrics = {
+        f"gate.paired.{name}.{edge}": interval[edge]
+        for name, interval in (statistics.get("paired") or {}).items()
+        for edge in ("estimate", "lower", "upper")
+    }
+    if "probability" in deflated:
+        gate_metrics["gate.deflated_sharpe"] = deflated["probability"]
+    gate_metrics["gate.candidates_compared"] = float(max(1, len(trials)))
+    tracking.log_metrics(handle, gate_metrics)
+    if "signal_rule" in result.baselines:
+        rule = assessment.judge(result, config, policy="signal_rule")
+        tracking.log_json(handle, rule.to_dict(), "gate/signal_rule_decision.json")
+        tracking.set_tags(handle, {"gate.signal_rule_verdict": "passed" if rule.passed else "failed"})
+    tracking.set_tags(
+        handle,
+        {"gate.verdict": "passed" if decision.passed else "failed", "gate.champion": statistics["champion"]},
+    )
     get_run_logger().info("gate %s: %s", "PASSED" if decision.passed else "REJECTED", decision.reason)
     mixed = result.candidate.get(assessment.REPLAY_SCENARIO, {})
     push_metrics(

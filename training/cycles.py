@@ -1,11 +1,13 @@
 """Training cycles: warm start, PPO cycles with checkpoints, divergence rollback, evaluation, early stop.
 
 A run is ``config.cycles`` cycles of ``config.steps_per_cycle`` env steps on the training window, each
-followed by a deterministic evaluation on the held-out validation window. The rules:
+followed by a deterministic evaluation on the selection window. The rules:
 
-* **Windows.** ``train`` and ``validation`` are separate :class:`~envs.market_arrays.MarketArrays`; every
-  train timestamp must precede every validation timestamp and both must have the same symbols and feature
-  list (:func:`check_windows`, ``ValueError`` otherwise). Training never reads ``validation``.
+* **Windows.** ``train`` and ``selection`` are separate :class:`~envs.market_arrays.MarketArrays`; every
+  train timestamp must precede every selection timestamp and both must have the same symbols and feature
+  list (:func:`check_windows`, ``ValueError`` otherwise). Training never reads ``selection``; the selection
+  window scores cycles, stops training early and picks the best cycle. The test window that judges the
+  candidate is never passed here, so nothing in this module can read it.
 * **Start of cycle 1.** ``previous`` is the warm-start candidate (the champion's checkpoint directory, or
   None). It is used when :func:`check_warm_start` accepts it (files present and matching their SHA-256 in
   ``meta.json``, same observation size, action count and feature list) and its network architecture equals
@@ -102,6 +104,7 @@ __all__ = [
     "cycle_directory",
     "evaluate_checkpoint",
     "evaluate_policy",
+    "evaluate_sessions",
     "load_checkpoint",
     "run_cycle",
     "run_cycles",
@@ -139,6 +142,9 @@ class CycleResult:
     """Cycle 1: ``"warm start from <dir>"`` or ``"fresh start: <why>"``; later ``"continued from cycle N"``"""
     trajectory: pl.DataFrame
     """Controller snapshots during the cycle (:meth:`ControllerTrajectory.to_frame`)."""
+    selection_returns: tuple[float, ...] = ()
+    """Return (a fraction) of each selection-window session the kept checkpoint traded, in time order: the
+    trial's returns that the deflated Sharpe ratio counts among the candidates compared."""
 
 
 @dataclass(frozen=True)
@@ -160,23 +166,23 @@ class TrainingOutcome:
 # Inputs
 
 
-def check_windows(train: MarketArrays, validation: MarketArrays) -> None:
-    """Raise ``ValueError`` unless every train bar precedes every validation bar with the same features."""
+def check_windows(train: MarketArrays, selection: MarketArrays) -> None:
+    """Raise ``ValueError`` unless every train bar precedes every selection bar with the same features."""
     last_train = train.timestamps.max()
-    first_validation = validation.timestamps.min()
-    if not last_train < first_validation:
+    first_selection = selection.timestamps.min()
+    if not last_train < first_selection:
         msg = (
-            f"the training window must end before the validation window starts: last train bar "
-            f"{last_train}, first validation bar {first_validation}"
+            f"the training window must end before the selection window starts: last train bar "
+            f"{last_train}, first selection bar {first_selection}"
         )
         raise ValueError(msg)
-    if train.symbols != validation.symbols:
-        msg = f"train symbols {train.symbols} differ from validation symbols {validation.symbols}"
+    if train.symbols != selection.symbols:
+        msg = f"train symbols {train.symbols} differ from selection symbols {selection.symbols}"
         raise ValueError(msg)
-    if train.feature_names != validation.feature_names:
+    if train.feature_names != selection.feature_names:
         msg = (
-            f"train and validation feature lists differ: {list(train.feature_names)} vs "
-            f"{list(validation.feature_names)}"
+            f"train and selection feature lists differ: {list(train.feature_names)} vs "
+            f"{list(selection.feature_names)}"
         )
         raise ValueError(msg)
 
@@ -475,6 +481,14 @@ def _session_markets(market: MarketArrays) -> list[MarketArrays]:
 def evaluate_policy(
     policy: LoadedPolicy, market: MarketArrays, *, config: TrainingConfig, sessions: int | None = None
 ) -> dict[str, float]:
+    """The summary of :func:`evaluate_sessions` (see there)."""
+    summary, _ = evaluate_sessions(policy, market, config=config, sessions=sessions)
+    return summary
+
+
+def evaluate_sessions(
+    policy: LoadedPolicy, market: MarketArrays, *, config: TrainingConfig, sessions: int | None = None
+) -> tuple[dict[str, float], np.ndarray]:
     """Deterministic evaluation: one episode from the start of each of the first ``sessions`` sessions.
 
     ``sessions`` None evaluates every usable session of ``market``; more than it has evaluates all of them
@@ -484,11 +498,12 @@ def evaluate_policy(
     ``sessions``, ``steps``, ``mean_reward`` (raw episode reward incl. shaping), ``mean_return_pct`` (mean
     session return, percent), ``total_return_pct`` (the session returns compounded), ``hold_rate`` (share of
     hold-both actions), ``trades_per_day`` (agent orders per session), ``cost_total_mean`` (dollars per
-    session) and ``score`` (= ``mean_return_pct``, the early-stop and best-cycle criterion).
+    session) and ``score`` (= ``mean_return_pct``, the early-stop and best-cycle criterion); and, second,
+    each session's return (a fraction, float64) in time order.
     """
     markets = _session_markets(market)
     if not markets:
-        msg = "the validation market has no session with at least two bars"
+        msg = "the evaluation market has no session with at least two bars"
         raise ValueError(msg)
     if sessions is not None:
         if sessions < 1:
@@ -526,7 +541,7 @@ def evaluate_policy(
                 still_active.append(index)
         active = still_active
     mean_return_pct = 100.0 * float(np.mean(returns))
-    return {
+    summary = {
         "sessions": float(count),
         "steps": float(steps),
         "mean_reward": float(np.mean(rewards)),
@@ -537,6 +552,7 @@ def evaluate_policy(
         "cost_total_mean": float(np.mean(costs)),
         "score": mean_return_pct,
     }
+    return summary, np.asarray(returns, dtype=np.float64)
 
 
 def evaluate_checkpoint(
@@ -671,7 +687,7 @@ def run_cycle(
     cycle: int,
     *,
     train: MarketArrays,
-    validation: MarketArrays,
+    selection: MarketArrays,
     config: TrainingConfig,
     seed: int,
     output_dir: Path,
@@ -688,7 +704,7 @@ def run_cycle(
     if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 1:
         msg = f"cycle must be an int >= 1, got {cycle!r}"
         raise ValueError(msg)
-    check_windows(train, validation)
+    check_windows(train, selection)
     if cycle == 1 and baseline is not None:
         msg = f"cycle 1 writes its own baseline; got baseline={baseline}"
         raise ValueError(msg)
@@ -793,8 +809,10 @@ def run_cycle(
             "steps_per_second": trained_steps / wall_seconds,
             "divergence": divergence,
         } | (imitation or {})
-        policy = load_checkpoint(kept, market=validation)
-        evaluation = evaluate_policy(policy, validation, config=config, sessions=config.eval_sessions)
+        policy = load_checkpoint(kept, market=selection)
+        evaluation, session_returns = evaluate_sessions(
+            policy, selection, config=config, sessions=config.eval_sessions
+        )
     return CycleResult(
         cycle=cycle,
         checkpoint=kept,
@@ -804,6 +822,7 @@ def run_cycle(
         rolled_back=rolled_back,
         warm_start_reason=reason,
         trajectory=monitor.trajectory.to_frame(),
+        selection_returns=tuple(float(value) for value in session_returns),
     )
 
 
@@ -824,7 +843,7 @@ def best_cycle(results: Sequence[CycleResult]) -> CycleResult | None:
 def run_cycles(
     *,
     train: MarketArrays,
-    validation: MarketArrays,
+    selection: MarketArrays,
     config: TrainingConfig,
     seed: int,
     output_dir: Path,
@@ -836,7 +855,7 @@ def run_cycles(
     Stops after a rolled-back cycle (see the module docstring) or when :func:`should_stop` says the latest
     score improved too little. ``on_cycle`` is called with each result as soon as it exists.
     """
-    check_windows(train, validation)
+    check_windows(train, selection)
     output_dir = Path(output_dir)
     results: list[CycleResult] = []
     scores: list[float] = []
@@ -847,7 +866,7 @@ def run_cycles(
         result = run_cycle(
             cycle,
             train=train,
-            validation=validation,
+            selection=selection,
             config=config,
             seed=seed,
             output_dir=output_dir,

@@ -142,7 +142,7 @@ class TrainingConfig(BaseModel):
         "the weights at the start of cycle 1).",
     )
     eval_sessions: int | None = Field(
-        None, ge=1, description="Validation sessions evaluated per cycle, from the first; None: all of them."
+        None, ge=1, description="Selection-window sessions evaluated per cycle, from the first; None: all of them."
     )
     progress_bar: bool = Field(True, description="Show SB3's progress bar (tqdm + rich) while training.")
     ppo: PPOSettings = Field(default_factory=PPOSettings, description="PPO hyperparameters.")

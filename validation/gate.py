@@ -34,15 +34,43 @@ the champion, so a copy of the champion is never promoted. No champion: one ``be
 scenario ``"all"`` that passes with the reason ``"no champion"``. A champion without metrics on a compared
 scenario, or with a NaN value there, fails the criterion (the caller must re-evaluate it).
 
+**Incomparable champion (fails closed).** ``decide(..., champion_problem=...)`` says that a champion exists
+but cannot be evaluated on tonight's observations (a feature change, a missing or unverifiable checkpoint).
+Then ``beats_champion`` fails with that problem and how to proceed, unless
+``replace_incomparable_champion`` is set, in which case it passes with a reason that says loudly that an
+incomparable champion is being replaced (the version and the report carry it).
+
+**Small samples.** A ratio criterion (:data:`RATIO_CRITERIA`: ``sharpe``, ``win_rate``) on a scenario with
+fewer than ``min_ratio_episodes`` episodes is reported but not judged (``evaluated=False``, with the count),
+so a 2-episode slice cannot pass or fail on a Sharpe of 16. On a required scenario too few episodes fail.
+
+**Paired statistics** (:class:`GateEvidence`, the per-session returns of every policy on
+``paired_scenario``, the test window's ``held_out/mixed`` by default, same sessions in the same order):
+
+* ``beats_<name>_ci`` for each name in ``paired_baselines`` (default champion, flat, buy-and-hold; the
+  champion only when there is one): the block bootstrap (by session, seeded) interval of the mean
+  per-session return difference candidate - other, in percent; passes when its lower bound exceeds
+  ``paired_margin_pct``. Deterministic: same inputs, same decision.
+* ``deflated_sharpe``: the deflated Sharpe ratio (Bailey and Lopez de Prado) of the candidate's per-session
+  returns, given ``GateEvidence.candidates_compared`` candidates (tonight's cycles; tuning trials later)
+  whose selection-window Sharpe ratios vary as ``trial_sharpes``. Always reported in
+  ``GateDecision.statistics``; a criterion when ``min_deflated_sharpe`` is set.
+
+Without evidence, every configured paired criterion fails ("no paired session returns"): a caller cannot
+skip the statistics by omission.
+
 The gate passes when every evaluated criterion passes and every required scenario was evaluated.
 """
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from validation.statistics import deflated_sharpe_ratio, paired_bootstrap_difference, sharpe_variance
 
 __all__ = [
     "BASELINE_NAMES",
@@ -51,9 +79,12 @@ __all__ = [
     "NO_CHAMPION_SCENARIO",
     "SCENARIO_KINDS",
     "SCENARIO_NAMES",
+    "PAIRED_COMPARATORS",
+    "RATIO_CRITERIA",
     "CriterionResult",
     "GateCriteria",
     "GateDecision",
+    "GateEvidence",
     "decide",
     "default_scenario_criteria",
     "gate_report",
@@ -77,6 +108,12 @@ CRITERION_METRICS: dict[str, str] = {
 }
 """Criterion name -> the scenario metric it reads."""
 CHAMPION_CRITERION = "beats_champion"
+DEFLATED_SHARPE_CRITERION = "deflated_sharpe"
+RATIO_CRITERIA: frozenset[str] = frozenset({"sharpe", "win_rate"})
+"""Criteria that are ratios over episodes: not judged on scenarios with fewer than ``min_ratio_episodes``."""
+PAIRED_COMPARATORS: tuple[str, ...] = ("champion", "flat", "buy_and_hold", "signal_rule")
+"""Policies the candidate can be compared with on paired sessions (``paired_baselines`` picks among them)."""
+CANDIDATE = "candidate"
 NO_CHAMPION_SCENARIO = "all"
 BASELINE_NAMES: tuple[str, ...] = ("flat", "buy_and_hold", "signal_rule")
 _KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
@@ -147,6 +184,49 @@ class GateCriteria(BaseModel):
         description="Scenarios on which the champion must be beaten; None: every gated scenario where both "
         "candidate and champion have episodes.",
     )
+    replace_incomparable_champion: bool = Field(
+        False,
+        description="Let a candidate replace a champion that cannot be evaluated on tonight's observations "
+        "(otherwise such a night never promotes); the version and the report say so loudly.",
+    )
+    min_ratio_episodes: int = Field(
+        5,
+        ge=1,
+        description="Fewest episodes for a scenario to be judged on ratio criteria (sharpe, win_rate); "
+        "smaller slices are reported with their count but not judged.",
+    )
+    paired_scenario: str = Field(
+        "held_out/mixed",
+        description="Scenario whose per-session returns are paired across policies (the test window).",
+    )
+    paired_baselines: tuple[Literal["champion", "flat", "buy_and_hold", "signal_rule"], ...] = Field(
+        ("champion", "flat", "buy_and_hold"),
+        description="Policies the candidate must beat on paired sessions with confidence (criterion "
+        "beats_<name>_ci); 'champion' applies only when there is one.",
+    )
+    paired_confidence: float = Field(
+        0.9,
+        gt=0.0,
+        lt=1.0,
+        description="Two-sided confidence of the bootstrap interval of the per-session return difference.",
+    )
+    paired_margin_pct: float = Field(
+        0.0,
+        ge=0.0,
+        description="The interval's lower bound must exceed this mean per-session return difference, percent.",
+    )
+    bootstrap_resamples: int = Field(2000, ge=100, description="Bootstrap resamples of the paired sessions.")
+    bootstrap_block_sessions: int = Field(
+        1, ge=1, description="Consecutive sessions per bootstrap block (1: resample single sessions)."
+    )
+    bootstrap_seed: int = Field(0, ge=0, description="Seed of the bootstrap: the decision is deterministic.")
+    min_deflated_sharpe: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Least deflated Sharpe ratio (a probability) of the candidate's test sessions, given the "
+        "candidates compared; None: reported, not judged.",
+    )
 
     @field_validator("scenario_criteria")
     @classmethod
@@ -170,10 +250,14 @@ class GateCriteria(BaseModel):
                 f"{self.max_trades_per_day}"
             )
             raise ValueError(msg)
-        for field in ("min_total_return_pct", "max_drawdown_pct", "min_sharpe", "champion_margin"):
-            if not math.isfinite(getattr(self, field)):
-                msg = f"{field} must be finite, got {getattr(self, field)}"
+        for name in ("min_total_return_pct", "max_drawdown_pct", "min_sharpe", "champion_margin"):
+            if not math.isfinite(getattr(self, name)):
+                msg = f"{name} must be finite, got {getattr(self, name)}"
                 raise ValueError(msg)
+        _check_key(self.paired_scenario)
+        if len(set(self.paired_baselines)) != len(self.paired_baselines):
+            msg = f"paired_baselines lists a policy twice: {list(self.paired_baselines)}"
+            raise ValueError(msg)
         for key in self.required_scenarios:
             if key not in self.scenario_criteria:
                 msg = f"required scenario {key!r} has no entry in scenario_criteria"
@@ -239,12 +323,43 @@ class CriterionResult:
 
 
 @dataclass(frozen=True)
+class GateEvidence:
+    """What the paired statistics read: per-session returns of each policy on the same sessions.
+
+    ``session_returns`` maps a policy (``"candidate"`` and any of :data:`PAIRED_COMPARATORS`) to its return
+    (a fraction) in each session of ``GateCriteria.paired_scenario``, in the same session order for all.
+    ``candidates_compared`` is how many candidates were compared to pick this one (the kept cycles tonight,
+    later tuning trials too); ``trial_sharpes`` their per-session Sharpe ratios on the selection window.
+    """
+
+    session_returns: Mapping[str, Sequence[float]]
+    candidates_compared: int = 1
+    trial_sharpes: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.candidates_compared < 1:
+            msg = f"candidates_compared must be >= 1, got {self.candidates_compared}"
+            raise ValueError(msg)
+        lengths = {name: len(values) for name, values in self.session_returns.items()}
+        if len(set(lengths.values())) > 1:
+            msg = f"paired session returns must cover the same sessions, got lengths {lengths}"
+            raise ValueError(msg)
+
+
+@dataclass(frozen=True)
 class GateDecision:
-    """The gate's verdict, its one-line reason, and every criterion result."""
+    """The gate's verdict, its one-line reason, every criterion result, and the statistics behind them.
+
+    ``statistics``: ``paired`` (comparator -> bootstrap interval of the per-session return difference, in
+    percent, with the session count), ``deflated_sharpe`` (the deflated Sharpe ratio record),
+    ``candidates_compared``, and ``champion`` (``"none"``, ``"comparable"``, ``"incomparable"`` or
+    ``"incomparable, replaced"``).
+    """
 
     passed: bool
     reason: str
     results: tuple[CriterionResult, ...]
+    statistics: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable view (NaN values become None)."""
@@ -252,6 +367,7 @@ class GateDecision:
             "passed": self.passed,
             "reason": self.reason,
             "results": [{**asdict(result), "value": _json_float(result.value)} for result in self.results],
+            "statistics": _json_ready(self.statistics),
         }
 
     def failures(self) -> tuple[CriterionResult, ...]:
@@ -275,6 +391,13 @@ class GateDecision:
             else:
                 text = repr(float(result.value))
             tags[f"gate.{result.scenario}.{result.criterion}"] = text
+        champion = self.statistics.get("champion")
+        if champion is not None:
+            tags["gate.champion"] = str(champion)
+        deflated = self.statistics.get("deflated_sharpe") or {}
+        if "probability" in deflated:
+            tags["gate.deflated_sharpe"] = repr(float(deflated["probability"]))
+            tags["gate.candidates_compared"] = str(deflated["n_trials"])
         return tags
 
 
@@ -282,6 +405,16 @@ def _json_float(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, float):
+        return _json_float(value)
+    return value
 
 
 def _episodes(metrics: Mapping[str, float] | None, *, episodes_metric: str) -> str | None:
@@ -294,6 +427,15 @@ def _episodes(metrics: Mapping[str, float] | None, *, episodes_metric: str) -> s
     if count is not None and math.isfinite(float(count)) and float(count) <= 0.0:
         return f"the scenario has no episodes ({episodes_metric} = {count})"
     return None
+
+
+def _count(metrics: Mapping[str, float], name: str) -> int | None:
+    raw = metrics.get(name)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return int(value) if math.isfinite(value) else None
 
 
 def _metric(metrics: Mapping[str, float], name: str) -> tuple[float | None, str | None]:
@@ -316,6 +458,19 @@ def _criterion(
     metric = CRITERION_METRICS[criterion]
     threshold = criteria.threshold(criterion)
     value, problem = _metric(metrics, metric)
+    episodes = _count(metrics, criteria.episodes_metric)
+    if criterion in RATIO_CRITERIA and episodes is not None and episodes < criteria.min_ratio_episodes:
+        shown = "?" if value is None or math.isnan(value) else f"{value:.6g}"
+        reason = (
+            f"{metric} = {shown} over only {episodes} episodes (< min_ratio_episodes "
+            f"{criteria.min_ratio_episodes})"
+        )
+        if scenario in criteria.required_scenarios:
+            reason += ": too few for a required scenario"
+            return CriterionResult(scenario, criterion, metric, value, threshold, False, reason)
+        return CriterionResult(
+            scenario, criterion, metric, value, threshold, False, reason + ": reported, not judged", False
+        )
     if problem is not None or value is None:
         return CriterionResult(scenario, criterion, metric, value, threshold, False, problem or "missing")
     if criterion == "max_drawdown" and value < 0.0:
@@ -331,11 +486,27 @@ def _champion_results(
     candidate: Mapping[str, Mapping[str, float]],
     champion: Mapping[str, Mapping[str, float]] | None,
     criteria: GateCriteria,
+    champion_problem: str | None = None,
 ) -> list[CriterionResult]:
     metric = criteria.champion_metric
     margin = criteria.champion_margin
     higher = criteria.champion_direction == "higher"
     sign = "+" if higher else "-"
+    if champion is None and champion_problem is not None:
+        threshold = "a champion comparable on tonight's observations"
+        if criteria.replace_incomparable_champion:
+            reason = f"INCOMPARABLE CHAMPION REPLACED (gate.replace_incomparable_champion is true): {champion_problem}"
+            passed = True
+        else:
+            reason = (
+                f"the champion cannot be evaluated on tonight's observations: {champion_problem}; the night "
+                "does not promote. To replace it anyway, set gate.replace_incomparable_champion: true for one "
+                "night (the new version is tagged as having replaced an incomparable champion)"
+            )
+            passed = False
+        return [
+            CriterionResult(NO_CHAMPION_SCENARIO, CHAMPION_CRITERION, metric, None, threshold, passed, reason)
+        ]
     if champion is None:
         threshold = f"{'>' if higher else '<'} champion {sign} {margin}"
         return [
@@ -395,15 +566,142 @@ def _champion_results(
     return results
 
 
+def _paired_results(
+    criteria: GateCriteria,
+    evidence: GateEvidence | None,
+    *,
+    has_champion: bool,
+    candidate_name: str,
+) -> tuple[list[CriterionResult], dict[str, Any]]:
+    """``beats_<name>_ci`` and ``deflated_sharpe`` results, and the statistics behind them."""
+    scenario = criteria.paired_scenario
+    margin = criteria.paired_margin_pct
+    threshold = f"{criteria.paired_confidence:.0%} interval lower bound > {margin}"
+    judged = [name for name in criteria.paired_baselines if name != "champion" or has_champion]
+    results: list[CriterionResult] = []
+    statistics: dict[str, Any] = {"paired": {}, "scenario": scenario}
+    returns = None if evidence is None else evidence.session_returns.get(candidate_name)
+    if evidence is None or returns is None:
+        reason = f"no paired session returns of the {candidate_name} on {scenario}"
+        results = [
+            CriterionResult(
+                scenario, f"beats_{name}_ci", "session_return_diff_pct", None, threshold, False, reason
+            )
+            for name in judged
+        ]
+        if criteria.min_deflated_sharpe is not None:
+            results.append(
+                CriterionResult(
+                    scenario,
+                    DEFLATED_SHARPE_CRITERION,
+                    "deflated_sharpe",
+                    None,
+                    f">= {criteria.min_deflated_sharpe}",
+                    False,
+                    reason,
+                )
+            )
+        return results, statistics
+    statistics["candidates_compared"] = evidence.candidates_compared
+    candidate_returns = np.asarray(returns, dtype=np.float64)
+    for name in PAIRED_COMPARATORS:
+        if name == candidate_name:
+            continue
+        other = evidence.session_returns.get(name)
+        problem: str | None = None
+        interval = None
+        if other is None:
+            problem = f"no session returns of {name}"
+        else:
+            try:
+                interval = paired_bootstrap_difference(
+                    100.0 * candidate_returns,
+                    100.0 * np.asarray(other, dtype=np.float64),
+                    confidence=criteria.paired_confidence,
+                    resamples=criteria.bootstrap_resamples,
+                    block_sessions=min(criteria.bootstrap_block_sessions, max(1, len(candidate_returns))),
+                    seed=criteria.bootstrap_seed,
+                )
+            except ValueError as error:
+                problem = str(error)
+        if interval is not None:
+            statistics["paired"][name] = interval.to_dict()
+        if name not in judged:
+            continue
+        criterion = f"beats_{name}_ci"
+        if interval is None:
+            results.append(
+                CriterionResult(
+                    scenario, criterion, "session_return_diff_pct", None, threshold, False, problem or ""
+                )
+            )
+            continue
+        passed = interval.lower > margin
+        reason = (
+            f"mean session return difference vs {name} {interval.estimate:+.4g}% "
+            f"[{interval.lower:+.4g}%, {interval.upper:+.4g}%] over {interval.sessions} sessions; lower bound "
+            f"{'exceeds' if passed else 'does not exceed'} {margin}"
+        )
+        results.append(
+            CriterionResult(
+                scenario, criterion, "session_return_diff_pct", interval.lower, threshold, passed, reason
+            )
+        )
+    variance = sharpe_variance(evidence.trial_sharpes) if len(evidence.trial_sharpes) > 1 else 0.0
+    deflated = None
+    try:
+        deflated = deflated_sharpe_ratio(
+            candidate_returns, n_trials=evidence.candidates_compared, trial_sharpe_variance=variance
+        )
+        statistics["deflated_sharpe"] = deflated.to_dict()
+    except ValueError as error:
+        statistics["deflated_sharpe"] = {"problem": str(error)}
+    if criteria.min_deflated_sharpe is not None:
+        threshold = f">= {criteria.min_deflated_sharpe}"
+        if deflated is None:
+            reason = f"deflated Sharpe ratio unavailable: {statistics['deflated_sharpe']['problem']}"
+            results.append(
+                CriterionResult(
+                    scenario, DEFLATED_SHARPE_CRITERION, "deflated_sharpe", None, threshold, False, reason
+                )
+            )
+        else:
+            passed = deflated.probability >= criteria.min_deflated_sharpe
+            reason = (
+                f"deflated Sharpe {deflated.probability:.3f} (session Sharpe {deflated.sharpe:.3g} against "
+                f"{deflated.benchmark_sharpe:.3g} expected from the best of {deflated.n_trials}) "
+                f"{'meets' if passed else 'fails'} {threshold}"
+            )
+            results.append(
+                CriterionResult(
+                    scenario,
+                    DEFLATED_SHARPE_CRITERION,
+                    "deflated_sharpe",
+                    deflated.probability,
+                    threshold,
+                    passed,
+                    reason,
+                )
+            )
+    return results, statistics
+
+
 def decide(
     candidate: Mapping[str, Mapping[str, float]],
     champion: Mapping[str, Mapping[str, float]] | None,
     criteria: GateCriteria,
+    evidence: GateEvidence | None = None,
+    *,
+    champion_problem: str | None = None,
+    candidate_name: str = CANDIDATE,
 ) -> GateDecision:
     """Judge the candidate's per-scenario metrics against ``criteria`` and the champion's metrics.
 
     ``candidate`` and ``champion`` map scenario keys (``"held_out/mixed"``) to flat metric dicts; ``champion``
-    is None when there is no champion. Pure: no I/O. See the module docstring for every rule.
+    is None when there is no champion, or when there is one that cannot be evaluated: then
+    ``champion_problem`` says why and the gate fails closed. ``evidence`` holds the paired per-session
+    returns (``candidate_name`` names the judged policy in it, so a baseline can be judged by the same
+    rules). Pure and deterministic: no I/O, seeded bootstrap. See the module docstring for every rule.
     """
     results: list[CriterionResult] = []
     missing_required: list[str] = []
@@ -435,7 +733,19 @@ def decide(
                 )
             continue
         results.extend(_criterion(key, name, metrics, criteria) for name in names)
-    results.extend(_champion_results(candidate, champion, criteria))
+    results.extend(_champion_results(candidate, champion, criteria, champion_problem))
+    paired, statistics = _paired_results(
+        criteria, evidence, has_champion=champion is not None, candidate_name=candidate_name
+    )
+    results.extend(paired)
+    if champion is not None:
+        statistics["champion"] = "comparable"
+    elif champion_problem is not None:
+        statistics["champion"] = (
+            "incomparable, replaced" if criteria.replace_incomparable_champion else "incomparable"
+        )
+    else:
+        statistics["champion"] = "none"
 
     failed = [result for result in results if result.evaluated and not result.passed]
     passed = not failed and not missing_required
@@ -451,7 +761,7 @@ def decide(
         parts.append(f"all {evaluated} evaluated criteria passed")
     if skipped_scenarios:
         parts.append(f"not evaluated (no episodes): {skipped_scenarios}")
-    return GateDecision(passed=passed, reason="; ".join(parts), results=tuple(results))
+    return GateDecision(passed=passed, reason="; ".join(parts), results=tuple(results), statistics=statistics)
 
 
 def _cell(value: float | None) -> str:
@@ -469,6 +779,64 @@ def _lookup(metrics: Mapping[str, Mapping[str, float]] | None, scenario: str, me
     return None if value is None else float(value)
 
 
+def _statistics_lines(decision: GateDecision, names: Sequence[str]) -> list[str]:
+    statistics = decision.statistics
+    lines: list[str] = []
+    champion = statistics.get("champion")
+    if champion == "incomparable, replaced":
+        lines += [
+            "",
+            "> **WARNING: an incomparable champion was replaced** (gate.replace_incomparable_champion).",
+            "",
+        ]
+    elif champion == "incomparable":
+        lines += [
+            "",
+            "> **The champion could not be evaluated on tonight's observations: no promotion.**",
+            "",
+        ]
+    paired = statistics.get("paired") or {}
+    if paired:
+        judged = {result.criterion: result for result in decision.results if result.criterion.endswith("_ci")}
+        lines += [
+            "",
+            f"## Paired sessions ({statistics.get('scenario', '')}): candidate minus each policy, per session",
+            "",
+            "| versus | mean difference % | interval % | sessions | judged |",
+            "|---|---|---|---|---|",
+        ]
+        for name, interval in paired.items():
+            result = judged.get(f"beats_{name}_ci")
+            verdict = "-" if result is None else ("pass" if result.passed else "**fail**")
+            confidence = interval.get("confidence", 0.0)
+            lines.append(
+                f"| {name} | {_cell(interval['estimate'])} | {confidence:.0%}: [{_cell(interval['lower'])}, "
+                f"{_cell(interval['upper'])}] | {interval['sessions']} | {verdict} |"
+            )
+        rule = paired.get("signal_rule")
+        if rule is not None:
+            if rule["lower"] > 0.0:
+                verdict = "the agent beats the signal rule with confidence: RL added something"
+            elif rule["upper"] < 0.0:
+                verdict = "the signal rule beats the agent with confidence: RL made it worse"
+            else:
+                verdict = "no measurable difference between the agent and the signal rule"
+            lines += ["", f"**Agent vs signal rule:** {verdict}."]
+    deflated = statistics.get("deflated_sharpe")
+    if deflated:
+        if "problem" in deflated:
+            lines += ["", f"**Deflated Sharpe ratio:** unavailable ({deflated['problem']})."]
+        else:
+            lines += [
+                "",
+                f"**Deflated Sharpe ratio:** {_cell(deflated['probability'])} (per-session Sharpe "
+                f"{_cell(deflated['sharpe'])} over {deflated['observations']} sessions, against "
+                f"{_cell(deflated['benchmark_sharpe'])}, the best expected of {deflated['n_trials']} candidates "
+                "compared).",
+            ]
+    return lines
+
+
 def gate_report(
     decision: GateDecision,
     *,
@@ -476,11 +844,15 @@ def gate_report(
     champion: Mapping[str, Mapping[str, float]] | None,
     baselines: Mapping[str, Mapping[str, Mapping[str, float]]],
     links: Mapping[str, str],
+    windows: Mapping[str, str | int] | None = None,
 ) -> str:
     """A markdown report: verdict and reason, one row per criterion with candidate, champion and baselines.
 
     ``baselines`` maps a baseline name (``flat``, ``buy_and_hold``, ``signal_rule``) to its per-scenario
-    metrics; ``links`` maps a label ("MLflow run", "model version") to a URL.
+    metrics; ``links`` maps a label ("MLflow run", "model version") to a URL; ``windows`` the bounds of the
+    training, selection and test windows (:meth:`validation.windows.WindowPlan.as_dict`). Every row shows
+    the scenario's episode count ``n`` beside its figures; the paired intervals, the deflated Sharpe ratio
+    and the agent-vs-signal-rule verdict follow the table.
     """
     verdict = "PASSED" if decision.passed else "REJECTED"
     names = [name for name in BASELINE_NAMES if name in baselines] + sorted(
@@ -490,7 +862,18 @@ def gate_report(
     if links:
         lines += [f"- {label}: [{url}]({url})" for label, url in links.items()]
         lines.append("")
-    header = ["scenario", "criterion", "metric", "threshold", "candidate", "champion", *names, "result"]
+    if windows:
+        lines.append(
+            "**Windows:** "
+            + "; ".join(
+                f"{name} {windows.get(f'{name}_start', '?')} .. {windows.get(f'{name}_end', '?')}"
+                for name in ("train", "selection", "test")
+            )
+            + f" (purge gaps of {windows.get('purge_bars', '?')} bars). The selection window picked the "
+            "candidate; the test window (`held_out/*`) judged it."
+        )
+        lines.append("")
+    header = ["scenario", "n", "criterion", "metric", "threshold", "candidate", "champion", *names, "result"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
     for result in decision.results:
@@ -499,17 +882,24 @@ def gate_report(
         else:
             outcome = "pass" if result.passed else "**fail**"
         scenario = result.scenario
+        episodes = _lookup(candidate, scenario, "episodes")
         row = [
             scenario,
+            "-" if episodes is None else f"{episodes:.0f}",
             result.criterion,
             result.metric,
             result.threshold.replace("|", "\\|"),
-            _cell(_lookup(candidate, scenario, result.metric)),
+            _cell(
+                result.value
+                if result.criterion.endswith("_ci") or result.criterion == DEFLATED_SHARPE_CRITERION
+                else _lookup(candidate, scenario, result.metric)
+            ),
             _cell(_lookup(champion, scenario, result.metric)),
             *(_cell(_lookup(baselines[name], scenario, result.metric)) for name in names),
             outcome,
         ]
         lines.append("| " + " | ".join(row) + " |")
+    lines += _statistics_lines(decision, names)
     reasons = [result for result in decision.results if not result.passed]
     if reasons:
         lines += ["", "## Why", ""]

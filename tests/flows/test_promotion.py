@@ -18,7 +18,6 @@ from stairways import registry
 from stairways.config import RetrainConfig
 from stairways.errors import DataQualityError, ReplayMismatch
 from tests.conftest import RecordingGateway
-from validation.gate import GateCriteria, decide
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
@@ -29,6 +28,8 @@ LENIENT_GATE = {
     "max_trades_per_day": 10_000.0,
     "min_sharpe": -1_000.0,
     "min_win_rate": 0.0,
+    "min_ratio_episodes": 1,
+    "paired_baselines": [],
 }
 
 
@@ -36,7 +37,7 @@ def night_config(model_name: str, *, gate: dict[str, Any] | None = None, **overr
     values: dict[str, Any] = {
         "seed": 11,
         "data": {"synthetic": {"sessions": 14}},
-        "window": {"validation_sessions": 4, "min_train_sessions": 4},
+        "window": {"selection_sessions": 3, "test_sessions": 4, "min_train_sessions": 4},
         "training": {
             "cycles": 2,
             "steps_per_cycle": 1024,
@@ -101,7 +102,17 @@ def test_the_champion_changes_only_for_a_stated_reason(
     assert rejected.tags["gate.verdict"] == "failed"
     assert not rejected.aliases
 
-    # Night 4: the data fail QC -> the flow stops before features; nothing is registered.
+    # Night 4: tonight's observations drop a feature, so the champion cannot be evaluated: fail closed.
+    fewer = {"observation_features": list(RetrainConfig().observation_features[1:])}
+    incomparable = nightly_retrain(night_config(name, gate=LENIENT_GATE, **fewer))
+    assert incomparable["gate"]["passed"] is False
+    assert incomparable["gate"]["champion"] == "incomparable"
+    assert "cannot be evaluated on tonight's observations" in incomparable["gate"]["reason"]
+    assert "replace_incomparable_champion" in incomparable["gate"]["reason"]
+    assert incomparable["promoted"] is False
+    assert champion(name) == "2"
+
+    # Night 5: the data fail QC -> the flow stops before features; nothing is registered.
     bars = pl.read_parquet(
         mlflow.artifacts.download_artifacts(
             f"runs:/{third['mlflow_run_id']}/data/bars.parquet", dst_path=str(tmp_path)
@@ -122,7 +133,7 @@ def test_the_champion_changes_only_for_a_stated_reason(
         )
     assert champion(name) == "2"
 
-    # Night 5: training dies -> unchanged.
+    # Night 6: training dies -> unchanged.
     def dying(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("out of memory while training")
 
@@ -131,80 +142,102 @@ def test_the_champion_changes_only_for_a_stated_reason(
         nightly_retrain(night_config(name, gate=LENIENT_GATE, seed=12))
     assert champion(name) == "2"
     versions = {str(version.version) for version in client.search_model_versions(f"name='{name}'")}
-    assert versions == {"1", "2", third["registered_version"]}
+    assert versions == {"1", "2", third["registered_version"], incomparable["registered_version"]}
+
+    # Night 7: the explicit switch replaces the incomparable champion, and the version says so.
+    switch = {**LENIENT_GATE, "replace_incomparable_champion": True}
+    replaced = nightly_retrain(night_config(name, gate=switch, **fewer))
+    assert replaced["gate"]["champion"] == "incomparable, replaced"
+    assert replaced["promoted"] is True
+    assert champion(name) == replaced["registered_version"]
+    tags = client.get_model_version(name, replaced["registered_version"]).tags
+    assert tags["gate.champion"] == "incomparable, replaced"
+    report = mlflow.artifacts.load_text(f"runs:/{replaced['mlflow_run_id']}/gate/report.md")
+    assert "WARNING: an incomparable champion was replaced" in report
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_null_market_promotes_nothing(tmp_path: Path, seed: int) -> None:
-    """On the martingale market nothing is predictable: a promotion would mean leakage or a broken gate."""
-    name = f"null-{tmp_path.name}"
-    summary = nightly_retrain(
-        night_config(
-            name,
-            seed=seed,
-            data={"synthetic": {"sessions": 16, "mode": "martingale"}},
-            scenarios={"stress_episodes": 20},
-        )
+def real_budget_night(model_name: str, *, mode: str, seed: int) -> RetrainConfig:
+    """A night at the default training budget, windows and gate on a 60-session synthetic market (the
+    planted and null markets of ``benchmarks/bench_gate.py``)."""
+    synthetic: dict[str, Any] = {"sessions": 60, "mode": mode}
+    if mode == "planted":
+        synthetic |= {"planted_strength": 0.9, "planted_symbols": "both"}
+    return RetrainConfig.model_validate(
+        {
+            "seed": seed,
+            "data": {"synthetic": synthetic},
+            "scenarios": {"stress_episodes": 40},
+            "training": {"progress_bar": False},
+            "registry": {"model_name": model_name},
+            "tracking": {"experiment_name": f"gate-{model_name}"},
+        }
     )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_null_market_promotes_nothing_at_the_real_budget(tmp_path: Path, seed: int) -> None:
+    """On the martingale market nothing is predictable: a promotion would mean leakage or a broken gate.
+    The signal rule, judged by the same gate on the same sessions, fails too."""
+    name = f"null-{tmp_path.name}"
+    summary = nightly_retrain(real_budget_night(name, mode="martingale", seed=seed))
+    assert [cycle["cycle"] for cycle in summary["cycles"]][0] == 1
     assert summary["gate"]["passed"] is False, summary["gate"]["reason"]
     assert summary["promoted"] is False
     assert champion(name) is None
     version = MlflowClient().get_model_version(name, summary["registered_version"])
     assert version.tags["gate.verdict"] == "failed"
+    run = MlflowClient().get_run(summary["mlflow_run_id"])
+    assert run.data.tags["gate.signal_rule_verdict"] == "failed"
+    assert "gate.deflated_sharpe" in run.data.metrics
+
+
+PLANTED_SEEDS = (1, 2, 3)
 
 
 @pytest.fixture(scope="module")
-def planted_night(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> dict[str, Any]:
-    """One night on a market with a strong planted, learnable edge on both tickers (10-bar block momentum,
-    strength 0.9), strong enough that the out-of-fold signal rule passes the default gate."""
-    name = f"planted-{tmp_path_factory.mktemp('planted').name}"
-    summary = nightly_retrain(
-        night_config(
-            name,
-            seed=5,
-            data={
-                "synthetic": {
-                    "sessions": 40,
-                    "mode": "planted",
-                    "planted_strength": 0.9,
-                    "planted_symbols": "both",
-                }
-            },
-            window={"validation_sessions": 8, "min_train_sessions": 5},
-            training={"cycles": 4, "steps_per_cycle": 12_000, "progress_bar": False},
-            scenarios={"stress_episodes": 40},
-        )
-    )
-    metrics = mlflow.artifacts.load_dict(f"runs:/{summary['mlflow_run_id']}/validation/metrics.json")
-    return {"summary": summary, "metrics": metrics, "name": name}
+def planted_nights(tmp_path_factory: pytest.TempPathFactory, prefect_server: None) -> list[dict[str, Any]]:
+    """Nights on a market with a strong planted, learnable edge on both tickers (10-bar block momentum,
+    strength 0.9), strong enough that the causal signal rule passes the default gate."""
+    nights = []
+    for seed in PLANTED_SEEDS:
+        name = f"planted-{seed}-{tmp_path_factory.mktemp('planted').name}"
+        summary = nightly_retrain(real_budget_night(name, mode="planted", seed=seed))
+        metrics = mlflow.artifacts.load_dict(f"runs:/{summary['mlflow_run_id']}/validation/metrics.json")
+        rule = mlflow.artifacts.load_dict(f"runs:/{summary['mlflow_run_id']}/gate/signal_rule_decision.json")
+        nights.append({"summary": summary, "metrics": metrics, "rule": rule, "name": name})
+    return nights
 
 
 @pytest.mark.parametrize("scenario", ["held_out/mixed", "stress/mixed"])
-def test_planted_edge_reaches_the_signal_rule_through_the_leakage_proof_pipeline(
-    planted_night: dict[str, Any], scenario: str
+def test_planted_edge_reaches_the_signal_rule_through_the_causal_pipeline(
+    planted_nights: list[dict[str, Any]], scenario: str
 ) -> None:
-    baselines = planted_night["metrics"]["baselines"]
-    rule = baselines["signal_rule"][scenario]
-    assert rule["total_return_pct"] > 1.0
-    assert rule["sharpe"] > 0.6
-    assert rule["max_drawdown_pct"] < 2.0
-    assert rule["total_return_pct"] > baselines["buy_and_hold"][scenario]["total_return_pct"]
+    for night in planted_nights:
+        baselines = night["metrics"]["baselines"]
+        rule = baselines["signal_rule"][scenario]
+        assert rule["total_return_pct"] > 1.0
+        assert rule["sharpe"] > 0.6
+        assert rule["total_return_pct"] > baselines["buy_and_hold"][scenario]["total_return_pct"]
 
 
 def test_planted_edge_is_strong_enough_for_the_signal_rule_to_pass_the_default_gate(
-    planted_night: dict[str, Any],
+    planted_nights: list[dict[str, Any]],
 ) -> None:
-    decision = decide(planted_night["metrics"]["baselines"]["signal_rule"], None, GateCriteria())
-    assert decision.passed, decision.reason
+    for night in planted_nights:
+        assert night["rule"]["passed"], night["rule"]["reason"]
 
 
-def test_planted_edge_gets_the_agent_promoted(planted_night: dict[str, Any]) -> None:
-    summary = planted_night["summary"]
-    assert summary["gate"]["passed"] is True, summary["gate"]["reason"]
-    assert summary["promoted"] is True
-    assert champion(planted_night["name"]) == summary["registered_version"]
-    candidate = planted_night["metrics"]["candidate"]["held_out/mixed"]
-    rule = planted_night["metrics"]["baselines"]["signal_rule"]["held_out/mixed"]
-    assert candidate["total_return_pct"] > 1.0
-    # The agent starts as a clone of the rule; PPO must not have wrecked it.
-    assert candidate["total_return_pct"] > 0.5 * rule["total_return_pct"]
+def test_planted_edge_gets_the_agent_promoted_on_most_seeds(planted_nights: list[dict[str, Any]]) -> None:
+    """Measured with ``benchmarks/bench_gate.py``: see the README for the rate over more seeds."""
+    promoted = [night for night in planted_nights if night["summary"]["promoted"]]
+    assert len(promoted) >= 2, [night["summary"]["gate"]["reason"] for night in planted_nights]
+    for night in promoted:
+        summary = night["summary"]
+        assert summary["gate"]["passed"] is True
+        assert champion(night["name"]) == summary["registered_version"]
+        candidate = night["metrics"]["candidate"]["held_out/mixed"]
+        rule = night["metrics"]["baselines"]["signal_rule"]["held_out/mixed"]
+        assert candidate["total_return_pct"] > 1.0
+        # The agent starts as a clone of the rule; PPO must not have wrecked it.
+        assert candidate["total_return_pct"] > 0.5 * rule["total_return_pct"]
+        assert summary["gate"]["paired"]["flat"]["lower"] > 0.0

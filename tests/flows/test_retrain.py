@@ -23,7 +23,7 @@ def _config(tmp_path: Path, **data: object) -> RetrainConfig:
         {
             "seed": 3,
             "data": {"synthetic": {"sessions": 8}, **data},
-            "window": {"validation_sessions": 2, "min_train_sessions": 3},
+            "window": {"selection_sessions": 2, "test_sessions": 2, "min_train_sessions": 3},
             "tracking": {"experiment_name": f"test-{tmp_path.name}"},
         }
     )
@@ -78,7 +78,7 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
     assert [item.dataset.digest for item in inputs] == [dataset["digest"][:36]]
     assert dataset["symbols"] == ["MSFT", "NVDA"]
     assert dataset["sessions"] == 8
-    assert summary["windows"]["train_end"] < summary["windows"]["validation_start"]
+    assert summary["windows"]["train_end"] < summary["windows"]["selection_start"] < summary["windows"]["test_start"]
     assert run.data.metrics["features.count"] == len(summary["features"])
 
 

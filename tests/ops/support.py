@@ -26,7 +26,7 @@ TEST_ARTIFACTS = REPO / "test-artifacts" / "ops"
 # A run of a few seconds: 8 synthetic sessions, one 512-step cycle.
 SMALL_CONFIG: dict[str, Any] = {
     "data": {"synthetic": {"sessions": 8}},
-    "window": {"validation_sessions": 2, "min_train_sessions": 3},
+    "window": {"selection_sessions": 2, "test_sessions": 2, "min_train_sessions": 3},
     "training": {"cycles": 1, "steps_per_cycle": 512, "progress_bar": False},
 }
 SMALL_PARAMETERS: dict[str, Any] = {"config": SMALL_CONFIG}

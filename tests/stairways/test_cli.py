@@ -81,7 +81,7 @@ def test_stairways_run_uses_an_ephemeral_prefect_server(tmp_path: Path) -> None:
     """`stairways run` with no Prefect API configured starts Prefect's local server, as `make run` does."""
     config = tmp_path / "night.yaml"
     config.write_text(
-        "data:\n  synthetic:\n    sessions: 8\nwindow:\n  validation_sessions: 2\n  min_train_sessions: 3\n"
+        "data:\n  synthetic:\n    sessions: 8\nwindow:\n  selection_sessions: 2\n  test_sessions: 2\n  min_train_sessions: 3\n"
     )
     env = {
         "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",

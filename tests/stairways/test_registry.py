@@ -47,7 +47,7 @@ GOOD = {
     "trades_per_day": 10.0,
     "sharpe": 1.2,
     "win_rate": 0.7,
-    "episodes": 3.0,
+    "episodes": 10.0,
 }
 
 
@@ -77,7 +77,7 @@ class Tracking:
 
 def build_checkpoints(output: Path) -> Checkpoints:
     train, validation = synthetic_windows()
-    outcome = run_cycles(train=train, validation=validation, config=TINY, seed=7, output_dir=output)
+    outcome = run_cycles(train=train, selection=validation, config=TINY, seed=7, output_dir=output)
     return Checkpoints(
         trained=outcome.best_checkpoint,
         baseline=output / BASELINE_DIRECTORY,
@@ -96,12 +96,12 @@ def new_tracking(uri: str, root: Path) -> Tracking:
 
 
 def passing_decision() -> GateDecision:
-    criteria = GateCriteria()
+    criteria = GateCriteria(paired_baselines=())
     return decide({key: dict(GOOD) for key in criteria.scenario_criteria}, None, criteria)
 
 
 def failing_decision() -> GateDecision:
-    criteria = GateCriteria()
+    criteria = GateCriteria(paired_baselines=())
     candidate = {key: {**GOOD, "max_drawdown_pct": 3.5} for key in criteria.scenario_criteria}
     return decide(candidate, None, criteria)
 

@@ -112,8 +112,17 @@ def tiny_run(
 ) -> Iterator[tuple[TrainingOutcome, Path]]:
     train, validation = windows
     output = tmp_path_factory.mktemp("tiny-run")
-    outcome = run_cycles(train=train, validation=validation, config=TINY, seed=SEED, output_dir=output)
+    outcome = run_cycles(train=train, selection=validation, config=TINY, seed=SEED, output_dir=output)
     yield outcome, output
+
+
+def test_each_cycle_keeps_its_selection_session_returns(tiny_run: tuple[TrainingOutcome, Path]) -> None:
+    """The per-session returns behind the score: what the deflated Sharpe ratio counts as one trial."""
+    outcome, _ = tiny_run
+    for result in outcome.cycles:
+        returns = np.asarray(result.selection_returns)
+        assert returns.shape == (int(result.evaluation["sessions"]),)
+        assert 100.0 * returns.mean() == pytest.approx(result.evaluation["score"])
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -261,7 +270,7 @@ def test_same_config_and_seed_give_identical_metrics_and_weights(
 ) -> None:
     outcome, output = tiny_run
     train, validation = windows
-    again = run_cycles(train=train, validation=validation, config=TINY, seed=SEED, output_dir=tmp_path)
+    again = run_cycles(train=train, selection=validation, config=TINY, seed=SEED, output_dir=tmp_path)
     assert len(again.cycles) == len(outcome.cycles)
     for first, second in zip(outcome.cycles, again.cycles, strict=True):
         assert _same_floats(_deterministic(first.metrics), _deterministic(second.metrics))
@@ -272,7 +281,7 @@ def test_same_config_and_seed_give_identical_metrics_and_weights(
     other_seed = run_cycle(
         1,
         train=train,
-        validation=validation,
+        selection=validation,
         config=TINY,
         seed=SEED + 1,
         output_dir=tmp_path / "other",
@@ -289,7 +298,7 @@ def test_rerunning_a_cycle_from_the_same_checkpoint_redoes_it_exactly(
     first = run_cycle(
         1,
         train=train,
-        validation=validation,
+        selection=validation,
         config=TINY,
         seed=SEED,
         output_dir=tmp_path,
@@ -301,7 +310,7 @@ def test_rerunning_a_cycle_from_the_same_checkpoint_redoes_it_exactly(
         result = run_cycle(
             2,
             train=train,
-            validation=validation,
+            selection=validation,
             config=TINY,
             seed=SEED,
             output_dir=tmp_path,
@@ -339,7 +348,7 @@ def test_compatible_checkpoint_warm_starts_with_its_weights(
     result = run_cycle(
         1,
         train=train,
-        validation=validation,
+        selection=validation,
         config=config,
         seed=SEED + 5,
         output_dir=tmp_path,
@@ -395,7 +404,7 @@ def test_incompatible_checkpoints_give_a_fresh_start_with_the_reason(
     result = run_cycle(
         1,
         train=fewer_train,
-        validation=fewer_validation,
+        selection=fewer_validation,
         config=TINY,
         seed=SEED,
         output_dir=tmp_path / "fresh",
@@ -415,7 +424,7 @@ def test_a_different_network_architecture_starts_fresh(
     result = run_cycle(
         1,
         train=train,
-        validation=validation,
+        selection=validation,
         config=wider,
         seed=SEED,
         output_dir=tmp_path,
@@ -434,7 +443,7 @@ def test_later_cycles_refuse_an_unusable_previous_checkpoint(
         run_cycle(
             cycle,
             train=train,
-            validation=validation,
+            selection=validation,
             config=TINY,
             seed=SEED,
             output_dir=tmp_path,
@@ -460,20 +469,20 @@ def test_overlapping_or_mismatched_windows_raise(
 ) -> None:
     train, validation = windows
     check_windows(train, validation)
-    with pytest.raises(ValueError, match="must end before the validation window"):
+    with pytest.raises(ValueError, match="must end before the selection window"):
         check_windows(validation, train)
-    with pytest.raises(ValueError, match="must end before the validation window"):
+    with pytest.raises(ValueError, match="must end before the selection window"):
         check_windows(train, train)
     fewer_train, fewer_validation = synthetic_windows(columns=feature_names()[:-1])
     with pytest.raises(ValueError, match="feature lists differ"):
         check_windows(train, fewer_validation)
-    with pytest.raises(ValueError, match="must end before the validation window"):
-        run_cycles(train=train, validation=train, config=TINY, seed=SEED, output_dir=tmp_path / "a")
-    with pytest.raises(ValueError, match="must end before the validation window"):
+    with pytest.raises(ValueError, match="must end before the selection window"):
+        run_cycles(train=train, selection=train, config=TINY, seed=SEED, output_dir=tmp_path / "a")
+    with pytest.raises(ValueError, match="must end before the selection window"):
         run_cycle(
             1,
             train=validation,
-            validation=train,
+            selection=train,
             config=TINY,
             seed=SEED,
             output_dir=tmp_path / "b",
@@ -489,7 +498,7 @@ def test_a_tiny_divergence_limit_rolls_cycle_one_back_to_the_baseline(
 ) -> None:
     train, validation = windows
     strict = TINY.model_copy(update={"max_divergence": 1e-9, "cycles": 3})
-    outcome = run_cycles(train=train, validation=validation, config=strict, seed=SEED, output_dir=tmp_path)
+    outcome = run_cycles(train=train, selection=validation, config=strict, seed=SEED, output_dir=tmp_path)
     assert len(outcome.cycles) == 1
     result = outcome.cycles[0]
     assert result.rolled_back
@@ -520,7 +529,7 @@ def test_a_rolled_back_later_cycle_keeps_the_previous_checkpoint(
     result = run_cycle(
         2,
         train=train,
-        validation=validation,
+        selection=validation,
         config=strict,
         seed=SEED,
         output_dir=folder,
@@ -576,15 +585,15 @@ def test_run_cycles_stops_early_on_a_fake_evaluation_sequence(
     train, validation = windows
     scores = iter([1.0, 1.2, 1.21, 5.0])
 
-    def fake_evaluation(*args: object, **kwargs: object) -> dict[str, float]:
-        return {"score": next(scores)}
+    def fake_evaluation(*args: object, **kwargs: object) -> tuple[dict[str, float], np.ndarray]:
+        return {"score": next(scores)}, np.zeros(3)
 
-    monkeypatch.setattr(cycles_module, "evaluate_policy", fake_evaluation)
+    monkeypatch.setattr(cycles_module, "evaluate_sessions", fake_evaluation)
     seen: list[int] = []
     config = TINY.model_copy(update={"cycles": 4, "steps_per_cycle": 128})
     outcome = run_cycles(
         train=train,
-        validation=validation,
+        selection=validation,
         config=config,
         seed=SEED,
         output_dir=tmp_path,
@@ -605,7 +614,7 @@ def test_run_cycles_stops_early_on_a_fake_evaluation_sequence(
 def test_full_default_run_on_twenty_sessions(tmp_path: Path) -> None:
     train, validation = synthetic_windows(sessions=20, minute_step=1, validation_sessions=4)
     config = TrainingConfig(progress_bar=False)
-    outcome = run_cycles(train=train, validation=validation, config=config, seed=SEED, output_dir=tmp_path)
+    outcome = run_cycles(train=train, selection=validation, config=config, seed=SEED, output_dir=tmp_path)
     assert 1 <= len(outcome.cycles) <= 4
     assert outcome.stopped_early == (len(outcome.cycles) < 4)
     for result in outcome.cycles:

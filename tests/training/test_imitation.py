@@ -49,7 +49,7 @@ def _first_cycle(
     return run_cycle(
         1,
         train=train,
-        validation=validation,
+        selection=validation,
         config=config,
         seed=SEED,
         output_dir=output_dir,

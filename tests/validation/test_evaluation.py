@@ -67,7 +67,7 @@ def policy(sessions: list[MarketArrays], tmp_path_factory: pytest.TempPathFactor
     train = _concatenate(sessions[:TRAIN_SESSIONS])
     validation = _concatenate(sessions[TRAIN_SESSIONS:])
     output = tmp_path_factory.mktemp("checkpoints")
-    outcome = run_cycles(train=train, validation=validation, config=TINY, seed=3, output_dir=output)
+    outcome = run_cycles(train=train, selection=validation, config=TINY, seed=3, output_dir=output)
     return load_checkpoint(outcome.best_checkpoint, market=validation)
 
 

@@ -13,20 +13,29 @@ from validation.gate import (
     CriterionResult,
     GateCriteria,
     GateDecision,
+    GateEvidence,
     decide,
     default_scenario_criteria,
     gate_report,
     scenario_key,
 )
 
-CRITERIA = GateCriteria()
+# The threshold tests below judge metrics alone; the paired statistics have their own tests further down.
+CRITERIA = GateCriteria(paired_baselines=())
+
+
+def legacy(**settings: object) -> GateCriteria:
+    """Criteria without the paired-session criteria (which need per-session returns)."""
+    return GateCriteria(paired_baselines=(), **settings)  # type: ignore[arg-type]
+
+
 GOOD = {
     "total_return_pct": 1.5,
     "max_drawdown_pct": 1.0,
     "trades_per_day": 10.0,
     "sharpe": 1.2,
     "win_rate": 0.7,
-    "episodes": 3.0,
+    "episodes": 10.0,
 }
 
 
@@ -106,9 +115,7 @@ def test_criteria_apply_only_where_configured() -> None:
     assert [(item.scenario, item.criterion) for item in decision.failures()] == [
         ("stress/high_volatility", "max_drawdown")
     ]
-    strict = GateCriteria(
-        scenario_criteria={"held_out/mixed": ("sharpe",)}, required_scenarios=("held_out/mixed",)
-    )
+    strict = legacy(scenario_criteria={"held_out/mixed": ("sharpe",)}, required_scenarios=("held_out/mixed",))
     decision = decide({"held_out/mixed": {**GOOD, "max_drawdown_pct": 9.0}}, None, strict)
     assert decision.passed
     assert [(item.scenario, item.criterion) for item in decision.results] == [
@@ -196,7 +203,7 @@ def test_the_candidate_must_beat_the_champion_strictly_by_the_margin() -> None:
     tie = decide(everywhere(), everywhere(), CRITERIA)
     assert not tie.passed
     assert "a tie does not beat the champion" in tie.reason
-    margin = GateCriteria(champion_margin=0.2)
+    margin = legacy(champion_margin=0.2)
     assert not decide(everywhere(), champion, margin).passed  # 1.5 > 1.4 + 0.2 is false
     assert decide(everywhere(total_return_pct=1.61), champion, margin).passed
     # only the primary scenario is compared by default
@@ -208,7 +215,7 @@ def test_the_candidate_must_beat_the_champion_strictly_by_the_margin() -> None:
 
 
 def test_the_champion_comparison_can_cover_every_shared_scenario_and_lower_is_better() -> None:
-    every = GateCriteria(champion_scenarios=None)
+    every = legacy(champion_scenarios=None)
     champion = everywhere(total_return_pct=1.0)
     champion.pop("stress/trending")
     champion["held_out/trending"] = {"episodes": 0.0}
@@ -222,9 +229,7 @@ def test_the_champion_comparison_can_cover_every_shared_scenario_and_lower_is_be
     assert [(item.scenario, item.criterion) for item in decision.failures()] == [
         ("stress/low_volatility", CHAMPION_CRITERION)
     ]
-    drawdown = GateCriteria(
-        champion_metric="max_drawdown_pct", champion_direction="lower", champion_margin=0.1
-    )
+    drawdown = legacy(champion_metric="max_drawdown_pct", champion_direction="lower", champion_margin=0.1)
     assert decide(everywhere(max_drawdown_pct=1.0), everywhere(max_drawdown_pct=1.2), drawdown).passed
     assert not decide(everywhere(max_drawdown_pct=1.15), everywhere(max_drawdown_pct=1.2), drawdown).passed
 
@@ -241,7 +246,7 @@ def test_a_champion_without_metrics_on_the_scenario_fails_the_comparison() -> No
         "champion: metric 'total_return_pct' is NaN"
         in result(decision, "held_out/mixed", CHAMPION_CRITERION).reason
     )
-    nothing_shared = decide(everywhere(), {"other/scenario": GOOD}, GateCriteria(champion_scenarios=None))
+    nothing_shared = decide(everywhere(), {"other/scenario": GOOD}, legacy(champion_scenarios=None))
     assert not nothing_shared.passed
     assert (
         "share no gated scenario" in result(nothing_shared, NO_CHAMPION_SCENARIO, CHAMPION_CRITERION).reason
@@ -289,7 +294,8 @@ def test_decision_serializes_and_tags_are_flat_strings() -> None:
     assert tags["gate.held_out/mixed.total_return"] == "1.5"
     assert tags["gate.held_out/mixed.beats_champion"] == "1.5"
     assert tags["gate.stress/mixed.win_rate"] == "nan"
-    assert len(tags) == len(decision.results)
+    assert len(tags) == len(decision.results) + 1
+    assert tags["gate.champion"] == "comparable"
     assert (
         decide(everywhere(), None, CRITERIA).metric_tags()[
             f"gate.{NO_CHAMPION_SCENARIO}.{CHAMPION_CRITERION}"
@@ -314,12 +320,10 @@ def test_gate_report_tabulates_candidate_champion_and_baselines() -> None:
     report = gate_report(decision, candidate=candidate, champion=champion, baselines=baselines, links=links)
     assert report.startswith("# Promotion gate: PASSED")
     assert decision.reason in report
-    header = (
-        "scenario | criterion | metric | threshold | candidate | champion | flat | buy_and_hold | signal_rule"
-    )
+    header = "scenario | n | criterion | metric | threshold | candidate | champion | flat | buy_and_hold | signal_rule"
     assert f"| {header} | result |" in report
     assert (
-        "| held_out/mixed | total_return | total_return_pct | >= 1.0 | 1.5 | 1.25 | 0 | 0.75 | -0.5 | pass |"
+        "| held_out/mixed | 10 | total_return | total_return_pct | >= 1.0 | 1.5 | 1.25 | 0 | 0.75 | -0.5 | pass |"
         in report
     )
     assert "[http://mlflow/#/runs/abc](http://mlflow/#/runs/abc)" in report
@@ -349,8 +353,8 @@ def test_gate_report_tabulates_candidate_champion_and_baselines() -> None:
     )
 )
 def test_the_verdict_is_the_conjunction_of_the_thresholds(metrics: dict[str, float]) -> None:
-    scenario = {"held_out/mixed": {**metrics, "episodes": 1.0}}
-    criteria = GateCriteria(
+    scenario = {"held_out/mixed": {**metrics, "episodes": 10.0}}
+    criteria = legacy(
         scenario_criteria={"held_out/mixed": tuple(CRITERION_METRICS)}, required_scenarios=("held_out/mixed",)
     )
     expected = (
@@ -363,3 +367,171 @@ def test_the_verdict_is_the_conjunction_of_the_thresholds(metrics: dict[str, flo
     decision = decide(scenario, None, criteria)
     assert decision.passed is expected
     assert len(decision.failures()) == sum(not item.passed for item in decision.results)
+
+
+# ------------------------------------------------------------------------------------- incomparable champion
+
+
+def test_an_incomparable_champion_fails_closed_and_says_how_to_proceed() -> None:
+    problem = "champion version 4 not comparable on tonight's observations: feature list differs"
+    decision = decide(everywhere(), None, CRITERIA, champion_problem=problem)
+    assert not decision.passed
+    failed = result(decision, NO_CHAMPION_SCENARIO, CHAMPION_CRITERION)
+    assert not failed.passed and problem in failed.reason
+    assert "gate.replace_incomparable_champion" in failed.reason
+    assert decision.statistics["champion"] == "incomparable"
+    # without a problem the same metrics pass: the failure is the incomparable champion alone
+    assert decide(everywhere(), None, CRITERIA).passed
+
+
+def test_replacing_an_incomparable_champion_needs_the_switch_and_says_so_loudly() -> None:
+    switch = legacy(replace_incomparable_champion=True)
+    decision = decide(everywhere(), None, switch, champion_problem="checkpoint missing")
+    assert decision.passed
+    assert (
+        "INCOMPARABLE CHAMPION REPLACED" in result(decision, NO_CHAMPION_SCENARIO, CHAMPION_CRITERION).reason
+    )
+    assert decision.metric_tags()["gate.champion"] == "incomparable, replaced"
+    report = gate_report(decision, candidate=everywhere(), champion=None, baselines={}, links={})
+    assert "WARNING: an incomparable champion was replaced" in report
+
+
+# ------------------------------------------------------------------------------------------- small slices
+
+
+def test_ratio_criteria_are_not_judged_on_small_slices_but_their_count_is_shown() -> None:
+    criteria = legacy(
+        scenario_criteria={
+            "held_out/mixed": tuple(CRITERION_METRICS),
+            "held_out/trending": ("sharpe", "win_rate"),
+        },
+        required_scenarios=("held_out/mixed",),
+    )
+    metrics = {"held_out/mixed": dict(GOOD), "held_out/trending": {**GOOD, "sharpe": 16.0, "episodes": 2.0}}
+    decision = decide(metrics, None, criteria)
+    assert decision.passed
+    sharpe = result(decision, "held_out/trending", "sharpe")
+    assert not sharpe.evaluated and "only 2 episodes" in sharpe.reason
+    # the same slice with a losing Sharpe still does not fail the gate: it is not judged at all
+    metrics["held_out/trending"]["sharpe"] = -5.0
+    assert decide(metrics, None, criteria).passed
+    report = gate_report(decision, candidate=metrics, champion=None, baselines={}, links={})
+    assert "| held_out/trending | 2 | sharpe |" in report
+
+
+def test_a_required_scenario_with_too_few_episodes_fails_on_ratios() -> None:
+    metrics = everywhere()
+    metrics["held_out/mixed"] = {**GOOD, "episodes": 3.0}
+    decision = decide(metrics, None, CRITERIA)
+    assert not decision.passed
+    assert "too few for a required scenario" in result(decision, "held_out/mixed", "sharpe").reason
+
+
+# ------------------------------------------------------------------------------------------ paired statistics
+
+SESSIONS = 12
+
+
+def returns(mean: float, spread: float = 0.002, seed: int = 0) -> list[float]:
+    generator = __import__("numpy").random.default_rng(seed)
+    return list(mean + spread * generator.standard_normal(SESSIONS))
+
+
+def evidence_for(candidate: list[float], **others: list[float]) -> GateEvidence:
+    base = {
+        "flat": [0.0] * SESSIONS,
+        "buy_and_hold": returns(0.0, seed=9),
+        "signal_rule": returns(0.001, seed=8),
+    }
+    return GateEvidence(
+        session_returns={"candidate": candidate, **base, **others},
+        candidates_compared=3,
+        trial_sharpes=(0.5, 0.9, 1.4),
+    )
+
+
+def test_a_clear_per_session_edge_beats_every_baseline_with_confidence() -> None:
+    decision = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
+    assert decision.passed, decision.reason
+    for name in ("flat", "buy_and_hold"):
+        beat = result(decision, "held_out/mixed", f"beats_{name}_ci")
+        assert beat.passed and beat.value is not None and beat.value > 0.0
+    paired = decision.statistics["paired"]
+    assert set(paired) == {"flat", "buy_and_hold", "signal_rule"}
+    assert paired["flat"]["sessions"] == SESSIONS
+    assert paired["flat"]["lower"] < paired["flat"]["estimate"] < paired["flat"]["upper"]
+    assert decision.statistics["deflated_sharpe"]["n_trials"] == 3
+
+
+def test_good_averages_without_confidence_do_not_pass() -> None:
+    # positive on average but as noisy as the edge is small: the interval's lower bound is below zero
+    noisy = returns(0.0005, spread=0.02, seed=3)
+    decision = decide(everywhere(), None, GateCriteria(), evidence_for(noisy))
+    assert not decision.passed
+    assert not result(decision, "held_out/mixed", "beats_flat_ci").passed
+
+
+def test_the_champion_is_beaten_on_paired_sessions_when_there_is_one() -> None:
+    champion_returns = returns(0.0099, seed=1)
+    evidence = evidence_for(returns(0.01), champion=champion_returns)
+    decision = decide(everywhere(), everywhere(total_return_pct=1.0), GateCriteria(), evidence)
+    assert not result(decision, "held_out/mixed", "beats_champion_ci").passed
+    assert not decision.passed
+    # with no champion there is no champion criterion
+    alone = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
+    assert not [item for item in alone.results if item.criterion == "beats_champion_ci"]
+
+
+def test_the_statistics_cannot_be_skipped_by_leaving_out_the_evidence() -> None:
+    decision = decide(everywhere(), None, GateCriteria())
+    assert not decision.passed
+    assert "no paired session returns" in result(decision, "held_out/mixed", "beats_flat_ci").reason
+
+
+def test_the_paired_decision_is_deterministic() -> None:
+    evidence = evidence_for(returns(0.002, spread=0.004, seed=5))
+    first = decide(everywhere(), None, GateCriteria(), evidence)
+    second = decide(everywhere(), None, GateCriteria(), evidence)
+    assert json.dumps(first.to_dict()) == json.dumps(second.to_dict())
+
+
+def test_the_deflated_sharpe_ratio_is_a_criterion_when_configured() -> None:
+    criteria = GateCriteria(min_deflated_sharpe=0.95)
+    strong = decide(everywhere(), None, criteria, evidence_for(returns(0.01)))
+    assert result(strong, "held_out/mixed", "deflated_sharpe").passed
+    weak = decide(everywhere(), None, criteria, evidence_for(returns(0.001, spread=0.004, seed=2)))
+    deflated = result(weak, "held_out/mixed", "deflated_sharpe")
+    assert not deflated.passed and deflated.value is not None and deflated.value < 0.95
+    tags = strong.metric_tags()
+    assert tags["gate.candidates_compared"] == "3"
+    assert 0.0 <= float(tags["gate.deflated_sharpe"]) <= 1.0
+
+
+def test_the_report_shows_intervals_candidates_compared_and_the_rule_verdict() -> None:
+    decision = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
+    report = gate_report(
+        decision,
+        candidate=everywhere(),
+        champion=None,
+        baselines={"signal_rule": everywhere(total_return_pct=0.5)},
+        links={},
+        windows={
+            "train_start": "a",
+            "train_end": "b",
+            "selection_start": "c",
+            "selection_end": "d",
+            "test_start": "e",
+            "test_end": "f",
+            "purge_bars": 50,
+        },
+    )
+    assert "## Paired sessions (held_out/mixed)" in report
+    assert "| flat |" in report and "| signal_rule |" in report
+    assert "the best expected of 3 candidates compared" in report
+    assert "**Agent vs signal rule:** the agent beats the signal rule with confidence" in report
+    assert "train a .. b; selection c .. d; test e .. f (purge gaps of 50 bars)" in report
+
+
+def test_unequal_paired_sessions_are_refused() -> None:
+    with pytest.raises(ValueError, match="same sessions"):
+        GateEvidence(session_returns={"candidate": [0.0, 1.0], "flat": [0.0]})
