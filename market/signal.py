@@ -155,10 +155,11 @@ class SignalConfig(BaseModel):
         default=0.05, gt=0.0, description="Adam learning rate of the MLP (L-BFGS uses a line search)."
     )
     weight_decay: float = Field(
-        default=1e-3,
+        default=0.1,
         ge=0.0,
         description="L2 penalty: weight_decay / 2 times the squared weights (not the biases) is added to the "
-        "mean cross-entropy.",
+        "mean cross-entropy. 0.1 beat 0.01 and 0.001 out of sample on the early, small walk-forward blocks "
+        "(regimes and planted synthetic markets, seeds 1-2).",
     )
     calibration_bins: int = Field(
         default=10, ge=2, description="Equal-width probability bins of the reliability report."
