@@ -205,7 +205,7 @@ class GateCriteria(BaseModel):
         "beats_<name>_ci); 'champion' applies only when there is one.",
     )
     paired_confidence: float = Field(
-        0.9,
+        0.95,
         gt=0.0,
         lt=1.0,
         description="Two-sided confidence of the bootstrap interval of the per-session return difference.",
