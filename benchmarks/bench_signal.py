@@ -34,7 +34,9 @@ from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E40
 __all__ = ["main"]
 
 MARKETS = {
-    "planted": SyntheticMarketConfig(sessions=60, mode="planted", planted_strength=0.9, planted_symbols="both"),
+    "planted": SyntheticMarketConfig(
+        sessions=60, mode="planted", planted_strength=0.9, planted_symbols="both"
+    ),
     "regimes": SyntheticMarketConfig(sessions=60),
     "martingale": SyntheticMarketConfig(sessions=60, mode="martingale"),
 }

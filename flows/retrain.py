@@ -57,7 +57,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         decision = decide_gate(run, result, trials, config)
         registered = register_version(run, candidate, decision, dataset["digest"], config)
         publish_gate_report(run, decision, result, registered, plan.as_dict())
-        promotion = promote_and_replay(run, registered, decision, result, scenarios, config)
+        promotion = promote_and_replay(run, registered, decision, result, scenarios, config, warm.version)
     return {
         "mlflow_run_id": run.run_id,
         "tracking_uri": run.tracking_uri,

@@ -111,12 +111,19 @@ def _rollback(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     model_name = args.model or config.registry.model_name
     record = rollback(
-        resolve_tracking_uri(config.tracking.tracking_uri), model_name, to_version=args.to, reason=args.reason
+        resolve_tracking_uri(config.tracking.tracking_uri),
+        model_name,
+        to_version=args.to,
+        reason=args.reason,
+        force=args.force,
+        lock=config.registry.promotion_lock,
     )
     demoted = f"version {record.rolled_back}" if record.rolled_back else "no version"
+    forced = " (forced past a failed gate)" if record.forced else ""
     print(
-        f"'{model_name}': champion is now version {record.champion} ({demoted} demoted; "
-        f"previous-champion: {record.previous_champion or 'none'}); reason recorded: {record.reason}"
+        f"'{model_name}': champion is now version {record.champion}{forced} ({demoted} demoted; "
+        f"previous-champion: {record.previous_champion or 'none'}); reason recorded: {record.reason} "
+        f"(event run {record.event_run_id})"
     )
     return 0
 
@@ -152,7 +159,12 @@ def _parser() -> argparse.ArgumentParser:
         "rollback", help="move the registry's champion alias back to previous-champion (or a named version)"
     )
     back.add_argument("--to", metavar="VERSION", help="version to restore (default: previous-champion)")
-    back.add_argument("--reason", required=True, help="why; recorded as a tag on the versions")
+    back.add_argument(
+        "--reason", required=True, help="why (not empty); recorded on the versions and in a run"
+    )
+    back.add_argument(
+        "--force", action="store_true", help="restore a version even though its gate failed (recorded)"
+    )
     back.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
     back.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
     back.set_defaults(handler=_rollback)

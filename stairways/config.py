@@ -99,6 +99,12 @@ class RegistryConfig(BaseModel):
     model_config = _FROZEN
 
     model_name: str = Field("stairways-agent", min_length=1, description="Registered model of the agents.")
+    promotion_lock: str | None = Field(
+        None,
+        description="Lock that serializes alias moves: a file path or a postgresql:// URL; "
+        "`STAIRWAYS_PROMOTION_LOCK` overrides; None: derived from a SQLite, file or PostgreSQL store "
+        "(a tracking server needs one set).",
+    )
 
 
 class MonitoringConfig(BaseModel):

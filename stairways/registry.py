@@ -21,19 +21,19 @@ checked against the version tags: :func:`champion_checkpoint` checks the downloa
 ``model_config`` at registration (the same values as the tags; it cannot see the registry). A mismatch or a
 missing file raises :class:`~stairways.errors.IntegrityError` naming the file.
 
-**Promotion** (:func:`promote`): only a version whose gate passed; it gets the alias ``champion`` and the
-former champion ``previous-champion``. An alias names one version at a time and moving it is one update, so
-readers always see exactly one champion: ``champion`` moves first, then ``previous-champion``. The version
-is first tagged ``promoted_from`` (the former champion), which makes a retried promotion finish the job.
-Tags ``promoted_at`` and ``promotion_reason`` record it. A failing candidate keeps its version and tags and
-gets no alias.
+**Promotion** lives in :mod:`stairways.promotion`: a version is replayed from the registry before any
+alias moves, and the aliases move under a lock, compare-and-set. A failing candidate keeps its version and
+tags and gets no alias.
 
-**Rollback** (:func:`rollback`): ``champion`` moves to the ``previous-champion`` version (or a named
-version); the demoted version is tagged ``rolled_back_at``, ``rollback_reason``, ``rolled_back_to``, the
+**Rollback** (:func:`rollback`): needs a non-empty reason; the target's files are downloaded and checked
+against its ``sha256.*`` tags first (a tampered version is refused); a version whose gate failed needs
+``force``; the move takes the promotion lock (after repairing interrupted promotions). ``champion`` moves
+to the ``previous-champion`` version (or a named version); the demoted version is tagged ``rolled_back_at``, ``rollback_reason``, ``rolled_back_to``, the
 restored one ``restored_at`` and ``restore_reason``. ``previous-champion`` then moves to the restored
 version's own predecessor (its ``promoted_from`` tag) or is removed when it has none, so rolling back again
 walks further back in history instead of returning to the version just demoted. Each event overwrites the
-tags of the same name on a version: they record its latest promotion or rollback.
+tags of the same name on a version: they record its latest promotion or rollback. Every rollback is also an
+MLflow run of the experiment :data:`EVENTS_EXPERIMENT` (from, to, reason, forced).
 """
 
 import hashlib
@@ -58,7 +58,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
 from envs.trading import ACTION_MEANINGS
-from stairways.errors import GateRejected, IntegrityError, RegistryError
+from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from stairways.promotion import promotion_lock, recover_interrupted
 from training.cycles import (
     CONTROLLER_FILE,
     META_FILE,
@@ -79,20 +80,19 @@ __all__ = [
     "PREVIOUS_CHAMPION_ALIAS",
     "SHA256_TAG_PREFIX",
     "VERDICT_TAG",
+    "EVENTS_EXPERIMENT",
     "AgentPyfunc",
-    "PromotionRecord",
     "RegisteredCandidate",
     "RollbackRecord",
     "WarmStart",
     "champion_checkpoint",
     "checkpoint_hashes",
     "current_champion",
+    "download_verified",
     "file_sha256",
     "load_registered_model",
-    "promote",
     "register_candidate",
     "resolve_version",
-    "revert_promotion",
     "rollback",
     "verify_checkpoint",
     "verify_files",
@@ -112,6 +112,8 @@ PARENT_RUN_TAG = "parent_run_id"
 DATA_DIGEST_TAG = "data_digest"
 PROMOTED_FROM_TAG = "promoted_from"
 LOGGED_MODEL_NAME = "agent"
+EVENTS_EXPERIMENT = "stairways-registry-events"
+"""MLflow experiment holding one run per manual registry event (rollbacks)."""
 _MAX_REASON = 4000
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 _REQUIREMENTS = ("mlflow", "stable-baselines3", "torch", "gymnasium", "numpy", "pydantic", "cloudpickle")
@@ -145,17 +147,6 @@ class RegisteredCandidate:
 
 
 @dataclass(frozen=True)
-class PromotionRecord:
-    """A promotion: the new champion and the version now holding ``previous-champion`` (None: none)."""
-
-    model_name: str
-    new_champion: str
-    previous_champion: str | None
-    reason: str
-    promoted_at: str
-
-
-@dataclass(frozen=True)
 class RollbackRecord:
     """A rollback: the restored champion, the demoted version, and the new ``previous-champion``."""
 
@@ -165,6 +156,8 @@ class RollbackRecord:
     previous_champion: str | None
     reason: str
     rolled_back_at: str
+    forced: bool = False
+    event_run_id: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -505,6 +498,15 @@ def load_registered_model(
     and that version's files are downloaded and checked against its ``sha256.*`` tags (``IntegrityError``
     on any difference) before ``mlflow.pyfunc.load_model`` reads them. Returns the model and the version.
     """
+    local, version = download_verified(model_uri, tracking_uri=tracking_uri, destination=destination)
+    return mlflow.pyfunc.load_model(str(local)), version
+
+
+def download_verified(model_uri: str, *, tracking_uri: str, destination: Path) -> tuple[Path, ModelVersion]:
+    """Download a registered version's files into ``destination`` and check every one against its tags.
+
+    Reads nothing it downloads: ``IntegrityError`` on a missing, extra-changed or tampered file.
+    """
     version = resolve_version(model_uri, tracking_uri=tracking_uri)
     expected = _model_hashes(version.tags)
     # The version's storage location, not a models:/ URI: MLflow resolves those through the global registry.
@@ -514,7 +516,7 @@ def load_registered_model(
         artifact_uri=location, dst_path=str(destination), tracking_uri=tracking_uri
     )
     verify_files(Path(local), expected)
-    return mlflow.pyfunc.load_model(local), version
+    return Path(local), version
 
 
 def champion_checkpoint(*, tracking_uri: str, model_name: str, destination: Path) -> WarmStart:
@@ -564,51 +566,60 @@ def _existing(client: MlflowClient, model_name: str, version: str | None) -> str
         return None
 
 
-def promote(*, tracking_uri: str, model_name: str, version: str, reason: str) -> PromotionRecord:
-    """Give ``version`` the alias ``champion`` and its predecessor ``previous-champion`` (module docstring).
-
-    Raises ``RegistryError`` when the version does not exist and ``GateRejected`` when its ``gate.verdict``
-    tag is not ``passed``. Promoting the current champion again only completes the ``previous-champion``
-    alias from its ``promoted_from`` tag (a retried promotion), so the call is idempotent.
-    """
-    client = _client(tracking_uri)
-    candidate = _version(client, model_name, version)
-    number = str(candidate.version)
-    verdict = candidate.tags.get(VERDICT_TAG)
-    if verdict != "passed":
-        msg = (
-            f"version {number} of '{model_name}' did not pass the gate ({VERDICT_TAG}={verdict!r}): "
-            f"{candidate.tags.get(REASON_TAG, 'no reason recorded')}"
-        )
-        raise GateRejected(msg)
-    champion = _alias_version(client, model_name, CHAMPION_ALIAS)
-    if champion is not None and str(champion.version) == number:
-        former = _existing(client, model_name, candidate.tags.get(PROMOTED_FROM_TAG))
-        if former is not None:
-            client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS, former)
-        promoted_at = candidate.tags.get("promoted_at") or _now()
-        return PromotionRecord(
-            model_name, number, former, candidate.tags.get("promotion_reason", reason), promoted_at
-        )
-
-    former = None if champion is None else str(champion.version)
-    promoted_at = _now()
-    client.set_model_version_tag(model_name, number, PROMOTED_FROM_TAG, former or "")
-    client.set_model_version_tag(model_name, number, "promoted_at", promoted_at)
-    client.set_model_version_tag(model_name, number, "promotion_reason", reason[:_MAX_REASON])
-    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, number)
-    if former is not None:
-        client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS, former)
-    return PromotionRecord(model_name, number, former, reason, promoted_at)
-
-
-def rollback(tracking_uri: str, model_name: str, *, to_version: str | None, reason: str) -> RollbackRecord:
+def rollback(
+    tracking_uri: str,
+    model_name: str,
+    *,
+    to_version: str | None,
+    reason: str,
+    force: bool = False,
+    lock: str | None = None,
+) -> RollbackRecord:
     """Move ``champion`` to ``to_version`` (None: the ``previous-champion`` version) and record why.
 
-    Raises ``RegistryError`` when there is nothing to roll back to (no ``previous-champion`` and no
-    ``to_version``), when ``to_version`` does not exist, or when the target already is the champion.
+    Raises ``ConfigError`` for an empty reason; ``RegistryError`` when there is nothing to roll back to (no
+    ``previous-champion`` and no ``to_version``), when ``to_version`` does not exist, or when the target
+    already is the champion; ``IntegrityError`` when the target's files differ from its recorded SHA-256;
+    ``GateRejected`` when the target's gate failed and ``force`` is not set. See the module docstring.
     """
+    if not reason or not reason.strip():
+        msg = 'a rollback needs a reason (--reason "..."): it is recorded on the versions and in a run'
+        raise ConfigError(msg)
     client = _client(tracking_uri)
+    with promotion_lock(tracking_uri, model_name, lock=lock):
+        recover_interrupted(client, model_name)
+        return _rollback_locked(
+            client, tracking_uri, model_name, to_version=to_version, reason=reason, force=force
+        )
+
+
+def _record_event(client: MlflowClient, *, model_name: str, kind: str, tags: Mapping[str, str]) -> str:
+    experiment = client.get_experiment_by_name(EVENTS_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None else client.create_experiment(EVENTS_EXPERIMENT)
+    )
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{kind} {model_name}",
+        tags={
+            "event": kind,
+            "model": model_name,
+            **{key: value[:_MAX_REASON] for key, value in tags.items()},
+        },
+    )
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def _rollback_locked(
+    client: MlflowClient,
+    tracking_uri: str,
+    model_name: str,
+    *,
+    to_version: str | None,
+    reason: str,
+    force: bool,
+) -> RollbackRecord:
     champion = _alias_version(client, model_name, CHAMPION_ALIAS)
     if to_version is None:
         previous = _alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS)
@@ -626,6 +637,21 @@ def rollback(tracking_uri: str, model_name: str, *, to_version: str | None, reas
     if demoted == number:
         msg = f"version {number} of '{model_name}' already is the champion: nothing to roll back"
         raise RegistryError(msg)
+    verdict = target.tags.get(VERDICT_TAG)
+    if verdict != "passed" and not force:
+        msg = (
+            f"version {number} of '{model_name}' did not pass the gate ({VERDICT_TAG}={verdict!r}); restoring it "
+            "needs --force"
+        )
+        raise GateRejected(msg)
+    with tempfile.TemporaryDirectory(prefix="stairways-rollback-") as folder:
+        try:
+            download_verified(
+                f"models:/{model_name}/{number}", tracking_uri=tracking_uri, destination=Path(folder)
+            )
+        except IntegrityError as error:
+            msg = f"version {number} of '{model_name}' is not restored: {error}"
+            raise IntegrityError(msg) from error
 
     client.set_registered_model_alias(model_name, CHAMPION_ALIAS, number)
     earlier = _existing(client, model_name, target.tags.get(PROMOTED_FROM_TAG))
@@ -642,20 +668,12 @@ def rollback(tracking_uri: str, model_name: str, *, to_version: str | None, reas
         client.set_model_version_tag(model_name, demoted, "rolled_back_to", number)
     client.set_model_version_tag(model_name, number, "restored_at", rolled_back_at)
     client.set_model_version_tag(model_name, number, "restore_reason", reason[:_MAX_REASON])
-    return RollbackRecord(model_name, number, demoted, earlier, reason, rolled_back_at)
-
-
-def revert_promotion(*, tracking_uri: str, record: PromotionRecord, reason: str) -> str | None:
-    """Undo ``record``: the former champion gets ``champion`` back, or no version holds it when there was none.
-
-    Returns the version that is champion afterwards (None when the alias was removed). The reverted version
-    keeps its tags and gets ``rolled_back_at`` / ``rollback_reason``.
-    """
-    client = _client(tracking_uri)
-    if record.previous_champion is not None:
-        rollback(tracking_uri, record.model_name, to_version=record.previous_champion, reason=reason)
-        return record.previous_champion
-    client.delete_registered_model_alias(record.model_name, CHAMPION_ALIAS)
-    client.set_model_version_tag(record.model_name, record.new_champion, "rolled_back_at", _now())
-    client.set_model_version_tag(record.model_name, record.new_champion, "rollback_reason", reason[:_MAX_REASON])
-    return None
+    if force:
+        client.set_model_version_tag(model_name, number, "restore_forced", "true")
+    event = _record_event(
+        client,
+        model_name=model_name,
+        kind="rollback",
+        tags={"from": demoted or "", "to": number, "reason": reason, "forced": str(force).lower()},
+    )
+    return RollbackRecord(model_name, number, demoted, earlier, reason, rolled_back_at, force, event)

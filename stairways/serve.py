@@ -447,6 +447,12 @@ class LocalStack:
         """Where the MLflow server keeps the artifacts it serves."""
         return (self.settings.mlflow_artifacts_destination or self.state_dir / "mlartifacts").resolve()
 
+    @property
+    def promotion_lock(self) -> str:
+        """The registry's promotion lock: an advisory lock in a PostgreSQL store, else a file in the state folder."""
+        store = self.mlflow_backend_store_uri
+        return store if store.startswith("postgresql") else str(self.state_dir / "promotion.lock")
+
     # -- environments ----------------------------------------------------------------------------------------
     def _base_environment(self) -> dict[str, str]:
         env = {
@@ -469,6 +475,9 @@ class LocalStack:
             "PREFECT_UI_API_URL": self.prefect_api_url,
             "PREFECT_UI_URL": self.prefect_url,
             "MLFLOW_TRACKING_URI": self.mlflow_url,
+            # The tracking server's database is not reachable through its HTTP API: every night and every
+            # rollback against this stack serializes its alias moves on this lock (stairways.promotion).
+            "STAIRWAYS_PROMOTION_LOCK": self.promotion_lock,
         }
 
     def _prefect_server_environment(self) -> dict[str, str]:

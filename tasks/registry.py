@@ -1,4 +1,4 @@
-"""Thin Prefect adapters for the registry: register every candidate, report, promote, replay-check."""
+"""Thin Prefect adapters for the registry: register every candidate, report, replay-check, then promote."""
 
 import json
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.tasks import exponential_backoff
 
-from stairways import assessment, registry, tracking
+from stairways import assessment, promotion, registry, tracking
 from stairways.config import RetrainConfig
 from stairways.errors import ReplayMismatch
 from stairways.replay import check_replay, replay_in_subprocess, save_episodes
@@ -99,8 +99,13 @@ def promote_and_replay(
     result: assessment.Assessment,
     scenarios: dict[str, Scenario],
     config: RetrainConfig,
+    expected_champion: str | None,
 ) -> Promotion:
-    """Promote a passing candidate, then replay it from the registry in a fresh process; revert on mismatch."""
+    """Replay the version from the registry in a fresh process; only on a match move the aliases (locked).
+
+    ``expected_champion`` is the champion this night compared against: if another night, a manual run or
+    a rollback moved it meanwhile, the night does not promote and says so (:mod:`stairways.promotion`).
+    """
     logger = get_run_logger()
     name = config.registry.model_name
     if not decision.passed:
@@ -108,30 +113,45 @@ def promote_and_replay(
         reason = f"gate rejected version {registered.version}: {decision.reason}"
         logger.info("champion unchanged (%s): %s", champion, reason)
         return Promotion(promoted=False, champion=champion, reason=reason)
-    record = registry.promote(
-        tracking_uri=handle.tracking_uri, model_name=name, version=registered.version, reason=decision.reason
-    )
     episodes_file = save_episodes(
         scenarios[assessment.REPLAY_SCENARIO].episodes, work_directory() / "replay" / "episodes.npz"
     )
-    try:
+    capital = config.training.env.initial_capital
+
+    def replay(model_uri: str) -> tuple[list[float], str | None]:
         replayed = replay_in_subprocess(
-            f"models:/{name}@{registry.CHAMPION_ALIAS}",
-            episodes_file,
-            env_config=config.training.env,
+            model_uri, episodes_file, env_config=config.training.env, tracking_uri=handle.tracking_uri
+        )
+        try:
+            check_replay(result.replay_pnl, replayed, capital=capital)
+        except ReplayMismatch as error:
+            return replayed, str(error)
+        return replayed, None
+
+    try:
+        outcome = promotion.promote_verified(
             tracking_uri=handle.tracking_uri,
+            model_name=name,
+            version=registered.version,
+            expected_champion=expected_champion,
+            reason=decision.reason,
+            replay=replay,
+            lock=config.registry.promotion_lock,
         )
-        check_replay(result.replay_pnl, replayed, capital=config.training.env.initial_capital)
-    except Exception as error:
-        restored = registry.revert_promotion(
-            tracking_uri=handle.tracking_uri, record=record, reason=f"replay check failed: {error}"
-        )
-        tracking.set_tags(handle, {"registry.promotion": "reverted"})
-        msg = f"promotion of version {registered.version} reverted (champion now {restored}): {error}"
-        raise ReplayMismatch(msg) from error
-    tracking.log_json(handle, {"expected": result.replay_pnl, "replayed": replayed}, "gate/replay.json")
+    except ReplayMismatch:
+        tracking.set_tags(handle, {"registry.promotion": "replay failed"})
+        raise
+    tracking.log_json(
+        handle, {"expected": result.replay_pnl, "replayed": list(outcome.replayed)}, "gate/replay.json"
+    )
+    if not outcome.promoted:
+        tracking.set_tags(handle, {"registry.promotion": "superseded"})
+        logger.warning("champion unchanged (%s): %s", outcome.champion, outcome.reason)
+        return Promotion(promoted=False, champion=outcome.champion, reason=outcome.reason)
     tracking.set_tags(handle, {"registry.promotion": "promoted", "registry.champion": registered.version})
     logger.info(
-        "version %s is champion (previous: %s); replay matched", record.new_champion, record.previous_champion
+        "version %s is champion (previous: %s); the replay from the registry matched before any alias moved",
+        registered.version,
+        expected_champion,
     )
-    return Promotion(promoted=True, champion=record.new_champion, reason=decision.reason)
+    return Promotion(promoted=True, champion=outcome.champion, reason=decision.reason)

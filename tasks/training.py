@@ -12,8 +12,9 @@ from controllers.reward import plot_trajectory
 from envs.market_arrays import MarketArrays
 from market.normalize import NormalizedBars
 from market.signal import SignalResult
-from stairways import pipeline, tracking
+from stairways import pipeline, promotion, tracking
 from stairways.config import RetrainConfig
+from stairways.errors import RegistryError
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.registry import WarmStart, champion_checkpoint
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
@@ -50,13 +51,20 @@ def assemble_training_data(
 
 @task(name="find-warm-start", **_IO_RETRIES)
 def find_warm_start(config: RetrainConfig) -> WarmStart:
-    """The registry champion's checkpoint, when there is one."""
+    """The registry champion's checkpoint, when there is one, after repairing interrupted promotions."""
+    uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
+    logger = get_run_logger()
+    try:
+        for repair in promotion.recover(uri, config.registry.model_name, lock=config.registry.promotion_lock):
+            logger.warning("registry repaired: %s", repair)
+    except RegistryError as error:
+        logger.warning("interrupted promotions not checked: %s", error)
     warm = champion_checkpoint(
-        tracking_uri=tracking.resolve_tracking_uri(config.tracking.tracking_uri),
+        tracking_uri=uri,
         model_name=config.registry.model_name,
         destination=work_directory() / "champion",
     )
-    get_run_logger().info("warm start: %s", warm.reason)
+    logger.info("warm start: %s", warm.reason)
     return warm
 
 

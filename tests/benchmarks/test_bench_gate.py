@@ -57,4 +57,7 @@ def test_a_short_real_run_of_the_gate_benchmark(tmp_path: Path) -> None:
     assert report["false_promotions"] == 0
     assert report["planted_kickstart_on"]["nights"] == 1
     planted = report["nights"][0]
-    assert planted["mode"] == "planted" and planted["windows"]["test_start"] > planted["windows"]["selection_end"]
+    assert (
+        planted["mode"] == "planted"
+        and planted["windows"]["test_start"] > planted["windows"]["selection_end"]
+    )

@@ -12,7 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from envs.market_arrays import MarketArrays
-from stairways.errors import GateRejected, IntegrityError, RegistryError
+from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from stairways.promotion import PromotionOutcome, promote_verified
 from stairways.registry import (
     CHAMPION_ALIAS,
     CHECKPOINT_FILES,
@@ -25,7 +26,6 @@ from stairways.registry import (
     current_champion,
     file_sha256,
     load_registered_model,
-    promote,
     register_candidate,
     rollback,
     verify_checkpoint,
@@ -93,6 +93,18 @@ def new_tracking(uri: str, root: Path) -> Tracking:
     experiment = client.create_experiment(name, artifact_location=(root / "artifacts").as_uri())
     run = client.create_run(experiment, run_name="parent")
     return Tracking(uri=uri, run_id=run.info.run_id, root=root, model_name=f"agent-{name}")
+
+
+def promote(*, tracking_uri: str, model_name: str, version: str, reason: str) -> PromotionOutcome:
+    """Test setup: promote ``version`` through the real transaction, its replay taken as matching."""
+    return promote_verified(
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        version=version,
+        expected_champion=current_champion(tracking_uri=tracking_uri, model_name=model_name),
+        reason=reason,
+        replay=lambda model_uri: ([], None),
+    )
 
 
 def passing_decision() -> GateDecision:
@@ -353,42 +365,22 @@ def test_verify_checkpoint(checkpoints: Checkpoints, tmp_path: Path) -> None:
 def test_promotion_moves_champion_and_previous_champion(tracking: Tracking, checkpoints: Checkpoints) -> None:
     first = register(tracking, checkpoints, checkpoint=checkpoints.baseline)
     second = register(tracking, checkpoints)
-    record = promote(
+    outcome = promote(
         tracking_uri=tracking.uri, model_name=tracking.model_name, version=first.version, reason="night 1"
     )
-    assert (record.new_champion, record.previous_champion) == ("1", None)
+    assert (outcome.promoted, outcome.champion) == (True, "1")
     assert aliases_by_version(tracking) == {"1": [CHAMPION_ALIAS], "2": []}
-    record = promote(
+    promote(
         tracking_uri=tracking.uri, model_name=tracking.model_name, version=second.version, reason="night 2"
     )
-    assert (record.new_champion, record.previous_champion) == ("2", "1")
     assert aliases_by_version(tracking) == {"1": [PREVIOUS_CHAMPION_ALIAS], "2": [CHAMPION_ALIAS]}
     assert current_champion(tracking_uri=tracking.uri, model_name=tracking.model_name) == "2"
     tags = tracking.client().get_model_version(tracking.model_name, "2").tags
     assert tags["promotion_reason"] == "night 2"
     assert tags["promoted_from"] == "1"
-    assert tags["promoted_at"] == record.promoted_at
-
-    # a retried promotion of the champion changes nothing and reports the same predecessor
-    again = promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version="2", reason="retry")
-    assert (again.new_champion, again.previous_champion, again.promoted_at) == ("2", "1", record.promoted_at)
-    assert aliases_by_version(tracking) == {"1": [PREVIOUS_CHAMPION_ALIAS], "2": [CHAMPION_ALIAS]}
+    assert tags["promotion.state"] == "promoted"
     with pytest.raises(RegistryError, match="has no version '7'"):
         promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version="7", reason="typo")
-
-
-def test_a_retried_promotion_completes_the_previous_champion_alias(
-    tracking: Tracking, checkpoints: Checkpoints
-) -> None:
-    for _ in range(2):
-        register(tracking, checkpoints)
-    promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version="1", reason="night 1")
-    promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version="2", reason="night 2")
-    # as if the process died after moving `champion` and before moving `previous-champion`
-    tracking.client().delete_registered_model_alias(tracking.model_name, PREVIOUS_CHAMPION_ALIAS)
-    record = promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version="2", reason="night 2")
-    assert record.previous_champion == "1"
-    assert aliases_by_version(tracking) == {"1": [PREVIOUS_CHAMPION_ALIAS], "2": [CHAMPION_ALIAS]}
 
 
 def test_a_failing_candidate_keeps_its_version_and_gets_no_alias(
@@ -462,3 +454,37 @@ def test_rollback_without_a_registered_model_is_a_registry_error(tracking: Track
         rollback(tracking.uri, "no-such-model", to_version=None, reason="x")
     with pytest.raises(RegistryError, match="no version '1'"):
         rollback(tracking.uri, "no-such-model", to_version="1", reason="x")
+
+
+def test_rollback_refuses_an_empty_reason_a_tampered_target_and_an_unforced_rejected_one(
+    tracking: Tracking, checkpoints: Checkpoints
+) -> None:
+    good = register(tracking, checkpoints)
+    promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version=good.version, reason="night 1")
+    rejected = register(tracking, checkpoints, decision=failing_decision())
+    tampered = register(tracking, checkpoints)
+    stored = local_path(tampered.checkpoint_uri) / "model.zip"
+    stored.write_bytes(stored.read_bytes() + b"\0")
+
+    for empty in ("", "   "):
+        with pytest.raises(ConfigError, match="needs a reason"):
+            rollback(tracking.uri, tracking.model_name, to_version=rejected.version, reason=empty)
+    with pytest.raises(GateRejected, match="needs --force"):
+        rollback(tracking.uri, tracking.model_name, to_version=rejected.version, reason="try it")
+    with pytest.raises(IntegrityError, match="model.zip"):
+        rollback(tracking.uri, tracking.model_name, to_version=tampered.version, reason="try it", force=True)
+    assert current_champion(tracking_uri=tracking.uri, model_name=tracking.model_name) == good.version
+
+    record = rollback(
+        tracking.uri, tracking.model_name, to_version=rejected.version, reason="ops", force=True
+    )
+    assert (record.champion, record.forced) == (rejected.version, True)
+    tags = tracking.client().get_model_version(tracking.model_name, rejected.version).tags
+    assert tags["restore_forced"] == "true" and tags["restore_reason"] == "ops"
+    event = tracking.client().get_run(record.event_run_id)
+    assert event.data.tags["event"] == "rollback"
+    assert (event.data.tags["from"], event.data.tags["to"], event.data.tags["forced"]) == (
+        good.version,
+        rejected.version,
+        "true",
+    )

@@ -8,7 +8,7 @@ import pytest
 from envs.market_arrays import MarketArrays
 from envs.trading import TradingEnvConfig
 from stairways.errors import IntegrityError, ReplayMismatch
-from stairways.registry import CHAMPION_ALIAS, promote
+from stairways.registry import CHAMPION_ALIAS
 from stairways.replay import check_replay, load_episodes, replay_in_subprocess, replay_pnl, save_episodes
 from tests.stairways.test_registry import (
     TINY,
@@ -17,6 +17,7 @@ from tests.stairways.test_registry import (
     build_checkpoints,
     local_path,
     new_tracking,
+    promote,
     register,
 )
 from training.cycles import evaluate_policy, load_checkpoint
