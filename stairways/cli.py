@@ -2,6 +2,9 @@
 
 import argparse
 import json
+import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +14,36 @@ from stairways.errors import ConfigError, PipelineError
 
 __all__ = ["main"]
 
+_TICKER = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,14}")
+
+
+_PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO"}
+
+
+class _ExpectedFailures(logging.Filter):
+    """Drop the traceback from log records of expected failures (a ``PipelineError``): the CLI prints them
+    as one line; unexpected errors keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], PipelineError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
 
 def _symbol_paths(pairs: Sequence[str]) -> dict[str, str]:
     paths: dict[str, str] = {}
     for pair in pairs:
         symbol, separator, path = pair.partition("=")
+        symbol = symbol.strip()
         if not separator or not symbol or not path:
             msg = f"expected SYMBOL=PATH, got {pair!r}"
             raise ConfigError(msg)
+        if symbol != "*" and not _TICKER.fullmatch(symbol.upper()):
+            msg = f"{symbol!r} is not a ticker (letters, digits, '.', '-'; e.g. NVDA=exports/nvda.csv)"
+            raise ConfigError(msg)
+        # Tickers are case-insensitive: nvda and NVDA are one symbol, written the exchange's way.
+        symbol = symbol.upper()
         if symbol in paths:
             msg = f"symbol {symbol!r} is given twice"
             raise ConfigError(msg)
@@ -32,7 +57,10 @@ def _export_overrides(args: argparse.Namespace) -> dict[str, Any]:
         export["timezone"] = args.timezone
     if args.bar_label:
         export["bar_label"] = args.bar_label
-    if args.bar_minutes:
+    if args.bar_minutes is not None:
+        if args.bar_minutes < 1:
+            msg = f"--bar-minutes must be a whole number of minutes >= 1, got {args.bar_minutes}"
+            raise ConfigError(msg)
         export["bar_minutes"] = args.bar_minutes
     return export
 
@@ -63,6 +91,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _night_problem(prepared: Any, config: Any) -> str | None:
+    """Why the night could not split these bars into its windows (features built as the night would)."""
+    from stairways.pipeline import features_for, split_windows
+
+    try:
+        split_windows(features_for(prepared, config), config)
+    except ConfigError as error:
+        return str(error)
+    return None
+
+
 def _qc(args: argparse.Namespace) -> int:
     from market.loading import load_export
     from market.normalize import normalize_bars
@@ -79,7 +118,8 @@ def _qc(args: argparse.Namespace) -> int:
         overrides["data"]["export"] = export
     config = load_config(args.config, overrides=overrides)
     bars = load_export(paths, spec=config.data.export)
-    prepared = normalize_bars(bars, symbols=named or None, bar_minutes=config.data.export.bar_minutes)
+    # The night's own requirements: both configured symbols, and the history its windows need.
+    prepared = normalize_bars(bars, symbols=config.symbols, bar_minutes=config.data.export.bar_minutes)
     print(
         f"loaded {bars.height} rows; {prepared.bars.height} after normalization ({prepared.bar_minutes}-min bars)"
     )
@@ -95,6 +135,10 @@ def _qc(args: argparse.Namespace) -> int:
         Path(args.report).write_text(report.to_markdown(prepared.repairs))
         print(f"report written to {args.report}")
     if report.passed:
+        problem = _night_problem(prepared, config)
+        if problem is not None:
+            print(f"QC FAILED: the expectation suite passed, but the night cannot use these bars: {problem}")
+            return 1
         print(f"QC PASSED ({report.suite_name} {report.suite_version}): {report.statistics}")
         return 0
     print(f"QC FAILED ({report.suite_name} {report.suite_version}):")
@@ -185,7 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stairways.serve import main as serve_main
 
         return serve_main(arguments[1:])
+    # The Makefile's Prefect defaults, for a CLI started without it (no telemetry from the temporary server).
+    for key, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     args = _parser().parse_args(arguments)
+    quiet = _ExpectedFailures()
+    logging.getLogger().addFilter(quiet)
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(quiet)
     try:
         return int(args.handler(args))
     except PipelineError as error:

@@ -5,7 +5,8 @@ field name from YAML. No annotations are postponed in this module: Prefect reads
 """
 
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -208,6 +209,15 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
         except FileNotFoundError as error:
             msg = f"config file not found: {path}"
             raise ConfigError(msg) from error
+        except IsADirectoryError as error:
+            msg = f"config file {path} is a directory; give a YAML file of overrides"
+            raise ConfigError(msg) from error
+        except UnicodeDecodeError as error:
+            msg = f"config file {path} is not text (not UTF-8 at byte {error.start}); give a YAML file"
+            raise ConfigError(msg) from error
+        except OSError as error:
+            msg = f"config file {path} cannot be read: {error.strerror or error}"
+            raise ConfigError(msg) from error
         except yaml.YAMLError as error:
             msg = f"config file {path} is not valid YAML: {error}"
             raise ConfigError(msg) from error
@@ -216,16 +226,51 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
             raise ConfigError(msg)
         values = loaded or {}
     values = _merge(values, overrides or {})
+    where = f"config file {path}" if path is not None else "config"
+    booleans = _booleans_for_numbers(values, RetrainConfig)
+    if booleans:
+        msg = f"invalid {where}: " + "; ".join(
+            f"{name}: a number is expected, got {value}" for name, value in booleans
+        )
+        raise ConfigError(msg)
     try:
         return RetrainConfig.model_validate(values)
     except ValidationError as error:
-        where = f"config file {path}" if path is not None else "config"
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
             for item in error.errors()
         )
         msg = f"invalid {where}: {problems}"
         raise ConfigError(msg) from error
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field's type is int or float (possibly optional), where pydantic would take True as 1."""
+    if annotation in (int, float):
+        return True
+    arguments = [item for item in get_args(annotation) if item is not type(None)]
+    return (
+        get_origin(annotation) in (Union, UnionType)
+        and bool(arguments)
+        and all(item in (int, float) for item in arguments)
+    )
+
+
+def _booleans_for_numbers(values: Any, model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
+    """Every YAML true/false given where the field is a number (``seed: true`` is not seed 1)."""
+    if not isinstance(values, dict):
+        return []
+    found = []
+    for name, value in values.items():
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        annotation = field.annotation
+        if isinstance(value, bool) and _numeric(annotation):
+            found.append((f"{prefix}{name}", value))
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += _booleans_for_numbers(value, annotation, f"{prefix}{name}.")
+    return found
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

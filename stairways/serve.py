@@ -47,7 +47,7 @@ from typing import IO, Any, Self
 
 import httpx
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from market.calendar import EXCHANGE_TZ, holidays
 from stairways.errors import ConfigError, PipelineError
@@ -722,17 +722,25 @@ def _up(args: argparse.Namespace) -> int:
     worker_environment = {}
     if args.pushgateway:
         worker_environment["STAIRWAYS_PUSHGATEWAY"] = args.pushgateway
-    settings = StackSettings(
-        host=args.host,
-        prefect_port=args.prefect_port,
-        mlflow_port=args.mlflow_port,
-        state_dir=args.state_dir,
-        project_dir=args.project_dir,
-        prefect_database_url=args.prefect_database_url,
-        mlflow_backend_store_uri=args.mlflow_backend_store_uri,
-        worker=not args.no_worker,
-        worker_environment=worker_environment,
-    )
+    try:
+        settings = StackSettings(
+            host=args.host,
+            prefect_port=args.prefect_port,
+            mlflow_port=args.mlflow_port,
+            state_dir=args.state_dir,
+            project_dir=args.project_dir,
+            prefect_database_url=args.prefect_database_url,
+            mlflow_backend_store_uri=args.mlflow_backend_store_uri,
+            worker=not args.no_worker,
+            worker_environment=worker_environment,
+        )
+    except ValidationError as error:
+        problems = "; ".join(
+            f"--{'-'.join(str(part) for part in item['loc']).replace('_', '-')}: {item['msg']}"
+            for item in error.errors()
+        )
+        msg = f"invalid settings: {problems}"
+        raise ConfigError(msg) from error
     stack = LocalStack(settings).start()
     if not args.no_deploy:
         try:

@@ -14,7 +14,7 @@ from stairways.cli import main
 @pytest.fixture(scope="module")
 def clean_exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("exports")
-    bars = generate_market(SyntheticMarketConfig(sessions=6), seed=5).bars
+    bars = generate_market(SyntheticMarketConfig(sessions=28), seed=5).bars
     paths = {}
     for symbol in ("NVDA", "MSFT"):
         frame = bars.filter(pl.col("symbol") == symbol).drop("symbol")
@@ -62,6 +62,69 @@ def test_qc_fails_a_broken_export(
     assert code == 1
     assert "QC FAILED" in out
     assert "close" in out.lower()
+
+
+def test_qc_applies_the_nights_own_requirements(
+    clean_exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 0 means the night can use the data: both symbols, and enough sessions for its windows."""
+    assert main(["qc", f"NVDA={clean_exports['NVDA']}"]) == 1
+    assert "no bars at all for symbol(s) ['MSFT']" in capsys.readouterr().err
+    short = tmp_path / "short.yaml"
+    short.write_text("window:\n  test_sessions: 20\n  selection_sessions: 10\n")
+    code = main(["qc", *(f"{s}={p}" for s, p in clean_exports.items()), "--config", str(short)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "the night cannot use these bars" in out and "too few" in out
+
+
+def test_lowercase_tickers_are_the_same_symbols(
+    clean_exports: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["qc", *(f"{s.lower()}={p}" for s, p in clean_exports.items())])
+    assert code == 0, capsys.readouterr()
+
+
+BAD_INPUTS = [
+    (["qc", "NVDA"], "SYMBOL=PATH"),
+    (["qc", "=x.csv"], "SYMBOL=PATH"),
+    (["qc", "NVDA="], "SYMBOL=PATH"),
+    (["qc", "NV DA=x.csv", "MSFT=y.csv"], "is not a ticker"),
+    (["qc", "NVDA=a.csv", "nvda=b.csv"], "given twice"),
+    (["qc", "NVDA=a.csv", "MSFT=b.csv", "--bar-minutes", "0"], "--bar-minutes must be"),
+    (["run", "--config", "{folder}"], "is a directory"),
+    (["run", "--config", "{binary}"], "is not text"),
+    (["run", "--config", "{seed_true}"], "seed: a number is expected, got True"),
+    (["run", "--config", "{absent}"], "config file not found"),
+    (["rollback", "--reason", " "], "needs a reason"),
+    (["serve", "up", "--host", "0.0.0.0", "--no-worker", "--no-deploy"], "host must be a loopback address"),
+]
+
+
+@pytest.mark.parametrize(("argv", "fragment"), BAD_INPUTS, ids=[" ".join(argv) for argv, _ in BAD_INPUTS])
+def test_bad_input_gets_one_clean_line_and_exit_code_1(
+    argv: list[str], fragment: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "config.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x01binary")
+    seed_true = tmp_path / "seed.yaml"
+    seed_true.write_text("seed: true\n")
+    names = {"folder": tmp_path, "binary": binary, "seed_true": seed_true, "absent": tmp_path / "absent.yaml"}
+    resolved = [item.format(**names) for item in argv]
+    if resolved[0] == "rollback":
+        resolved += ["--config", str(_store_config(tmp_path))]
+    code = main(resolved)
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "Traceback" not in captured.err + captured.out
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], captured.err
+
+
+def _store_config(folder: Path) -> Path:
+    config = folder / "store.yaml"
+    config.write_text(f"tracking:\n  tracking_uri: sqlite:///{folder / 'mlflow.db'}\n")
+    return config
 
 
 @pytest.mark.parametrize("argument", ["NVDA", "=x.csv", "NVDA="])
