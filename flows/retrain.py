@@ -22,7 +22,14 @@ from tasks.labels import build_labels, build_signal, plan_split, record_labels, 
 from tasks.qc import enforce_quality, record_quality, run_quality_checks
 from tasks.registry import promote_and_replay, publish_gate_report, register_version
 from tasks.tracking import tracked_run
-from tasks.training import assemble_training_data, find_warm_start, record_cycle, train_cycle, work_directory
+from tasks.training import (
+    assemble_training_data,
+    find_warm_start,
+    record_cycle,
+    scratch_space,
+    train_cycle,
+    work_directory,
+)
 from tasks.validation import assess_candidate, build_validation_scenarios, decide_gate
 from training.cycles import BASELINE_DIRECTORY, CycleResult, best_cycle
 
@@ -32,7 +39,7 @@ __all__ = ["nightly_retrain"]
 @flow(name="nightly-retrain", log_prints=True)
 def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:  # noqa: B008 - frozen default
     """Retrain the agent on the latest bars; stops before features when the data fails QC."""
-    with tracked_run(config) as run:
+    with scratch_space(), tracked_run(config) as run:
         market = load_market_data(config)
         prepared = normalize_market_data(market, config)
         dataset = record_dataset(run, market, prepared)

@@ -240,7 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except PipelineError as error:
-        print(f"stairways {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        notes = "".join(f" ({note})" for note in getattr(error, "__notes__", []))
+        print(f"stairways {args.command}: {type(error).__name__}: {error}{notes}", file=sys.stderr)
         return 1
 
 

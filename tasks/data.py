@@ -1,17 +1,17 @@
 """Thin Prefect adapters for the data stage: load (I/O, retried), normalize (cached), record lineage."""
 
 from prefect import get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from market.normalize import NormalizedBars
 from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from tasks.retrying import IO_RETRIES
 
 __all__ = ["load_market_data", "normalize_market_data", "record_dataset"]
 
 
-@task(name="load-market-data", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="load-market-data", **IO_RETRIES)
 def load_market_data(config: RetrainConfig) -> pipeline.MarketData:
     """Read the export files or generate the synthetic market."""
     market = pipeline.load_market(config)
@@ -34,7 +34,7 @@ def normalize_market_data(market: pipeline.MarketData, config: RetrainConfig) ->
     return prepared
 
 
-@task(name="record-dataset", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="record-dataset", **IO_RETRIES)
 def record_dataset(handle: tracking.RunHandle, market: pipeline.MarketData, prepared: NormalizedBars) -> dict:
     """Log the dataset record, repair counts and the normalized bars under ``data/``."""
     record = pipeline.dataset_record(prepared, source=market.source)

@@ -2,12 +2,12 @@
 
 import polars as pl
 from prefect import task
-from prefect.tasks import exponential_backoff
 
 from market.normalize import NormalizedBars
 from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from tasks.retrying import IO_RETRIES
 
 __all__ = ["build_feature_frame", "record_features"]
 
@@ -23,7 +23,7 @@ def build_feature_frame(prepared: NormalizedBars, config: RetrainConfig) -> pl.D
     return pipeline.features_for(prepared, config)
 
 
-@task(name="record-features", retries=3, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="record-features", **IO_RETRIES)
 def record_features(handle: tracking.RunHandle, features: pl.DataFrame, config: RetrainConfig) -> dict:
     """Log the feature list and per-symbol summary statistics under ``features/``."""
     summary = pipeline.feature_summary(features, config)

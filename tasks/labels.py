@@ -5,7 +5,6 @@ from pathlib import Path
 
 import polars as pl
 from prefect import get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from market.labeling import label_report, plot_label_report
 from market.normalize import NormalizedBars
@@ -13,12 +12,12 @@ from market.signal import SignalResult, plot_calibration
 from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from tasks.retrying import IO_RETRIES
 from validation.windows import WindowPlan
 
 __all__ = ["build_labels", "build_signal", "plan_split", "record_labels", "record_signal"]
 
 _CACHED = {"cache_key_fn": input_digest_key, "cache_expiration": CACHE_EXPIRATION, "persist_result": True}
-_IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2)}
 
 
 @task(name="build-labels", **_CACHED)
@@ -27,7 +26,7 @@ def build_labels(prepared: NormalizedBars, config: RetrainConfig) -> pl.DataFram
     return pipeline.labels_for(prepared, config)
 
 
-@task(name="record-labels", **_IO_RETRIES)
+@task(name="record-labels", **IO_RETRIES)
 def record_labels(handle: tracking.RunHandle, labels: pl.DataFrame) -> dict:
     """Log the label report (JSON and PNG) under ``labels/``."""
     report = label_report(labels)
@@ -53,7 +52,7 @@ def build_signal(
     return pipeline.signal_for(features, labels, plan, config)
 
 
-@task(name="record-signal", **_IO_RETRIES)
+@task(name="record-signal", **IO_RETRIES)
 def record_signal(handle: tracking.RunHandle, signal: SignalResult, plan: WindowPlan) -> None:
     """Log CV scores, calibration (JSON and PNG), the meta-label report and the window plan under ``labels/``."""
     tracking.log_json(handle, plan.as_dict(), "labels/windows.json")

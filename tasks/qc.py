@@ -2,12 +2,12 @@
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.tasks import exponential_backoff
 
 from market.normalize import NormalizedBars
 from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from tasks.retrying import IO_RETRIES
 from validation.qc import QCReport, raise_for_qc
 
 __all__ = ["enforce_quality", "record_quality", "run_quality_checks"]
@@ -24,7 +24,7 @@ def run_quality_checks(prepared: NormalizedBars, config: RetrainConfig) -> QCRep
     return pipeline.quality_check(prepared, config)
 
 
-@task(name="record-quality", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="record-quality", **IO_RETRIES)
 def record_quality(handle: tracking.RunHandle, report: QCReport, prepared: NormalizedBars) -> None:
     """Log the GX result and the readable report (MLflow and a Prefect artifact), pass or fail."""
     markdown = report.to_markdown(prepared.repairs)

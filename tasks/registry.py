@@ -6,20 +6,18 @@ from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.tasks import exponential_backoff
 
 from stairways import assessment, promotion, registry, tracking
 from stairways.config import RetrainConfig
 from stairways.errors import ReplayMismatch
 from stairways.replay import check_replay, replay_in_subprocess, save_episodes
+from tasks.retrying import IO_RETRIES
 from tasks.training import work_directory
 from training.cycles import META_FILE
 from validation.gate import GateDecision, gate_report
 from validation.scenarios import Scenario
 
 __all__ = ["Promotion", "promote_and_replay", "publish_gate_report", "register_version"]
-
-_IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2)}
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,7 @@ class Promotion:
     reason: str
 
 
-@task(name="register-candidate", **_IO_RETRIES)
+@task(name="register-candidate", **IO_RETRIES)
 def register_version(
     handle: tracking.RunHandle,
     checkpoint: Path,
@@ -68,7 +66,7 @@ def _links(handle: tracking.RunHandle, registered: registry.RegisteredCandidate)
     return {"MLflow run": f"runs:/{handle.run_id}", "model version": registered.model_uri}
 
 
-@task(name="publish-gate-report", **_IO_RETRIES)
+@task(name="publish-gate-report", **IO_RETRIES)
 def publish_gate_report(
     handle: tracking.RunHandle,
     decision: GateDecision,

@@ -5,18 +5,16 @@ from contextlib import contextmanager
 
 from prefect import get_run_logger, task
 from prefect.runtime import flow_run
-from prefect.tasks import exponential_backoff
 
 from stairways import tracking
 from stairways.config import RetrainConfig
 from stairways.digest import model_digest
+from tasks.retrying import IO_RETRIES
 
 __all__ = ["close_tracking_run", "open_tracking_run", "tracked_run"]
 
-_IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2)}
 
-
-@task(name="open-tracking-run", **_IO_RETRIES)
+@task(name="open-tracking-run", **IO_RETRIES)
 def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
     """Open the MLflow parent run, tag it with lineage and log the resolved config."""
     flow_run_id = str(flow_run.get_id() or "local")
@@ -36,13 +34,18 @@ def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
         run_name=f"retrain-{flow_run_name}",
         tags=tags,
     )
-    tracking.log_json(handle, config.model_dump(mode="json"), "config/config.json")
-    tracking.log_params(handle, _flatten(config.model_dump(mode="json")))
+    try:
+        tracking.log_json(handle, config.model_dump(mode="json"), "config/config.json")
+        tracking.log_params(handle, _flatten(config.model_dump(mode="json")))
+    except BaseException:
+        # A retry opens a new run: this one must not stay RUNNING (a read-only or full artifact store).
+        tracking.end_run(handle, status="FAILED")
+        raise
     get_run_logger().info("MLflow run %s in %s", handle.run_id, handle.tracking_uri)
     return handle
 
 
-@task(name="close-tracking-run", **_IO_RETRIES)
+@task(name="close-tracking-run", **IO_RETRIES)
 def close_tracking_run(handle: tracking.RunHandle, *, status: str) -> None:
     """Mark the parent run finished or failed."""
     tracking.end_run(handle, status=status)

@@ -1,12 +1,14 @@
 """Thin Prefect adapters for the training stage: windows to arrays, warm start, one task per cycle."""
 
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 from prefect import get_run_logger, task
 from prefect.runtime import flow_run
-from prefect.tasks import exponential_backoff
 
 from controllers.reward import plot_trajectory
 from envs.market_arrays import MarketArrays
@@ -18,18 +20,44 @@ from stairways.errors import RegistryError
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.registry import WarmStart, champion_checkpoint
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from tasks.retrying import IO_RETRIES, retry_transient
 from training.cycles import CycleResult, run_cycle
 from validation.windows import WindowPlan
 
-__all__ = ["assemble_training_data", "find_warm_start", "record_cycle", "train_cycle", "work_directory"]
+__all__ = [
+    "assemble_training_data",
+    "find_warm_start",
+    "record_cycle",
+    "scratch_space",
+    "train_cycle",
+    "work_directory",
+]
 
-_IO_RETRIES = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2)}
 WORK_ROOT = Path(".stairways") / "runs"
 
 
 def work_directory() -> Path:
     """Where this flow run keeps its checkpoints: stable across retries of the same flow run."""
     return (WORK_ROOT / str(flow_run.get_id() or "local")).resolve()
+
+
+@contextmanager
+def scratch_space() -> Iterator[Path]:
+    """This flow run's work directory: removed after a good night, kept (its path in the error) otherwise.
+
+    Everything worth keeping is in MLflow by then; a failed night keeps its checkpoints for inspection and
+    for a retry of the same flow run, which resumes from them.
+    """
+    directory = work_directory()
+    try:
+        yield directory
+    except BaseException as error:
+        if directory.exists():
+            note = f"this run's scratch files are kept at {directory}"
+            error.add_note(note)
+            get_run_logger().warning(note)
+        raise
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @task(
@@ -49,7 +77,7 @@ def assemble_training_data(
     return pipeline.training_data(prepared, features, signal, plan, config)
 
 
-@task(name="find-warm-start", **_IO_RETRIES)
+@task(name="find-warm-start", **IO_RETRIES)
 def find_warm_start(config: RetrainConfig) -> WarmStart:
     """The registry champion's checkpoint, when there is one, after repairing interrupted promotions."""
     uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
@@ -68,7 +96,13 @@ def find_warm_start(config: RetrainConfig) -> WarmStart:
     return warm
 
 
-@task(name="train-cycle", retries=1, cache_key_fn=input_digest_key, persist_result=True)
+@task(
+    name="train-cycle",
+    retries=1,
+    retry_condition_fn=retry_transient,
+    cache_key_fn=input_digest_key,
+    persist_result=True,
+)
 def train_cycle(
     cycle: int,
     train: MarketArrays,
@@ -104,7 +138,7 @@ def train_cycle(
     return result
 
 
-@task(name="record-cycle", **_IO_RETRIES)
+@task(name="record-cycle", **IO_RETRIES)
 def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: RetrainConfig) -> str:
     """A nested MLflow run per cycle: metrics, evaluation, checkpoint and controller trajectory (PNG)."""
     child = tracking.start_child_run(

@@ -4,7 +4,6 @@ import tempfile
 from pathlib import Path
 
 from prefect import get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from market.normalize import NormalizedBars
 from market.signal import SignalResult
@@ -13,6 +12,7 @@ from stairways.config import RetrainConfig
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.pipeline import TrainingData
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
+from tasks.retrying import retry_transient
 from validation.gate import GateDecision
 from validation.scenarios import Scenario
 
@@ -45,7 +45,7 @@ def build_validation_scenarios(
     return scenarios
 
 
-@task(name="assess-candidate", retries=1, retry_delay_seconds=exponential_backoff(backoff_factor=2))
+@task(name="assess-candidate", retries=1, retry_condition_fn=retry_transient)
 def assess_candidate(
     handle: tracking.RunHandle,
     candidate: Path,

@@ -1,6 +1,7 @@
 """The nightly flow against a real temporary Prefect server and a real MLflow SQLite store."""
 
 import asyncio
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -13,7 +14,8 @@ from prefect.client.schemas.sorting import TaskRunSort
 
 from flows.retrain import nightly_retrain
 from stairways.config import RetrainConfig
-from stairways.errors import DataQualityError
+from stairways.errors import ConfigError, DataQualityError
+from tasks.training import WORK_ROOT
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -78,8 +80,14 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
     assert [item.dataset.digest for item in inputs] == [dataset["digest"][:36]]
     assert dataset["symbols"] == ["MSFT", "NVDA"]
     assert dataset["sessions"] == 8
-    assert summary["windows"]["train_end"] < summary["windows"]["selection_start"] < summary["windows"]["test_start"]
+    assert (
+        summary["windows"]["train_end"]
+        < summary["windows"]["selection_start"]
+        < summary["windows"]["test_start"]
+    )
     assert run.data.metrics["features.count"] == len(summary["features"])
+    # a good night leaves no scratch files behind (everything worth keeping is in MLflow)
+    assert not (WORK_ROOT / run.data.tags["prefect.flow_run_id"]).exists()
 
 
 def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
@@ -166,3 +174,23 @@ def test_flow_retry_resumes_training_from_the_last_completed_cycle(
     assert [cycle for cycle, _ in calls] == [1, 2, 2]
     assert calls[1][1] == calls[2][1] == "cycle-1"
     assert [entry["cycle"] for entry in summary["cycles"]] == [1, 2]
+
+
+def test_a_failed_night_keeps_its_scratch_files_and_says_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.training
+
+    def dying(*args: object, output_dir: Path, **kwargs: object) -> None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "partial-checkpoint").write_text("half written")
+        raise ConfigError("training refused")
+
+    monkeypatch.setattr(tasks.training, "run_cycle", dying)
+    with pytest.raises(ConfigError, match="training refused") as raised:
+        nightly_retrain(_config(tmp_path))
+    notes = [note for note in getattr(raised.value, "__notes__", []) if "scratch files are kept at" in note]
+    assert len(notes) == 1
+    kept = Path(notes[0].split(" kept at ", 1)[1])
+    assert kept.is_dir() and kept.parent == WORK_ROOT.resolve()
+    shutil.rmtree(kept)
