@@ -92,6 +92,12 @@ class TrackingConfig(BaseModel):
         None,
         description="MLflow tracking URI; `MLFLOW_TRACKING_URI` overrides it; default SQLite `mlflow.db` here.",
     )
+    max_night_hours: float = Field(
+        12.0,
+        gt=0.0,
+        description="A run of another host still RUNNING after this long is taken as abandoned (a night's "
+        "own host checks whether the run's process is alive instead).",
+    )
 
 
 class RegistryConfig(BaseModel):

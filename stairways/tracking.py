@@ -8,8 +8,10 @@ import json
 import math
 import os
 import re
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 __all__ = [
+    "ABANDONED_TAG",
+    "fail_abandoned_runs",
     "DEFAULT_TRACKING_URI",
     "RunHandle",
     "end_run",
@@ -42,6 +46,10 @@ __all__ = [
     "start_child_run",
     "start_run",
 ]
+
+HOST_TAG = "stairways.host"
+PID_TAG = "stairways.pid"
+ABANDONED_TAG = "stairways.abandoned"
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _MAX_PARAM_LENGTH = 6000
@@ -90,8 +98,62 @@ def start_run(
     experiment_id = (
         experiment.experiment_id if experiment is not None else client.create_experiment(experiment_name)
     )
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags))
+    owner = {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+    run = client.create_run(experiment_id, run_name=run_name, tags={**dict(tags), **owner})
     return RunHandle(tracking_uri=tracking_uri, run_id=run.info.run_id, experiment_id=experiment_id)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def fail_abandoned_runs(
+    *, tracking_uri: str, experiment_name: str, max_age_hours: float, now_ms: int | None = None
+) -> list[tuple[str, str]]:
+    """Mark FAILED the parent runs of earlier nights left RUNNING by a killed process, and their nested runs.
+
+    A run is abandoned when its process (``stairways.host``/``stairways.pid`` tags) is gone from this host,
+    or, opened on another host or without those tags, when it started more than ``max_age_hours`` ago (no
+    night runs that long). A live night, here or elsewhere, is never touched. Returns ``(run id, reason)``
+    per run marked; each also gets the tag ``stairways.abandoned`` with the reason.
+    """
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return []
+    running = client.search_runs(
+        [experiment.experiment_id], "attributes.status = 'RUNNING'", max_results=1000
+    )
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    host = socket.gethostname()
+    abandoned: dict[str, str] = {}
+    for run in running:
+        tags = run.data.tags
+        if "mlflow.parentRunId" in tags:
+            continue
+        pid = tags.get(PID_TAG)
+        age_hours = (now - run.info.start_time) / 3_600_000
+        if tags.get(HOST_TAG) == host and pid is not None and pid.isdigit():
+            if not _process_alive(int(pid)):
+                abandoned[run.info.run_id] = f"its process {pid} on {host} is gone (killed or crashed)"
+        elif age_hours > max_age_hours:
+            abandoned[run.info.run_id] = (
+                f"RUNNING for {age_hours:.1f} h, longer than any night ({max_age_hours:g} h)"
+            )
+    for run in running:
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent in abandoned and run.info.run_id not in abandoned:
+            abandoned[run.info.run_id] = f"its parent run {parent} was abandoned"
+    for run_id, reason in abandoned.items():
+        client.set_tag(run_id, ABANDONED_TAG, reason)
+        client.set_terminated(run_id, "FAILED")
+    return list(abandoned.items())
 
 
 def start_child_run(parent: RunHandle, *, run_name: str, tags: Mapping[str, str] | None = None) -> RunHandle:
@@ -173,7 +235,9 @@ def _dataset_source(handle: RunHandle, artifact_file: str) -> Any | None:
     server = handle.tracking_uri.rstrip("/")
     prefix = "mlflow-artifacts:/"
     if uri.startswith(prefix) and server.startswith(("http://", "https://")):
-        return HTTPDatasetSource(f"{server}/api/2.0/mlflow-artifacts/artifacts/{uri[len(prefix) :].lstrip('/')}")
+        return HTTPDatasetSource(
+            f"{server}/api/2.0/mlflow-artifacts/artifacts/{uri[len(prefix) :].lstrip('/')}"
+        )
     return None
 
 
@@ -191,6 +255,7 @@ def log_dataset_input(handle: RunHandle, frame: Any, *, name: str, artifact_file
     entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
     handle.client().log_inputs(handle.run_id, datasets=[entity])
     return True
+
 
 def log_frame(handle: RunHandle, frame: Any, artifact_file: str) -> None:
     """Write a polars frame as Parquet to the artifact ``artifact_file``."""

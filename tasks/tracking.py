@@ -2,9 +2,13 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from uuid import UUID
 
-from prefect import get_run_logger, task
+from mlflow.tracking import MlflowClient
+from prefect import get_client, get_run_logger, task
+from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
+from prefect.states import Crashed
 
 from stairways import tracking
 from stairways.config import RetrainConfig
@@ -28,8 +32,10 @@ def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
         "symbols": ",".join(config.symbols),
         "data.source": config.data.source,
     }
+    uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
+    _clean_up_abandoned(uri, config)
     handle = tracking.start_run(
-        tracking_uri=tracking.resolve_tracking_uri(config.tracking.tracking_uri),
+        tracking_uri=uri,
         experiment_name=config.tracking.experiment_name,
         run_name=f"retrain-{flow_run_name}",
         tags=tags,
@@ -43,6 +49,34 @@ def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
         raise
     get_run_logger().info("MLflow run %s in %s", handle.run_id, handle.tracking_uri)
     return handle
+
+
+def _clean_up_abandoned(tracking_uri: str, config: RetrainConfig) -> None:
+    """Earlier nights killed mid-run: their MLflow runs become FAILED, their Prefect flow runs CRASHED."""
+    logger = get_run_logger()
+    abandoned = tracking.fail_abandoned_runs(
+        tracking_uri=tracking_uri,
+        experiment_name=config.tracking.experiment_name,
+        max_age_hours=config.tracking.max_night_hours,
+    )
+    client = MlflowClient(tracking_uri=tracking_uri)
+    for run_id, reason in abandoned:
+        logger.warning("MLflow run %s marked FAILED: %s", run_id, reason)
+        flow_run_id = client.get_run(run_id).data.tags.get("prefect.flow_run_id")
+        if flow_run_id and flow_run_id != "local":
+            _crash_flow_run(flow_run_id, reason)
+
+
+def _crash_flow_run(flow_run_id: str, reason: str) -> None:
+    """Mark a Prefect flow run that is still RUNNING as CRASHED (it frees its deployment's concurrency slot)."""
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(UUID(flow_run_id))
+        except (ObjectNotFound, ValueError):
+            return
+        if run.state is not None and run.state.is_running():
+            client.set_flow_run_state(run.id, Crashed(message=f"abandoned: {reason}"), force=True)
+            get_run_logger().warning("Prefect flow run %s marked CRASHED: %s", flow_run_id, reason)
 
 
 @task(name="close-tracking-run", **IO_RETRIES)

@@ -63,17 +63,17 @@ def test_the_champion_changes_only_for_a_stated_reason(
     name = f"agent-{tmp_path.name}"
     client = MlflowClient()
 
-    # Night 1: the replay from the registry disagrees with the logged PnL -> the promotion is reverted.
+    # Night 1: the replay from the registry disagrees with the logged PnL -> no alias ever moves.
     real_replay = tasks.registry.replay_in_subprocess
 
     def corrupted_replay(*args: Any, **kwargs: Any) -> list[float]:
         return [pnl + 1_000.0 for pnl in real_replay(*args, **kwargs)]
 
     monkeypatch.setattr(tasks.registry, "replay_in_subprocess", corrupted_replay)
-    with pytest.raises(ReplayMismatch, match="reverted"):
+    with pytest.raises(ReplayMismatch, match="was not promoted: the replay from the registry did not match"):
         nightly_retrain(night_config(name, gate=LENIENT_GATE))
     assert champion(name) is None
-    assert client.get_model_version(name, "1").tags["rollback_reason"].startswith("replay check failed")
+    assert client.get_model_version(name, "1").tags["promotion.state"] == "replay_failed"
     monkeypatch.setattr(tasks.registry, "replay_in_subprocess", real_replay)
 
     # Night 2: a passing candidate with no champion is promoted, and the fresh-process replay matches.

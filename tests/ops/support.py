@@ -38,6 +38,8 @@ LENIENT_GATE: dict[str, Any] = {
     "max_trades_per_day": 1_000_000.0,
     "min_sharpe": -1e9,
     "min_win_rate": 0.0,
+    "min_ratio_episodes": 1,
+    "paired_baselines": [],
 }
 PROMOTABLE_PARAMETERS: dict[str, Any] = {"config": {**SMALL_CONFIG, "gate": LENIENT_GATE}}
 MODEL_NAME = RetrainConfig.model_validate(SMALL_CONFIG).registry.model_name
