@@ -4,10 +4,17 @@ Repairs, in order: convert timestamps to UTC, sort, drop rows of symbols not ask
 rows, drop bars on non-trading days and outside the regular session (early closes respected), and align the
 symbols on their common timestamps. Conflicting rows (same symbol and bar, different values) are not
 repaired: they raise :class:`DataQualityError`.
+
+Two real-export repairs, each optional and counted: ``drop_partial_final_session`` drops the last session
+when its last bar ends before that session's close (an export taken during the day); ``drop_low_volume_below``
+drops every session of a symbol whose total volume is below that share of the median of its previous
+``volume_median_sessions`` sessions (a vendor feed change that cuts volume while prices look fine;
+:func:`session_volume_ratios`, causal). Both symbols lose the session, so they stay aligned.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -18,6 +25,7 @@ from stairways.errors import DataQualityError
 __all__ = [
     "NormalizedBars",
     "normalize_bars",
+    "session_volume_ratios",
     "unaligned_key",
 ]
 
@@ -28,6 +36,8 @@ _REPAIR_DESCRIPTIONS: dict[str, str] = {
     "exact_duplicates_dropped": "exact duplicate rows dropped",
     "non_trading_day_dropped": "bars on non-trading days dropped",
     "outside_session_dropped": "bars outside the regular session dropped",
+    "partial_final_session_dropped": "bars of a partial final session (export taken before the close) dropped",
+    "low_volume_sessions_dropped": "bars of sessions with volume far below the trailing median dropped",
 }
 _EXAMPLE_ROWS = 3
 
@@ -44,6 +54,8 @@ class NormalizedBars:
     bars: pl.DataFrame
     bar_minutes: int
     repairs: dict[str, int]
+    dropped_sessions: tuple[date, ...] = ()
+    """Sessions a repair dropped on purpose (low volume): QC does not count them as missing."""
 
     def repair_lines(self) -> list[str]:
         """One human-readable line per repair, in the order the repairs were made."""
@@ -63,6 +75,9 @@ def normalize_bars(
     *,
     symbols: Sequence[str] | None = None,
     bar_minutes: int | None = None,
+    drop_partial_final_session: bool = False,
+    drop_low_volume_below: float | None = None,
+    volume_median_sessions: int = 20,
 ) -> NormalizedBars:
     """Normalize a loaded bar frame (see the module docstring for the repairs, in order).
 
@@ -79,6 +94,7 @@ def normalize_bars(
         message = "no bars in the input frame"
         raise DataQualityError(message)
     repairs: dict[str, int] = dict.fromkeys(_REPAIR_DESCRIPTIONS, 0)
+    dropped_sessions: tuple[date, ...] = ()
 
     frame, repairs["converted_to_utc"] = _to_utc(frame)
     wanted = _wanted_symbols(frame, symbols=symbols)
@@ -103,11 +119,73 @@ def normalize_bars(
 
     frame, unaligned = _align(frame, symbols=wanted)
     repairs.update({unaligned_key(symbol): count for symbol, count in unaligned.items()})
+    if drop_partial_final_session:
+        frame, repairs["partial_final_session_dropped"] = _drop_partial_final_session(
+            frame, bar_minutes=bar_minutes
+        )
+    if drop_low_volume_below is not None:
+        ratios = session_volume_ratios(frame, window=volume_median_sessions)
+        low = (
+            ratios.filter(pl.col("volume_ratio") < drop_low_volume_below)
+            .get_column("session")
+            .unique()
+            .sort()
+        )
+        dropped_sessions = tuple(low.to_list())
+        before = frame.height
+        frame = frame.filter(~_session_of(pl.col("ts")).is_in(low.implode()))
+        repairs["low_volume_sessions_dropped"] = before - frame.height
     if frame.height == 0:
         summary = ", ".join(f"{key}={count}" for key, count in repairs.items() if count)
         message = f"no bars left after normalization ({summary})"
         raise DataQualityError(message)
-    return NormalizedBars(bars=frame.select(CANONICAL_COLUMNS), bar_minutes=bar_minutes, repairs=repairs)
+    return NormalizedBars(
+        bars=frame.select(CANONICAL_COLUMNS),
+        bar_minutes=bar_minutes,
+        repairs=repairs,
+        dropped_sessions=dropped_sessions,
+    )
+
+
+def _session_of(ts: pl.Expr) -> pl.Expr:
+    return ts.dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date()
+
+
+def _drop_partial_final_session(frame: pl.DataFrame, *, bar_minutes: int) -> tuple[pl.DataFrame, int]:
+    """Drop the last session when its last bar ends before the session's (calendar) close."""
+    if frame.height == 0:
+        return frame, 0
+    last_day = frame.select(_session_of(pl.col("ts")).max()).item()
+    close = sessions([last_day]).get_column("close")[0]
+    last_end = frame.get_column("ts").max() + timedelta(minutes=bar_minutes)  # type: ignore[operator]
+    if last_end >= close:
+        return frame, 0
+    kept = frame.filter(_session_of(pl.col("ts")) != last_day)
+    return kept, frame.height - kept.height
+
+
+def session_volume_ratios(bars: pl.DataFrame, *, window: int = 20) -> pl.DataFrame:
+    """Each symbol's session volume over the median of its previous ``window`` sessions (causal).
+
+    Returns ``symbol``, ``session`` (New York date), ``volume``, ``trailing_median``, ``volume_ratio``;
+    sessions with fewer than ``min(5, window)`` earlier sessions get ratio 1.0 (no reference yet).
+    """
+    totals = (
+        bars.group_by("symbol", _session_of(pl.col("ts")).alias("session"))
+        .agg(pl.col("volume").sum())
+        .sort("symbol", "session")
+    )
+    minimum = min(5, window)
+    trailing = (
+        pl.col("volume").shift(1).rolling_median(window_size=window, min_samples=minimum).over("symbol")
+    )
+    return totals.with_columns(trailing.alias("trailing_median")).with_columns(
+        pl.when(pl.col("trailing_median") > 0)
+        .then(pl.col("volume") / pl.col("trailing_median"))
+        .otherwise(1.0)
+        .fill_null(1.0)
+        .alias("volume_ratio")
+    )
 
 
 def _canonical_columns(bars: pl.DataFrame) -> pl.DataFrame:

@@ -104,10 +104,8 @@ def _night_problem(prepared: Any, config: Any) -> str | None:
 
 def _qc(args: argparse.Namespace) -> int:
     from market.loading import load_export
-    from market.normalize import normalize_bars
     from stairways.config import load_config
-    from stairways.pipeline import required_history_sessions
-    from validation.qc import run_qc
+    from stairways.pipeline import prepare_bars, quality_check
 
     paths = _symbol_paths(args.exports)
     named = [symbol for symbol in paths if symbol != "*"]
@@ -119,18 +117,13 @@ def _qc(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=overrides)
     bars = load_export(paths, spec=config.data.export)
     # The night's own requirements: both configured symbols, and the history its windows need.
-    prepared = normalize_bars(bars, symbols=config.symbols, bar_minutes=config.data.export.bar_minutes)
+    prepared = prepare_bars(bars, config)
     print(
         f"loaded {bars.height} rows; {prepared.bars.height} after normalization ({prepared.bar_minutes}-min bars)"
     )
     for line in prepared.repair_lines():
         print(f"  repair: {line}")
-    report = run_qc(
-        prepared.bars,
-        thresholds=config.qc,
-        bar_minutes=prepared.bar_minutes,
-        min_history_sessions=required_history_sessions(config, bar_minutes=prepared.bar_minutes),
-    )
+    report = quality_check(prepared, config)
     if args.report:
         Path(args.report).write_text(report.to_markdown(prepared.repairs))
         print(f"report written to {args.report}")

@@ -69,7 +69,15 @@ def load_market(config: RetrainConfig) -> MarketData:
 
 def prepare_bars(bars: pl.DataFrame, config: RetrainConfig) -> NormalizedBars:
     """Normalize to the canonical, session-filtered, aligned frame with every repair counted."""
-    return normalize_bars(bars, symbols=config.symbols, bar_minutes=config.data.export.bar_minutes)
+    qc = config.qc
+    return normalize_bars(
+        bars,
+        symbols=config.symbols,
+        bar_minutes=config.data.export.bar_minutes,
+        drop_partial_final_session=qc.drop_partial_final_session,
+        drop_low_volume_below=qc.min_session_volume_ratio if qc.low_volume_sessions == "drop" else None,
+        volume_median_sessions=qc.volume_median_sessions,
+    )
 
 
 def required_history_sessions(config: RetrainConfig, *, bar_minutes: int) -> int:
@@ -86,6 +94,7 @@ def quality_check(prepared: NormalizedBars, config: RetrainConfig) -> QCReport:
         thresholds=config.qc,
         bar_minutes=prepared.bar_minutes,
         min_history_sessions=required_history_sessions(config, bar_minutes=prepared.bar_minutes),
+        dropped_sessions=prepared.dropped_sessions,
     )
 
 

@@ -10,10 +10,11 @@ Great Expectations is imported on first use, not when this module is imported.
 import functools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numba
 import numpy as np
@@ -21,6 +22,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from market.calendar import EXCHANGE_TZ, SESSION_MINUTES, sessions, trading_days
+from market.normalize import session_volume_ratios
 from stairways.errors import DataQualityError
 
 if TYPE_CHECKING:
@@ -41,7 +43,7 @@ __all__ = [
 ]
 
 SUITE_NAME = "stairways_bars"
-SUITE_VERSION = "1.0.0"
+SUITE_VERSION = "1.1.0"
 DEFAULT_SUITE_PATH = Path(__file__).parent / "suites" / f"{SUITE_NAME}.json"
 
 _PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
@@ -60,6 +62,7 @@ _EXAMPLE_CONTEXT: dict[str, tuple[str, ...]] = {
     "_finite": _NUMERIC_COLUMNS,
     "_robust_z": ("close",),
     "_stale_run": ("close",),
+    "_volume_ratio": ("volume",),
 }
 
 
@@ -99,6 +102,25 @@ class QCThresholds(BaseModel):
         default=5,
         ge=1,
         description="Minimum number of sessions per symbol, whatever the windows need.",
+    )
+    min_session_volume_ratio: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="A session whose total volume is below this share of the median of the symbol's previous "
+        "volume_median_sessions sessions is suspect (a vendor feed change); 0 disables the check.",
+    )
+    volume_median_sessions: int = Field(
+        default=20, ge=1, description="Earlier sessions whose median volume a session is compared with."
+    )
+    low_volume_sessions: Literal["fail", "drop"] = Field(
+        default="fail",
+        description="`fail`: QC fails and names the sessions; `drop`: they are dropped as a counted repair.",
+    )
+    drop_partial_final_session: bool = Field(
+        default=True,
+        description="Drop the last session as a counted repair when it ends before the close (an export "
+        "taken during the day) instead of failing session completeness.",
     )
 
 
@@ -295,6 +317,14 @@ def build_suite(
             ),
         ),
         (
+            "session_volume",
+            f"no session's volume is below {thresholds.min_session_volume_ratio:.0%} of the median of the symbol's "
+            f"previous {thresholds.volume_median_sessions} sessions (a feed change)",
+            expect.ExpectColumnValuesToBeBetween(
+                column="_volume_ratio", min_value=thresholds.min_session_volume_ratio
+            ),
+        ),
+        (
             "enough_history",
             f"at least {history} sessions per symbol",
             expect.ExpectColumnValuesToBeBetween(column="_history_sessions", min_value=history),
@@ -341,13 +371,24 @@ def run_qc(
     thresholds: QCThresholds = QCThresholds(),
     bar_minutes: int,
     min_history_sessions: int | None = None,
+    dropped_sessions: Sequence[date] = (),
 ) -> QCReport:
-    """Validate a canonical bar frame against the suite; bad data never raises (see :func:`raise_for_qc`)."""
+    """Validate a canonical bar frame against the suite; bad data never raises (see :func:`raise_for_qc`).
+
+    ``dropped_sessions``: sessions normalization dropped on purpose (counted repairs); they do not count as
+    missing sessions.
+    """
     if bar_minutes < 1:
         message = f"bar_minutes must be >= 1, got {bar_minutes}"
         raise ValueError(message)
     suite = build_suite(thresholds, bar_minutes=bar_minutes, min_history_sessions=min_history_sessions)
-    frame = _with_derived_columns(bars, bar_minutes=bar_minutes, window=thresholds.outlier_window_bars)
+    frame = _with_derived_columns(
+        bars,
+        bar_minutes=bar_minutes,
+        window=thresholds.outlier_window_bars,
+        volume_window=thresholds.volume_median_sessions,
+        dropped_sessions=dropped_sessions,
+    )
     pandas_frame = frame.to_pandas()
     if "symbol" in frame.columns and frame.schema["symbol"] == pl.String:
         pandas_frame["symbol"] = pandas_frame["symbol"].astype("string")
@@ -420,7 +461,14 @@ def _batch_definition() -> "BatchDefinition":
     return asset.add_batch_definition_whole_dataframe(name="whole_frame")
 
 
-def _with_derived_columns(bars: pl.DataFrame, *, bar_minutes: int, window: int) -> pl.DataFrame:
+def _with_derived_columns(
+    bars: pl.DataFrame,
+    *,
+    bar_minutes: int,
+    window: int,
+    volume_window: int = 20,
+    dropped_sessions: Sequence[date] = (),
+) -> pl.DataFrame:
     """Add the per-row columns the suite checks; a column whose inputs are missing or mistyped is left out,
     so its expectation fails as not evaluable rather than passing."""
     schema = bars.schema
@@ -444,16 +492,25 @@ def _with_derived_columns(bars: pl.DataFrame, *, bar_minutes: int, window: int) 
         utc.dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().alias("_day"),
     )
     frame = frame.sort("symbol", "ts", nulls_last=True, maintain_order=True)
-    frame = _add_session_columns(frame, bar_minutes=bar_minutes)
+    frame = _add_session_columns(frame, bar_minutes=bar_minutes, dropped_sessions=dropped_sessions)
+    if "volume" in schema and schema["volume"].is_numeric():
+        ratios = session_volume_ratios(frame.drop_nulls("ts"), window=volume_window).select(
+            "symbol", pl.col("session").alias("_day"), pl.col("volume_ratio").alias("_volume_ratio")
+        )
+        frame = frame.join(ratios, on=["symbol", "_day"], how="left", maintain_order="left")
     if has_close:
         frame = _add_stale_runs(frame)
         frame = _add_robust_z(frame, window=window)
     return frame.drop("_day")
 
 
-def _add_session_columns(frame: pl.DataFrame, *, bar_minutes: int) -> pl.DataFrame:
+def _add_session_columns(
+    frame: pl.DataFrame, *, bar_minutes: int, dropped_sessions: Sequence[date] = ()
+) -> pl.DataFrame:
     days = frame["_day"].drop_nulls()
     calendar_days = trading_days(days.min(), days.max()) if days.len() else []  # type: ignore[arg-type]
+    # Sessions dropped on purpose by a counted repair are not missing sessions.
+    calendar_days = [day for day in calendar_days if day not in set(dropped_sessions)]
     calendar = (
         sessions(calendar_days)
         .with_row_index("_session_index")

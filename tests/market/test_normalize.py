@@ -6,7 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from market.normalize import NormalizedBars, normalize_bars, unaligned_key
+from market.normalize import NormalizedBars, normalize_bars, session_volume_ratios, unaligned_key
+from market.synthetic import SyntheticMarketConfig, generate_market
 from stairways.errors import DataQualityError
 from tests.market.test_loading import clean_bars
 
@@ -17,6 +18,8 @@ BASE_KEYS = {
     "exact_duplicates_dropped",
     "non_trading_day_dropped",
     "outside_session_dropped",
+    "partial_final_session_dropped",
+    "low_volume_sessions_dropped",
 }
 
 
@@ -192,3 +195,39 @@ def test_repairs_account_for_every_row(
     assert_frame_equal(result.bars, result.bars.sort("symbol", "ts"))
     remaining = small[sorted(set(range(small.height)) - set(dropped))]
     assert_frame_equal(result.bars, remaining.filter(pl.len().over("ts") == 2))
+
+
+def test_a_partial_final_session_is_dropped_as_a_counted_repair() -> None:
+    """An export taken at 14:00 New York ends mid-session: that session goes, the rest stays."""
+    bars = generate_market(SyntheticMarketConfig(sessions=6), seed=2).bars
+    cut = bars.filter(pl.col("ts") < bars["ts"].max() - timedelta(hours=2))
+    kept = normalize_bars(cut, symbols=["NVDA", "MSFT"], drop_partial_final_session=True)
+    last_session_rows = cut.height - bars.height + 2 * 390
+    assert kept.repairs["partial_final_session_dropped"] == last_session_rows
+    assert kept.bars.height == bars.height - 2 * 390
+    untouched = normalize_bars(bars, symbols=["NVDA", "MSFT"], drop_partial_final_session=True)
+    assert untouched.repairs["partial_final_session_dropped"] == 0
+    off = normalize_bars(cut, symbols=["NVDA", "MSFT"])
+    assert off.repairs["partial_final_session_dropped"] == 0 and off.bars.height == cut.height
+
+
+def test_a_feed_change_session_of_tiny_volume_is_found_and_can_be_dropped() -> None:
+    bars = generate_market(SyntheticMarketConfig(sessions=30), seed=1).bars
+    day = pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()
+    days = bars.select(day.unique().sort()).to_series()
+    feed_change = bars.with_columns(
+        pl.when(day == days[20]).then(pl.col("volume") * 0.03).otherwise(pl.col("volume")).alias("volume")
+    )
+    ratios = session_volume_ratios(feed_change)
+    low = ratios.filter(pl.col("volume_ratio") < 0.1)
+    assert low["session"].to_list() == [days[20]] * 2
+    assert ratios.filter(pl.col("volume_ratio") >= 0.1)["volume_ratio"].min() > 0.5
+    dropped = normalize_bars(feed_change, symbols=["NVDA", "MSFT"], drop_low_volume_below=0.1)
+    assert dropped.repairs["low_volume_sessions_dropped"] == 2 * 390
+    assert dropped.dropped_sessions == (days[20],)
+    # causal: the ratio of a session reads only earlier sessions
+    earlier = session_volume_ratios(feed_change.filter(day <= days[20]))
+    assert (
+        earlier.filter(pl.col("session") == days[20])["volume_ratio"].to_list()
+        == low["volume_ratio"].to_list()
+    )

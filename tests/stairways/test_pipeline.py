@@ -117,3 +117,24 @@ def test_changing_the_selection_window_does_change_the_selection(
     plan = reference["plan"]
     changed = _candidate(_perturb(bars, plan.selection_mask(), seed=2), tmp_path)
     assert changed["selection_returns"] != reference["selection_returns"]
+
+
+@pytest.mark.parametrize(("action", "passes"), [("fail", False), ("drop", True)])
+def test_a_feed_change_session_fails_qc_or_is_dropped_by_config(action: str, passes: bool) -> None:
+    config = RetrainConfig.model_validate(
+        {"data": {"synthetic": {"sessions": 30}}, "qc": {"low_volume_sessions": action}}
+    )
+    bars = pipeline.load_market(config).bars
+    day = pl.col("ts").dt.convert_time_zone("America/New_York").dt.date()
+    days = bars.select(day.unique().sort()).to_series()
+    bars = bars.with_columns(
+        pl.when(day == days[18]).then(pl.col("volume") * 0.02).otherwise(pl.col("volume")).alias("volume")
+    )
+    prepared = pipeline.prepare_bars(bars, config)
+    report = pipeline.quality_check(prepared, config)
+    assert report.passed is passes, report.failures
+    if passes:
+        assert prepared.repairs["low_volume_sessions_dropped"] == 2 * 390
+        assert prepared.dropped_sessions == (days[18],)
+    else:
+        assert any("session_volume" in line and str(days[18]) in line for line in report.failures)

@@ -63,8 +63,8 @@ def test_clean_bars_pass(clean_report: QCReport) -> None:
     assert clean_report.passed, clean_report.failures
     assert clean_report.failures == []
     assert clean_report.statistics == {
-        "evaluated": 41.0,
-        "successful": 41.0,
+        "evaluated": 42.0,
+        "successful": 42.0,
         "unsuccessful": 0.0,
         "success_percent": 100.0,
     }
@@ -250,7 +250,7 @@ def test_suite_is_versioned_and_reflects_thresholds() -> None:
     assert suite.meta["version"] == SUITE_VERSION
     outliers = next(item for item in suite.expectations if item.meta["check"] == "outlier_returns")
     assert (outliers.min_value, outliers.max_value, outliers.mostly) == (-8.0, 8.0, pytest.approx(0.98))
-    assert len({item.meta["check"] for item in suite.expectations}) == len(suite.expectations) == 41
+    assert len({item.meta["check"] for item in suite.expectations}) == len(suite.expectations) == 42
 
 
 def test_committed_suite_matches_code(tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_markdown_report(bars: pl.DataFrame, clean_report: QCReport) -> None:
     text = clean_report.to_markdown({"exact_duplicates_dropped": 3})
     assert text.startswith("## Bar QC: PASSED")
     assert "| exact_duplicates_dropped | 3 |" in text
-    assert text.count("| pass |") == 41
+    assert text.count("| pass |") == 42
     failed = run_qc(set_value(bars, "volume", [5], -1.0), bar_minutes=1).to_markdown()
     assert failed.startswith("## Bar QC: FAILED")
     assert "| volume_non_negative | expect_column_values_to_be_between | volume | **FAIL** | 1 |" in failed

@@ -192,6 +192,19 @@ def weekend_copy(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([frame, shifted(friday, timedelta(days=1))]).sort("ts")
 
 
+def taken_before_the_close(directory: Path, clean: pl.DataFrame) -> Paths:
+    """Both files exported at 13:00 New York on the last day: its session ends after 210 of 390 bars."""
+    cut = clean.filter(pl.col("ts") < clean["ts"].max() - timedelta(minutes=179))
+    return write_files(directory, {name: vendor_text(symbol_bars(cut, name)) for name in SYMBOLS})
+
+
+def feed_change(frame: pl.DataFrame) -> pl.DataFrame:
+    """The vendor's feed changed before the last session: prices fine, volume at 3% of normal."""
+    return frame.with_columns(
+        pl.when(on_day(frame, date(2024, 3, 11))).then(pl.col("volume") * 0.03).otherwise(pl.col("volume"))
+    )
+
+
 def long_file_missing_symbol(directory: Path, clean: pl.DataFrame) -> Paths:
     path = directory / "all.csv"
     symbol_bars(clean, "NVDA").with_columns(pl.col("ts").dt.epoch("ms")).write_csv(path)
@@ -265,7 +278,11 @@ CASES: dict[str, Case] = {
         changed("NVDA", five_minute_tail, text=False),
         DataQualityError,
         ("session_completeness", "_session_completeness=0.2)"),
-        repairs={unaligned_key("MSFT"): 2 * (BARS_PER_SESSION - BARS_PER_SESSION // 5)},
+        # the last (5-minute) session ends at 15:56 on a 1-minute grid, so it also goes as a partial session
+        repairs={
+            unaligned_key("MSFT"): 2 * (BARS_PER_SESSION - BARS_PER_SESSION // 5),
+            "partial_final_session_dropped": 2 * (BARS_PER_SESSION // 5),
+        },
     ),
     "extreme outliers": Case(
         changed("NVDA", spikes, text=False), DataQualityError, ("outlier_returns", "|robust z| > 12")
@@ -278,6 +295,14 @@ CASES: dict[str, Case] = {
     "long file without one symbol": Case(
         long_file_missing_symbol, DataQualityError, ("no bars at all for symbol(s) ['MSFT']",)
     ),
+    "export taken before the close": Case(
+        taken_before_the_close, repairs={"partial_final_session_dropped": 2 * 210}
+    ),
+    "feed change cuts a session's volume": Case(
+        changed("NVDA", feed_change, text=False),
+        DataQualityError,
+        ("session_volume", "2024-03-11", "_volume_ratio=0.03"),
+    ),
 }
 
 
@@ -287,9 +312,9 @@ def clean() -> pl.DataFrame:
 
 
 def run_pipeline(paths: Paths, *, spec: ExportSpec, trace: dict[str, object]) -> NormalizedBars:
-    """load -> normalize -> QC, recording the repairs before QC can refuse the data."""
+    """load -> normalize -> QC with the night's default repairs, recording them before QC can refuse the data."""
     bars = load_export(paths, spec=spec)
-    normalized = normalize_bars(bars, symbols=SYMBOLS)
+    normalized = normalize_bars(bars, symbols=SYMBOLS, drop_partial_final_session=True)
     trace["repairs"] = normalized.repairs
     report = run_qc(normalized.bars, bar_minutes=normalized.bar_minutes)
     raise_for_qc(report)
