@@ -49,7 +49,9 @@ __all__ = [
     "LOCK_ENV",
     "STATE_TAG",
     "PromotionOutcome",
+    "alias_version",
     "lock_target",
+    "model_version",
     "promote_verified",
     "promotion_lock",
     "recover",
@@ -87,16 +89,23 @@ def _client(tracking_uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    """The version ``alias`` names; None when the alias or the registered model does not exist."""
     try:
-        return str(client.get_model_version_by_alias(model_name, alias).version)
+        return client.get_model_version_by_alias(model_name, alias)
     except MlflowException as error:
         if error.error_code in _ABSENT:
             return None
         raise
 
 
-def _version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
+def _alias(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    version = alias_version(client, model_name, alias)
+    return None if version is None else str(version.version)
+
+
+def model_version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
+    """The registered version; ``RegistryError`` naming it when it does not exist."""
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as error:
@@ -267,7 +276,7 @@ def promote_verified(
     ``ReplayMismatch`` when the replay does not match (no alias moved). See the module docstring.
     """
     client = _client(tracking_uri)
-    candidate = _version(client, model_name, version)
+    candidate = model_version(client, model_name, version)
     number = str(candidate.version)
     if candidate.tags.get(_VERDICT) != "passed":
         msg = f"version {number} of '{model_name}' did not pass the gate ({_VERDICT}={candidate.tags.get(_VERDICT)!r})"

@@ -59,7 +59,7 @@ from mlflow.types import Schema, TensorSpec
 
 from envs.trading import ACTION_MEANINGS
 from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
-from stairways.promotion import promotion_lock, recover_interrupted
+from stairways.promotion import alias_version, model_version, promotion_lock, recover_interrupted
 from training.cycles import (
     CONTROLLER_FILE,
     META_FILE,
@@ -445,28 +445,9 @@ def register_candidate(
 # Reading the registry
 
 
-def _version(client: MlflowClient, model_name: str, version: str) -> ModelVersion:
-    try:
-        return client.get_model_version(model_name, str(version))
-    except MlflowException as error:
-        if error.error_code in _ABSENT:
-            msg = f"registered model '{model_name}' has no version {version!r}"
-            raise RegistryError(msg) from error
-        raise
-
-
-def _alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
-    try:
-        return client.get_model_version_by_alias(model_name, alias)
-    except MlflowException as error:
-        if error.error_code in _ABSENT:
-            return None
-        raise
-
-
 def current_champion(*, tracking_uri: str, model_name: str) -> str | None:
     """The version holding ``champion`` (None when there is none, or no such registered model)."""
-    version = _alias_version(_client(tracking_uri), model_name, CHAMPION_ALIAS)
+    version = alias_version(_client(tracking_uri), model_name, CHAMPION_ALIAS)
     return None if version is None else str(version.version)
 
 
@@ -477,7 +458,7 @@ def resolve_version(model_uri: str, *, tracking_uri: str) -> ModelVersion:
     client = _client(tracking_uri)
     if "@" in body and "/" not in body:
         name, alias = body.split("@", 1)
-        version = _alias_version(client, name, alias)
+        version = alias_version(client, name, alias)
         if version is None:
             msg = f"registered model '{name}' has no alias '{alias}'"
             raise RegistryError(msg)
@@ -486,7 +467,7 @@ def resolve_version(model_uri: str, *, tracking_uri: str) -> ModelVersion:
     if not name or not separator or not number.isdigit():
         msg = f"expected models:/<name>/<version> or models:/<name>@<alias>, got {model_uri!r}"
         raise ValueError(msg)
-    return _version(client, name, number)
+    return model_version(client, name, number)
 
 
 def load_registered_model(
@@ -526,7 +507,7 @@ def champion_checkpoint(*, tracking_uri: str, model_name: str, destination: Path
     mismatch, or a champion without those tags, raises ``IntegrityError``.
     """
     client = _client(tracking_uri)
-    version = _alias_version(client, model_name, CHAMPION_ALIAS)
+    version = alias_version(client, model_name, CHAMPION_ALIAS)
     if version is None:
         return WarmStart(None, f"no '{CHAMPION_ALIAS}' alias on registered model '{model_name}'")
     uri = version.tags.get(CHECKPOINT_TAG)
@@ -561,7 +542,7 @@ def _existing(client: MlflowClient, model_name: str, version: str | None) -> str
     if not version:
         return None
     try:
-        return str(_version(client, model_name, version).version)
+        return str(model_version(client, model_name, version).version)
     except RegistryError:
         return None
 
@@ -620,9 +601,9 @@ def _rollback_locked(
     reason: str,
     force: bool,
 ) -> RollbackRecord:
-    champion = _alias_version(client, model_name, CHAMPION_ALIAS)
+    champion = alias_version(client, model_name, CHAMPION_ALIAS)
     if to_version is None:
-        previous = _alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS)
+        previous = alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS)
         if previous is None:
             msg = (
                 f"nothing to roll back to: registered model '{model_name}' has no "
@@ -631,7 +612,7 @@ def _rollback_locked(
             raise RegistryError(msg)
         target = previous
     else:
-        target = _version(client, model_name, to_version)
+        target = model_version(client, model_name, to_version)
     number = str(target.version)
     demoted = None if champion is None else str(champion.version)
     if demoted == number:
@@ -659,7 +640,7 @@ def _rollback_locked(
         client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS, earlier)
     else:
         earlier = None
-        if _alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS) is not None:
+        if alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS) is not None:
             client.delete_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS)
     rolled_back_at = _now()
     if demoted is not None:

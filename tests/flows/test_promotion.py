@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 import tasks.registry
 import tasks.training
+from benchmarks import bench_gate
 from flows.retrain import nightly_retrain
 from stairways import registry
 from stairways.config import RetrainConfig
@@ -137,12 +138,15 @@ def test_the_champion_changes_only_for_a_stated_reason(
     def dying(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("out of memory while training")
 
+    real_run_cycle = tasks.training.run_cycle
     monkeypatch.setattr(tasks.training, "run_cycle", dying)
     with pytest.raises(RuntimeError, match="out of memory"):
         nightly_retrain(night_config(name, gate=LENIENT_GATE, seed=12))
     assert champion(name) == "2"
     versions = {str(version.version) for version in client.search_model_versions(f"name='{name}'")}
     assert versions == {"1", "2", third["registered_version"], incomparable["registered_version"]}
+
+    monkeypatch.setattr(tasks.training, "run_cycle", real_run_cycle)
 
     # Night 7: the explicit switch replaces the incomparable champion, and the version says so.
     switch = {**LENIENT_GATE, "replace_incomparable_champion": True}
@@ -157,19 +161,13 @@ def test_the_champion_changes_only_for_a_stated_reason(
 
 
 def real_budget_night(model_name: str, *, mode: str, seed: int) -> RetrainConfig:
-    """A night at the default training budget, windows and gate on a 60-session synthetic market (the
-    planted and null markets of ``benchmarks/bench_gate.py``)."""
-    synthetic: dict[str, Any] = {"sessions": 60, "mode": mode}
-    if mode == "planted":
-        synthetic |= {"planted_strength": 0.9, "planted_symbols": "both"}
-    return RetrainConfig.model_validate(
-        {
-            "seed": seed,
-            "data": {"synthetic": synthetic},
-            "scenarios": {"stress_episodes": 40},
-            "training": {"progress_bar": False},
-            "registry": {"model_name": model_name},
-            "tracking": {"experiment_name": f"gate-{model_name}"},
+    """The default-budget night of ``benchmarks/bench_gate.py`` (60 sessions, default windows and gate),
+    registered under a model name of the test's own."""
+    config = bench_gate.night_config(mode, seed)
+    return config.model_copy(
+        update={
+            "registry": config.registry.model_copy(update={"model_name": model_name}),
+            "tracking": config.tracking.model_copy(update={"experiment_name": f"gate-{model_name}"}),
         }
     )
 
