@@ -236,6 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes = "".join(f" ({note})" for note in getattr(error, "__notes__", []))
         print(f"stairways {args.command}: {type(error).__name__}: {error}{notes}", file=sys.stderr)
         return 1
+    except OSError as error:
+        # A full or read-only disk, an unreachable store: the storage's own words, one line, no traceback.
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"stairways {args.command}: storage error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -165,3 +165,15 @@ def test_stairways_run_uses_an_ephemeral_prefect_server(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert '"mlflow_run_id"' in completed.stdout
     assert "Starting temporary server" in completed.stderr + completed.stdout
+
+
+def test_a_storage_error_is_one_clean_line(
+    clean_exports: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report goes to a folder that does not exist: an OSError of the storage, said in one line."""
+    target = tmp_path / "no-such-folder" / "qc.md"
+    code = main(["qc", *(f"{s}={p}" for s, p in clean_exports.items()), "--report", str(target)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert err.count("\n") == 1 and "storage error" in err and "no-such-folder" in err
