@@ -17,7 +17,7 @@ from market.labeling import LabelConfig
 from market.loading import ExportSpec
 from market.signal import SignalConfig
 from market.synthetic import SyntheticMarketConfig
-from stairways.errors import ConfigError
+from stairways.errors import ConfigError, describe_validation_error
 from training.ppo import TrainingConfig
 from validation.gate import GateCriteria
 from validation.qc import QCThresholds
@@ -242,11 +242,7 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
     try:
         return RetrainConfig.model_validate(values)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
-            for item in error.errors()
-        )
-        msg = f"invalid {where}: {problems}"
+        msg = f"invalid {where}: {describe_validation_error(error)}"
         raise ConfigError(msg) from error
 
 

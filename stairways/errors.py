@@ -1,6 +1,7 @@
 """The project's exception hierarchy: one root, one subclass per way a run can be refused."""
 
 __all__ = [
+    "describe_validation_error",
     "ConfigError",
     "DataLoadError",
     "DataQualityError",
@@ -49,3 +50,19 @@ class IntegrityError(RegistryError):
 
 class ReplayMismatch(PipelineError):
     """The champion loaded from the registry did not reproduce the logged validation PnL."""
+
+
+def describe_validation_error(error: Exception, *, separator: str = ".", prefix: str = "") -> str:
+    """One line for a pydantic ``ValidationError``: ``<field path>: <message>`` per problem, ``; ``-joined.
+
+    ``separator`` joins the parts of a field's path (``window.test_sessions``; ``-`` for CLI flags) and
+    ``prefix`` goes before each path (``--`` for flags); a path-less problem reads ``<root>``.
+    """
+    problems = []
+    for item in error.errors():  # type: ignore[attr-defined]
+        path = separator.join(str(part) for part in item["loc"])
+        if separator != ".":
+            path = path.replace("_", separator)
+        problems.append(f"{prefix}{path or '<root>'}: {item['msg']}")
+    return "; ".join(problems)
+

@@ -50,7 +50,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from market.calendar import EXCHANGE_TZ, holidays
-from stairways.errors import ConfigError, PipelineError
+from stairways.errors import ConfigError, PipelineError, describe_validation_error
 
 __all__ = [
     "DEFAULT_WORK_POOL",
@@ -735,11 +735,7 @@ def _up(args: argparse.Namespace) -> int:
             worker_environment=worker_environment,
         )
     except ValidationError as error:
-        problems = "; ".join(
-            f"--{'-'.join(str(part) for part in item['loc']).replace('_', '-')}: {item['msg']}"
-            for item in error.errors()
-        )
-        msg = f"invalid settings: {problems}"
+        msg = f"invalid settings: {describe_validation_error(error, separator='-', prefix='--')}"
         raise ConfigError(msg) from error
     stack = LocalStack(settings).start()
     if not args.no_deploy:
