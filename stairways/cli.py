@@ -165,6 +165,28 @@ def _rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetch_model(args: argparse.Namespace) -> int:
+    from stairways.config import load_config
+    from stairways.registry import download_verified
+    from stairways.tracking import resolve_tracking_uri
+
+    config = load_config(args.config)
+    model_name = args.model or config.registry.model_name
+    reference = f"models:/{model_name}/{args.version}" if args.version else f"models:/{model_name}@{args.alias}"
+    destination = Path(args.to)
+    if destination.exists() and any(destination.iterdir()):
+        msg = f"--to {destination} is not empty: give a new or empty folder"
+        raise ConfigError(msg)
+    local, version = download_verified(
+        reference, tracking_uri=resolve_tracking_uri(config.tracking.tracking_uri), destination=destination
+    )
+    print(
+        f"version {version.version} of '{model_name}' ({reference}) verified, every file against its SHA-256: "
+        f"{local}\nserve it: mlflow models serve -m {local} --env-manager local --host 127.0.0.1 --port 5001"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stairways", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +227,17 @@ def _parser() -> argparse.ArgumentParser:
     back.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
     back.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
     back.set_defaults(handler=_rollback)
+
+    fetch = commands.add_parser(
+        "fetch-model", help="download a registered version and verify every file before anything reads it"
+    )
+    which = fetch.add_mutually_exclusive_group()
+    which.add_argument("--version", help="version number (default: the --alias)")
+    which.add_argument("--alias", default="champion", help="alias to resolve (default: champion)")
+    fetch.add_argument("--to", required=True, type=Path, help="new or empty folder for the verified copy")
+    fetch.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
+    fetch.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
+    fetch.set_defaults(handler=_fetch_model)
 
     commands.add_parser(
         "serve",

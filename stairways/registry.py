@@ -12,7 +12,9 @@ output: int64 actions ``(-1,)``) and an input example. ``mlflow.pyfunc.load_mode
 (``GateDecision.metric_tags()``: ``gate.<scenario>.<criterion>``), ``parent_run_id``, ``data_digest``,
 ``checkpoint_uri`` (the artifact URI of the bundled checkpoint directory, what :func:`champion_checkpoint`
 downloads) and ``sha256.<path>``: the SHA-256 of every file of the logged model, ``<path>`` relative to the
-model's root (``sha256.artifacts/checkpoint/model.zip``, ``sha256.python_model.pkl``, ``sha256.MLmodel``).
+model's root (``sha256.artifacts/checkpoint/model.zip``, ``sha256.agent_model.py``, ``sha256.MLmodel``). The
+pyfunc is MLflow models-from-code (``stairways/agent_model.py`` is saved into the model): loading a version
+unpickles nothing of ours.
 
 **Integrity.** SB3 files and the pyfunc wrapper contain pickles, so no file is loaded before its SHA-256 is
 checked against the version tags: :func:`champion_checkpoint` checks the downloaded checkpoint,
@@ -113,6 +115,8 @@ DATA_DIGEST_TAG = "data_digest"
 PROMOTED_FROM_TAG = "promoted_from"
 LOGGED_MODEL_NAME = "agent"
 EVENTS_EXPERIMENT = "stairways-registry-events"
+MODEL_CODE_FILE = Path(__file__).with_name("agent_model.py")
+"""The models-from-code file that defines the pyfunc of every version."""
 """MLflow experiment holding one run per manual registry event (rollbacks)."""
 _MAX_REASON = 4000
 _ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
@@ -343,7 +347,8 @@ def _log_pyfunc(
         local = Path(folder) / "model"
         mlflow.pyfunc.save_model(
             path=str(local),
-            python_model=AgentPyfunc(),
+            # Models-from-code: the pyfunc is this code file, not a pickle (see stairways/agent_model.py).
+            python_model=str(MODEL_CODE_FILE),
             artifacts={CHECKPOINT_ARTIFACT: str(staging)},
             signature=signature,
             input_example=np.zeros((1, size), dtype=np.float32),

@@ -211,7 +211,8 @@ def test_register_candidate_records_the_gate_lineage_and_hashes(
     assert tags["data_digest"] == "digest-of-the-data"
     for name in CHECKPOINT_FILES:
         assert tags[f"sha256.{CHECKPOINT_PATH}/{name}"] == file_sha256(checkpoints.trained / name)
-    assert {"sha256.MLmodel", "sha256.python_model.pkl"} <= tags.keys()
+    assert {"sha256.MLmodel", "sha256.agent_model.py"} <= tags.keys()
+    assert not [key for key in tags if key.endswith(".pkl")]  # models-from-code: no pickled wrapper
     assert checkpoint_hashes(tags) == {
         name: file_sha256(checkpoints.trained / name) for name in CHECKPOINT_FILES
     }
@@ -341,10 +342,10 @@ def test_a_tampered_pyfunc_wrapper_is_refused_before_mlflow_reads_it(
     tracking: Tracking, checkpoints: Checkpoints, tmp_path: Path
 ) -> None:
     candidate = register(tracking, checkpoints)
-    wrapper = local_path(candidate.checkpoint_uri).parent.parent / "python_model.pkl"
+    wrapper = local_path(candidate.checkpoint_uri).parent.parent / "agent_model.py"
     assert wrapper.is_file()
     wrapper.write_bytes(b"not the registered wrapper")
-    with pytest.raises(IntegrityError, match="python_model.pkl"):
+    with pytest.raises(IntegrityError, match="agent_model.py"):
         load_registered_model(candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / "load")
 
 
@@ -488,3 +489,58 @@ def test_rollback_refuses_an_empty_reason_a_tampered_target_and_an_unforced_reje
         rejected.version,
         "true",
     )
+
+
+def _model_files(root: Path) -> list[str]:
+    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
+
+
+def test_one_tampered_byte_in_any_file_of_a_version_is_refused_before_loading(
+    tracking: Tracking, checkpoints: Checkpoints, tmp_path: Path
+) -> None:
+    candidate = register(tracking, checkpoints)
+    root = local_path(candidate.checkpoint_uri).parent.parent
+    files = _model_files(root)
+    assert {"MLmodel", "agent_model.py", "artifacts/checkpoint/model.zip"} <= set(files)
+    for index, name in enumerate(files):
+        path = root / name
+        original = path.read_bytes()
+        tampered = bytearray(original)
+        tampered[len(tampered) // 2] ^= 0x01
+        path.write_bytes(bytes(tampered))
+        try:
+            with pytest.raises(IntegrityError, match=name.replace(".", r"\.")):
+                load_registered_model(
+                    candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / f"load-{index}"
+                )
+        finally:
+            path.write_bytes(original)
+    model, version = load_registered_model(
+        candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / "clean"
+    )
+    assert str(version.version) == candidate.version
+
+
+def test_fetch_model_gives_a_verified_copy_or_refuses(
+    tracking: Tracking,
+    checkpoints: Checkpoints,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stairways.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.uri)
+    candidate = register(tracking, checkpoints)
+    promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version=candidate.version, reason="n1")
+    arguments = ["fetch-model", "--model", tracking.model_name]
+    assert main([*arguments, "--to", str(tmp_path / "copy")]) == 0
+    out = capsys.readouterr().out
+    assert f"version {candidate.version}" in out and "mlflow models serve -m" in out
+    assert list((tmp_path / "copy").rglob("agent_model.py"))
+    stored = local_path(candidate.checkpoint_uri) / "controller.json"
+    stored.write_bytes(stored.read_bytes() + b" ")
+    assert main([*arguments, "--to", str(tmp_path / "tampered")]) == 1
+    assert "IntegrityError" in capsys.readouterr().err
+    assert main([*arguments, "--to", str(tmp_path / "copy")]) == 1
+    assert "is not empty" in capsys.readouterr().err
