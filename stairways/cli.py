@@ -85,8 +85,16 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, overrides=_overrides(args))
     from flows.retrain import nightly_retrain
+    from stairways.watchdog import start
 
-    summary = nightly_retrain(config)
+    # Without an API, Prefect starts a temporary server as our child: it must not outlive a killed CLI.
+    watchdog = None if os.environ.get("PREFECT_API_URL") else start()
+
+    try:
+        summary = nightly_retrain(config)
+    finally:
+        if watchdog is not None:
+            watchdog.terminate()
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -172,7 +180,9 @@ def _fetch_model(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     model_name = args.model or config.registry.model_name
-    reference = f"models:/{model_name}/{args.version}" if args.version else f"models:/{model_name}@{args.alias}"
+    reference = (
+        f"models:/{model_name}/{args.version}" if args.version else f"models:/{model_name}@{args.alias}"
+    )
     destination = Path(args.to)
     if destination.exists() and any(destination.iterdir()):
         msg = f"--to {destination} is not empty: give a new or empty folder"

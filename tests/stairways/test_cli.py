@@ -177,3 +177,47 @@ def test_a_storage_error_is_one_clean_line(
     assert code == 1
     assert "Traceback" not in err
     assert err.count("\n") == 1 and "storage error" in err and "no-such-folder" in err
+
+
+@pytest.mark.slow
+def test_a_killed_run_does_not_leave_its_temporary_prefect_server_behind(tmp_path: Path) -> None:
+    """kill -9 of `stairways run` while Prefect's temporary server runs: the watchdog stops the server."""
+    import os
+    import signal
+    import time
+
+    from stairways.watchdog import children
+
+    config = tmp_path / "night.yaml"
+    config.write_text("training:\n  steps_per_cycle: 200000\n  progress_bar: false\n")
+    env = {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "stairways.cli", "run", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        server = None
+        deadline = time.monotonic() + 180
+        while server is None and time.monotonic() < deadline and cli.poll() is None:
+            server = next((pid for pid, command in children(cli.pid).items() if b"uvicorn" in command), None)
+            time.sleep(0.5)
+        assert server is not None, "the temporary Prefect server never started"
+        time.sleep(2)  # let the watchdog see it
+        os.kill(cli.pid, signal.SIGKILL)
+        cli.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{server}").exists():
+            time.sleep(0.5)
+        assert not Path(f"/proc/{server}").exists(), f"temporary server {server} outlived the killed CLI"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
