@@ -4,6 +4,7 @@
 """
 
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-ONE_SHOT = {"postgres-init", "deploy"}
+ONE_SHOT = {"preflight", "postgres-init", "deploy"}
 LONG_RUNNING = set(SERVICES) - ONE_SHOT
 PROJECT_IMAGE_SERVICES = {"prefect-server", "mlflow", "worker", "deploy"}
 _REFERENCE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?:(?P<kind>:-|:\?|-|\?)(?P<argument>[^}]*))?\}")
@@ -65,6 +66,7 @@ def _command(service: str) -> list[str]:
 
 def test_the_stack_has_every_service() -> None:
     assert set(SERVICES) == {
+        "preflight",
         "postgres",
         "postgres-init",
         "prefect-server",
@@ -77,6 +79,7 @@ def test_the_stack_has_every_service() -> None:
 
 def test_images_are_pinned_and_the_project_image_is_built_from_the_dockerfile() -> None:
     assert SERVICES["postgres"]["image"] == SERVICES["postgres-init"]["image"] == "postgres:16-alpine"
+    assert SERVICES["preflight"]["image"] == "postgres:16-alpine"
     assert re.fullmatch(r"prom/pushgateway:v\d+\.\d+\.\d+", SERVICES["pushgateway"]["image"])
     for name in PROJECT_IMAGE_SERVICES:
         service = SERVICES[name]
@@ -99,6 +102,7 @@ def test_every_long_running_service_has_a_healthcheck_and_restarts() -> None:
 
 def test_dependencies_wait_for_health_or_completion() -> None:
     expected = {
+        "postgres": {"preflight"},
         "postgres-init": {"postgres"},
         "prefect-server": {"postgres"},
         "mlflow": {"postgres", "postgres-init"},
@@ -126,6 +130,42 @@ def test_published_ports_bind_to_loopback(variables: dict[str, str]) -> None:
     assert "ports" not in SERVICES["postgres"] and "ports" not in SERVICES["worker"]
 
 
+def _preflight(password: str) -> subprocess.CompletedProcess[str]:
+    """The preflight service's shell command, run by a real shell with ``password`` for every secret."""
+    script = _interpolate(_command("preflight")[2], {})
+    names = ("POSTGRES_PASSWORD", "PREFECT_AUTH_PASSWORD", "MLFLOW_ADMIN_PASSWORD", "MLFLOW_SECRET_KEY")
+    environment = dict.fromkeys(names, password)
+    return subprocess.run(
+        ["sh", "-c", script],
+        env={"PATH": "/usr/bin:/bin", **environment},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_stack_refuses_the_example_password_and_short_ones() -> None:
+    refused = _preflight(_env_example()["POSTGRES_PASSWORD"])
+    assert refused.returncode == 1 and "not the example" in refused.stderr
+    assert _preflight("short-pw").returncode == 1
+    assert _preflight("a-real-long-password-42").returncode == 0
+
+
+def test_both_servers_ask_for_credentials_and_the_clients_send_them() -> None:
+    prefect = _environment("prefect-server")
+    assert "PREFECT_AUTH_PASSWORD" in prefect["PREFECT_SERVER_API_AUTH_STRING"]
+    for client in ("worker", "deploy"):
+        assert _environment(client)["PREFECT_API_AUTH_STRING"] == prefect["PREFECT_SERVER_API_AUTH_STRING"]
+    mlflow = _environment("mlflow")
+    command = _command("mlflow")
+    assert command[command.index("--app-name") + 1] == "basic-auth"
+    assert (REPO / mlflow["MLFLOW_AUTH_CONFIG_PATH"].removeprefix("/app/")).is_file()
+    assert "MLFLOW_ADMIN_PASSWORD" in mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"]
+    worker = _environment("worker")
+    assert worker["MLFLOW_TRACKING_USERNAME"] == "admin"
+    assert worker["MLFLOW_TRACKING_PASSWORD"] == mlflow["MLFLOW_AUTH_ADMIN_PASSWORD"]
+
+
 def test_services_are_wired_by_environment() -> None:
     example = _env_example()
     prefect_db = _interpolate(_environment("prefect-server")["PREFECT_API_DATABASE_CONNECTION_URL"], example)
@@ -143,7 +183,7 @@ def test_services_are_wired_by_environment() -> None:
     assert worker["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert worker["STAIRWAYS_PUSHGATEWAY"] == "pushgateway:9091"
     assert worker["STAIRWAYS_HOME"] == "/app"
-    assert _environment("deploy") == {"PREFECT_API_URL": "http://prefect-server:4200/api"}
+    assert _environment("deploy")["PREFECT_API_URL"] == "http://prefect-server:4200/api"
     assert _interpolate(_environment("postgres-init")["MLFLOW_DB"], example) == "mlflow"
 
 
@@ -154,7 +194,8 @@ def test_mlflow_serves_artifacts_from_a_named_volume_and_state_is_on_volumes() -
     assert f"mlflow-artifacts:{destination}" in SERVICES["mlflow"]["volumes"]
     assert "postgres-data:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
     assert "worker-state:/app/.stairways" in SERVICES["worker"]["volumes"]
-    assert set(COMPOSE["volumes"]) == {"postgres-data", "mlflow-artifacts", "worker-state"}
+    assert "mlflow-auth:/mlauth" in SERVICES["mlflow"]["volumes"]
+    assert set(COMPOSE["volumes"]) == {"postgres-data", "mlflow-artifacts", "mlflow-auth", "worker-state"}
 
 
 def test_worker_serves_the_pool_the_deployments_use() -> None:
