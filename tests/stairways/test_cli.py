@@ -139,6 +139,17 @@ def test_missing_export_file_is_a_clear_error(tmp_path: Path, capsys: pytest.Cap
     assert "absent" in capsys.readouterr().err
 
 
+def _bare_environment(folder: Path) -> dict[str, str]:
+    """A user's shell without the Makefile: no Prefect API, a fresh Prefect home, a store of its own."""
+    return {
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(folder),
+        "PREFECT_HOME": str(folder / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+    }
+
+
 @pytest.mark.slow
 def test_stairways_run_uses_an_ephemeral_prefect_server(tmp_path: Path) -> None:
     """`stairways run` with no Prefect API configured starts Prefect's local server, as `make run` does."""
@@ -146,13 +157,7 @@ def test_stairways_run_uses_an_ephemeral_prefect_server(tmp_path: Path) -> None:
     config.write_text(
         "data:\n  synthetic:\n    sessions: 8\nwindow:\n  selection_sessions: 2\n  test_sessions: 2\n  min_train_sessions: 3\n"
     )
-    env = {
-        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
+    env = _bare_environment(tmp_path)
     completed = subprocess.run(
         [sys.executable, "-m", "stairways.cli", "run", "--config", str(config)],
         cwd=tmp_path,
@@ -190,13 +195,7 @@ def test_a_killed_run_does_not_leave_its_temporary_prefect_server_behind(tmp_pat
 
     config = tmp_path / "night.yaml"
     config.write_text("training:\n  steps_per_cycle: 200000\n  progress_bar: false\n")
-    env = {
-        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    }
+    env = _bare_environment(tmp_path)
     cli = subprocess.Popen(
         [sys.executable, "-m", "stairways.cli", "run", "--config", str(config)],
         cwd=tmp_path,
