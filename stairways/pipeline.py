@@ -200,15 +200,15 @@ def training_data(
 ) -> TrainingData:
     """Join features with the signal and cut the three windows; the purge gaps between them are left out.
 
-    The regime scores of the selection and the test window are bootstrapped from the training window's
-    bars (their past).
+    The regime scores of the selection window are bootstrapped from the training window's bars, those of the
+    test window from the selection window's (each window's nearest past).
     """
     frame = features.join(
         signal.signal.select("ts", "symbol", pl.col("signal").alias(SIGNAL_FEATURE)), on=["ts", "symbol"]
     )
     train = _window_arrays(prepared.bars, frame.filter(plan.train_mask()), config, bootstrap=None)
     selection = _window_arrays(prepared.bars, frame.filter(plan.selection_mask()), config, bootstrap=train)
-    test = _window_arrays(prepared.bars, frame.filter(plan.test_mask()), config, bootstrap=train)
+    test = _window_arrays(prepared.bars, frame.filter(plan.test_mask()), config, bootstrap=selection)
     return TrainingData(train=train, selection=selection, test=test)
 
 

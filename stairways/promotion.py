@@ -47,6 +47,7 @@ from stairways.errors import GateRejected, RegistryError, ReplayMismatch
 
 __all__ = [
     "LOCK_ENV",
+    "VERIFIED_STATES",
     "STATE_TAG",
     "PromotionOutcome",
     "alias_version",
@@ -60,6 +61,8 @@ __all__ = [
 
 LOCK_ENV = "STAIRWAYS_PROMOTION_LOCK"
 STATE_TAG = "promotion.state"
+VERIFIED_STATES: frozenset[str] = frozenset({"verified", "superseded", "committing", "promoted"})
+"""``promotion.state`` values of a version whose replay from the registry matched."""
 _NOTE_TAG = "promotion.note"
 _PREVIOUS_BEFORE_TAG = "promotion.previous_before"
 _CHAMPION = "champion"
@@ -240,7 +243,8 @@ def recover_interrupted(client: MlflowClient, model_name: str) -> list[str]:
             repairs.append(f"version {number}: {note}")
         elif state == "committing":
             if champion == number:
-                _set_alias(client, model_name, _PREVIOUS, version.tags.get(_PROMOTED_FROM) or None)
+                previous = version.tags.get(_PROMOTED_FROM) or version.tags.get(_PREVIOUS_BEFORE_TAG) or None
+                _set_alias(client, model_name, _PREVIOUS, previous)
                 note = "interrupted after the champion alias moved: promotion completed"
                 _tag(client, model_name, number, promotion__state="promoted", promotion__note=note)
             else:
@@ -275,6 +279,7 @@ def promote_verified(
     gate did not pass, ``RegistryError`` for an unknown version or an unavailable lock, and
     ``ReplayMismatch`` when the replay does not match (no alias moved). See the module docstring.
     """
+    lock_target(tracking_uri, lock)  # no lock to be had: fail closed before any work or tag
     client = _client(tracking_uri)
     candidate = model_version(client, model_name, version)
     number = str(candidate.version)

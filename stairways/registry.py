@@ -28,8 +28,8 @@ alias moves, and the aliases move under a lock, compare-and-set. A failing candi
 tags and gets no alias.
 
 **Rollback** (:func:`rollback`): needs a non-empty reason; the target's files are downloaded and checked
-against its ``sha256.*`` tags first (a tampered version is refused); a version whose gate failed needs
-``force``; the move takes the promotion lock (after repairing interrupted promotions). ``champion`` moves
+against its ``sha256.*`` tags first (a tampered version is refused); a version whose gate failed, or that
+was never verified by a replay from the registry (``promotion.state``), needs ``force``; the move takes the promotion lock (after repairing interrupted promotions). ``champion`` moves
 to the ``previous-champion`` version (or a named version); the demoted version is tagged ``rolled_back_at``, ``rollback_reason``, ``rolled_back_to``, the
 restored one ``restored_at`` and ``restore_reason``. ``previous-champion`` then moves to the restored
 version's own predecessor (its ``promoted_from`` tag) or is removed when it has none, so rolling back again
@@ -61,7 +61,14 @@ from mlflow.types import Schema, TensorSpec
 
 from envs.trading import ACTION_MEANINGS
 from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
-from stairways.promotion import alias_version, model_version, promotion_lock, recover_interrupted
+from stairways.promotion import (
+    STATE_TAG,
+    VERIFIED_STATES,
+    alias_version,
+    model_version,
+    promotion_lock,
+    recover_interrupted,
+)
 from training.cycles import (
     CONTROLLER_FILE,
     META_FILE,
@@ -630,6 +637,13 @@ def _rollback_locked(
             "needs --force"
         )
         raise GateRejected(msg)
+    state = target.tags.get(STATE_TAG)
+    if state not in VERIFIED_STATES and not force:
+        msg = (
+            f"version {number} of '{model_name}' was never verified by a replay from the registry "
+            f"({STATE_TAG}={state!r}); restoring it needs --force"
+        )
+        raise GateRejected(msg)
     with tempfile.TemporaryDirectory(prefix="stairways-rollback-") as folder:
         try:
             download_verified(
@@ -639,7 +653,8 @@ def _rollback_locked(
             msg = f"version {number} of '{model_name}' is not restored: {error}"
             raise IntegrityError(msg) from error
 
-    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, number)
+    # previous-champion first, champion last (the commit point): a crash in between leaves the old champion in
+    # place and a rollback that can simply be run again, never previous-champion == champion.
     earlier = _existing(client, model_name, target.tags.get(PROMOTED_FROM_TAG))
     if earlier is not None and earlier != number:
         client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS, earlier)
@@ -647,6 +662,7 @@ def _rollback_locked(
         earlier = None
         if alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS) is not None:
             client.delete_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS)
+    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, number)
     rolled_back_at = _now()
     if demoted is not None:
         client.set_model_version_tag(model_name, demoted, "rolled_back_at", rolled_back_at)

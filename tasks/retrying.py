@@ -29,7 +29,9 @@ _TRANSIENT_ERRNOS = frozenset(
         errno.ENETDOWN,
     }
 )
-_TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"})
+_TRANSIENT_MLFLOW_CODES = frozenset(
+    {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED"}
+)
 _TRANSIENT_NAMES = frozenset(
     {"ConnectionError", "Timeout", "ReadTimeout", "ConnectTimeout", "OperationalError"}
 )
@@ -42,7 +44,9 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, ConnectionError | TimeoutError):
         return True
     if isinstance(error, MlflowException):
-        return error.error_code in _TRANSIENT_MLFLOW_CODES
+        # MLflow's REST client wraps a dropped connection or a timeout (INTERNAL_ERROR): judge the cause.
+        cause = error.__cause__ or error.__context__
+        return error.error_code in _TRANSIENT_MLFLOW_CODES or (cause is not None and is_transient(cause))
     if type(error).__name__ in _TRANSIENT_NAMES:
         # requests' connection errors and timeouts; SQLAlchemy's OperationalError ("database is locked",
         # a dropped connection). Matched by name: neither library is a dependency of this module.

@@ -63,7 +63,8 @@ def _clean_up_abandoned(tracking_uri: str, config: RetrainConfig) -> None:
     for run_id, reason in abandoned:
         logger.warning("MLflow run %s marked FAILED: %s", run_id, reason)
         flow_run_id = client.get_run(run_id).data.tags.get("prefect.flow_run_id")
-        if flow_run_id and flow_run_id != "local":
+        # A retry of the same flow run finds its own killed attempt: that flow run is this one, alive.
+        if flow_run_id and flow_run_id not in ("local", str(flow_run.get_id() or "local")):
             _crash_flow_run(flow_run_id, reason)
 
 

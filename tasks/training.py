@@ -16,9 +16,9 @@ from market.normalize import NormalizedBars
 from market.signal import SignalResult
 from stairways import pipeline, promotion, tracking
 from stairways.config import RetrainConfig
-from stairways.errors import RegistryError
+from stairways.errors import IntegrityError, RegistryError
 from stairways.monitoring import push_metrics, resolve_pushgateway
-from stairways.registry import WarmStart, champion_checkpoint
+from stairways.registry import WarmStart, champion_checkpoint, current_champion
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import IO_RETRIES, retry_transient
 from training.cycles import CycleResult, run_cycle
@@ -87,11 +87,18 @@ def find_warm_start(config: RetrainConfig) -> WarmStart:
             logger.warning("registry repaired: %s", repair)
     except RegistryError as error:
         logger.warning("interrupted promotions not checked: %s", error)
-    warm = champion_checkpoint(
-        tracking_uri=uri,
-        model_name=config.registry.model_name,
-        destination=work_directory() / "champion",
-    )
+    try:
+        warm = champion_checkpoint(
+            tracking_uri=uri,
+            model_name=config.registry.model_name,
+            destination=work_directory() / "champion",
+        )
+    except IntegrityError as error:
+        # An unverifiable champion is never loaded: train fresh, and the gate treats it as incomparable.
+        version = current_champion(tracking_uri=uri, model_name=config.registry.model_name)
+        warm = WarmStart(None, f"failed verification: {error}", version)
+        logger.warning("champion not used: %s", warm.reason)
+        return warm
     logger.info("warm start: %s", warm.reason)
     return warm
 

@@ -647,7 +647,8 @@ def _paired_results(
                 scenario, criterion, "session_return_diff_pct", interval.lower, threshold, passed, reason
             )
         )
-    variance = sharpe_variance(evidence.trial_sharpes) if len(evidence.trial_sharpes) > 1 else 0.0
+    finite = [value for value in evidence.trial_sharpes if math.isfinite(value)]
+    variance = sharpe_variance(finite) if len(finite) > 1 else 0.0
     deflated = None
     try:
         deflated = deflated_sharpe_ratio(

@@ -472,6 +472,9 @@ def test_rollback_refuses_an_empty_reason_a_tampered_target_and_an_unforced_reje
             rollback(tracking.uri, tracking.model_name, to_version=rejected.version, reason=empty)
     with pytest.raises(GateRejected, match="needs --force"):
         rollback(tracking.uri, tracking.model_name, to_version=rejected.version, reason="try it")
+    unverified = register(tracking, checkpoints)  # passed the gate, never replayed from the registry
+    with pytest.raises(GateRejected, match="never verified by a replay"):
+        rollback(tracking.uri, tracking.model_name, to_version=unverified.version, reason="try it")
     with pytest.raises(IntegrityError, match="model.zip"):
         rollback(tracking.uri, tracking.model_name, to_version=tampered.version, reason="try it", force=True)
     assert current_champion(tracking_uri=tracking.uri, model_name=tracking.model_name) == good.version

@@ -40,6 +40,18 @@ def test_what_counts_as_transient(error: BaseException, transient: bool) -> None
     assert is_transient(error) is transient
 
 
+def test_an_mlflow_error_is_judged_by_its_cause() -> None:
+    """MLflow's REST client wraps a dropped connection in a generic INTERNAL_ERROR."""
+    try:
+        try:
+            raise ConnectionResetError("connection reset by peer")
+        except ConnectionResetError as cause:
+            raise MlflowException("API request failed") from cause
+    except MlflowException as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(MlflowException("API request failed"))
+
+
 @pytest.mark.usefixtures("prefect_server")
 @pytest.mark.parametrize(
     ("error", "attempts"), [(ConnectionResetError("reset"), 4), (OSError(errno.EROFS, "read-only"), 1)]
