@@ -119,8 +119,8 @@ def fail_abandoned_runs(
     """Mark FAILED the parent runs of earlier nights left RUNNING by a killed process, and their nested runs.
 
     A run is abandoned when its process (``stairways.host``/``stairways.pid`` tags) is gone from this host,
-    or, opened on another host or without those tags, when it started more than ``max_age_hours`` ago (no
-    night runs that long). A live night, here or elsewhere, is never touched. Returns ``(run id, reason)``
+    or when it started more than ``max_age_hours`` ago (no night runs that long; this also covers another
+    host's runs, runs without those tags, and a pid reused by a live process). A live night, here or elsewhere, is never touched. Returns ``(run id, reason)``
     per run marked; each also gets the tag ``stairways.abandoned`` with the reason.
     """
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -139,10 +139,11 @@ def fail_abandoned_runs(
             continue
         pid = tags.get(PID_TAG)
         age_hours = (now - run.info.start_time) / 3_600_000
-        if tags.get(HOST_TAG) == host and pid is not None and pid.isdigit():
-            if not _process_alive(int(pid)):
-                abandoned[run.info.run_id] = f"its process {pid} on {host} is gone (killed or crashed)"
+        here = tags.get(HOST_TAG) == host and pid is not None and pid.isdigit()
+        if here and not _process_alive(int(pid)):  # type: ignore[arg-type]
+            abandoned[run.info.run_id] = f"its process {pid} on {host} is gone (killed or crashed)"
         elif age_hours > max_age_hours:
+            # also here: a live process under a reused pid is not the night that opened the run
             abandoned[run.info.run_id] = (
                 f"RUNNING for {age_hours:.1f} h, longer than any night ({max_age_hours:g} h)"
             )
