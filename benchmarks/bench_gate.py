@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from stairways import pipeline  # noqa: E402
-from stairways.assessment import REPLAY_SCENARIO, assess, build_scenarios, judge  # noqa: E402
+from stairways.assessment import REPLAY_SCENARIO, ChampionInput, assess, build_scenarios, judge  # noqa: E402
 from stairways.config import RetrainConfig  # noqa: E402
 from training.cycles import run_cycles  # noqa: E402
 
@@ -80,7 +80,7 @@ def night(mode: str, seed: int, *, kickstart: bool = True) -> dict[str, Any]:
         scenarios = build_scenarios(data, signal, config, bar_minutes=prepared.bar_minutes)
         assessment = assess(
             outcome.best_checkpoint,
-            None,
+            ChampionInput(None),
             scenarios,
             config,
             bar_minutes=prepared.bar_minutes,

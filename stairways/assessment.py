@@ -35,6 +35,7 @@ from validation.metrics import (
     plot_equity_curves,
 )
 from validation.scenarios import Scenario, held_out_scenarios, stress_scenarios
+from validation.splits import sharpe_ratio
 
 __all__ = [
     "BASELINES",
@@ -151,7 +152,7 @@ def _evaluate(
 
 def assess(
     candidate_checkpoint: Path,
-    champion: ChampionInput | Path | None,
+    champion: ChampionInput,
     scenarios: Mapping[str, Scenario],
     config: RetrainConfig,
     *,
@@ -161,8 +162,6 @@ def assess(
     """Evaluate candidate, champion and baselines on every scenario (same episodes, deterministic actions)."""
     reference = next(scenario.episodes[0] for scenario in scenarios.values() if not scenario.empty)
     candidate = load_checkpoint(candidate_checkpoint, market=reference)
-    if not isinstance(champion, ChampionInput):
-        champion = ChampionInput(champion, reason="champion checkpoint given directly")
     champion_policy, champion_note, champion_problem = _champion(champion, reference)
     policies: dict[str, tuple[Policy, LoadedPolicy | None]] = {CANDIDATE: (candidate, candidate)}
     if champion_policy is not None:
@@ -210,15 +209,11 @@ def assess(
 
 
 def session_sharpe(returns: Sequence[float]) -> float:
-    """Per-session Sharpe ratio (mean over sample standard deviation); NaN with fewer than two sessions."""
+    """Per-session Sharpe ratio (:func:`validation.splits.sharpe_ratio`); NaN with fewer than two sessions."""
     values = np.asarray(returns, dtype=np.float64)
     if values.size < 2:
         return math.nan
-    std = float(values.std(ddof=1))
-    if std == 0.0:
-        mean = float(values.mean())
-        return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
-    return float(values.mean()) / std
+    return float(sharpe_ratio(values[:, None])[0])
 
 
 def judge(

@@ -46,6 +46,7 @@ from mlflow.tracking import MlflowClient
 from stairways.errors import GateRejected, RegistryError, ReplayMismatch
 
 __all__ = [
+    "ABSENT_CODES",
     "LOCK_ENV",
     "VERIFIED_STATES",
     "STATE_TAG",
@@ -69,7 +70,8 @@ _CHAMPION = "champion"
 _PREVIOUS = "previous-champion"
 _PROMOTED_FROM = "promoted_from"
 _VERDICT = "gate.verdict"
-_ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
+ABSENT_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"})
+"""MLflow error codes that mean "no such registered model, version or alias"."""
 _MAX_TEXT = 4000
 _POLL_SECONDS = 0.05
 
@@ -97,7 +99,7 @@ def alias_version(client: MlflowClient, model_name: str, alias: str) -> ModelVer
     try:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException as error:
-        if error.error_code in _ABSENT:
+        if error.error_code in ABSENT_CODES:
             return None
         raise
 
@@ -112,7 +114,7 @@ def model_version(client: MlflowClient, model_name: str, version: str) -> ModelV
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as error:
-        if error.error_code in _ABSENT:
+        if error.error_code in ABSENT_CODES:
             msg = f"registered model '{model_name}' has no version {version!r}"
             raise RegistryError(msg) from error
         raise
@@ -229,7 +231,7 @@ def recover_interrupted(client: MlflowClient, model_name: str) -> list[str]:
     try:
         versions = client.search_model_versions(f"name='{model_name}'")
     except MlflowException as error:
-        if error.error_code in _ABSENT:
+        if error.error_code in ABSENT_CODES:
             return []
         raise
     champion = _alias(client, model_name, _CHAMPION)

@@ -62,6 +62,7 @@ from mlflow.types import Schema, TensorSpec
 from envs.trading import ACTION_MEANINGS
 from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
 from stairways.promotion import (
+    ABSENT_CODES,
     STATE_TAG,
     VERIFIED_STATES,
     alias_version,
@@ -126,7 +127,6 @@ MODEL_CODE_FILE = Path(__file__).with_name("agent_model.py")
 """The models-from-code file that defines the pyfunc of every version."""
 """MLflow experiment holding one run per manual registry event (rollbacks)."""
 _MAX_REASON = 4000
-_ABSENT = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"}
 _REQUIREMENTS = ("mlflow", "stable-baselines3", "torch", "gymnasium", "numpy", "pydantic", "cloudpickle")
 
 
@@ -320,7 +320,7 @@ def _ensure_registered_model(client: MlflowClient, model_name: str) -> None:
     try:
         client.get_registered_model(model_name)
     except MlflowException as error:
-        if error.error_code not in _ABSENT:
+        if error.error_code not in ABSENT_CODES:
             raise
         try:
             client.create_registered_model(

@@ -7,9 +7,9 @@ request without credentials (what a DNS-rebinding page in a browser sends, whate
 """
 
 import base64
+import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from stairways.serve import free_port
+
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _status(url: str, *, method: str = "GET", auth: str | None = None, host: str | None = None) -> int:
@@ -57,6 +53,22 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 1
     pytest.fail(f"{url} did not become healthy")
 
 
+@contextlib.contextmanager
+def _served(
+    command: list[str], *, folder: Path, environment: dict[str, str], health: str, log: str
+) -> Iterator[None]:
+    """Run a server in its own session until the block ends; wait until ``health`` answers 200."""
+    process = subprocess.Popen(
+        command, cwd=folder, env=environment, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=(folder / log).open("wb"),
+    )  # fmt: skip
+    try:
+        _wait_healthy(health, process)
+        yield
+    finally:
+        _stop(process)
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
@@ -72,7 +84,7 @@ def mlflow_with_auth(tmp_path: Path) -> Iterator[str]:
     shipped = (REPO / "configs" / "mlflow-basic-auth.ini").read_text()
     config = tmp_path / "auth.ini"
     config.write_text(shipped.replace("sqlite:////mlauth/basic_auth.db", f"sqlite:///{tmp_path / 'auth.db'}"))
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "MLFLOW_AUTH_CONFIG_PATH": str(config),
@@ -87,20 +99,16 @@ def mlflow_with_auth(tmp_path: Path) -> Iterator[str]:
         "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
         "--artifacts-destination", str(tmp_path / "artifacts"),
     ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=tmp_path, env=environment, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "mlflow.log").open("wb"),
-    )  # fmt: skip
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/health", process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(process)
+    address = f"http://127.0.0.1:{port}"
+    with _served(
+        command, folder=tmp_path, environment=environment, health=f"{address}/health", log="mlflow.log"
+    ):
+        yield address
 
 
 @pytest.fixture
 def prefect_with_auth(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect"),
@@ -109,16 +117,12 @@ def prefect_with_auth(tmp_path: Path) -> Iterator[str]:
         "PREFECT_UI_ENABLED": "false",
     }
     environment.pop("PREFECT_API_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path, env=environment, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prefect.log").open("wb"),
-    )  # fmt: skip
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/api/health", process)
-        yield f"http://127.0.0.1:{port}/api"
-    finally:
-        _stop(process)
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    api = f"http://127.0.0.1:{port}/api"
+    with _served(
+        command, folder=tmp_path, environment=environment, health=f"{api}/health", log="prefect.log"
+    ):
+        yield api
 
 
 def test_mlflow_asks_for_the_admin_credentials(mlflow_with_auth: str) -> None:
