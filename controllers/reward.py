@@ -1,43 +1,62 @@
-"""Adaptive reward controller: hold bonus and ticket cost regulated so the agent's hold rate tracks a target.
+"""Adaptive reward controller: hold bonus and ticket cost regulated so the *deployed* agent trades at a target.
 
-PPO agents on the two-ticker task tend to collapse into holding almost every step. The env adds a hold bonus
-to the reward of a step where both tickers' actions were hold and charges a ticket cost per trade; this
-controller sets both sizes every step so that the hold rate follows a target hold rate.
+PPO agents on the two-ticker task collapse into holding, or churn. The env adds a hold bonus to the reward of
+every step on which the agent sends no order and charges a ticket cost per order; this controller sets both
+sizes so that the greedy policy, the one that is deployed, trades a target number of times per session.
 
-Signals (all plain Python floats, updated once per env step by :meth:`AdaptiveRewardController.update`):
+**What is regulated.** The controlled variable is the greedy policy's **trades per day**: the orders its
+argmax actions send per session (the gate's ``trades_per_day`` and the figure a desk watches). A step is
+**idle** (a "hold" in the reward's sense) when its action sends no order: ``hold/hold``, but also ``buy``
+while already long or ``sell`` while already short. The share of ``hold/hold`` actions is reported too, but
+not regulated: a policy that says ``buy`` every minute while long holds its position and places no order,
+so that share says little about trading. Exploration makes the *sampled* actions trade far more than the
+greedy ones (a uniform policy over the nine actions sends an order on most steps), so the sampled rate is
+recorded beside the greedy one and never fed back.
 
-* **Hold rate** ``h``: an exponential moving average of the per-step hold indicator (1.0 when both tickers
-  held, else 0.0) with span ``hold_rate_span`` (default 200 steps), i.e. smoothing factor
-  ``alpha = 2 / (span + 1)``: ``h <- h + alpha * (held - h)``. It starts at the base target, so a fresh
-  controller begins neutral (zero error, outputs equal to the bases).
-* **Target** ``target = clip(target_hold_rate + regime_sensitivity * regime_score, *target_bounds)``:
-  it moves with the market regime score (see :mod:`controllers.regime`; a positive score means turbulent or
-  incoherent markets, where holding more is appropriate) and never leaves ``target_bounds``.
-* **Error** ``e = h - target``: positive means the agent holds too much, negative means it over-trades.
-* **Fast lane** (proportional, every step): ``bonus_gain * e`` and ``cost_gain * e``.
-* **Slow lane** (integral, every ``slow_interval`` steps):
-  ``slow <- clip(slow + slow_gain * m, -slow_clamp, slow_clamp)`` where ``m`` is the mean of the raw per-step
-  error ``held_t - target_t`` over the steps of the interval (the interval's hold fraction minus its mean
-  target). It integrates the raw indicator, not the smoothed rate, so a reversal of behaviour shows in the
-  very next slow update. Anti-wind-up: the integrator state itself is
-  clamped to ``[-slow_clamp, slow_clamp]`` (no hidden accumulator beyond the clamp), so after saturation a
-  reversed error unwinds it on the next slow update; and integration is conditional: an increment that would
-  push further in a direction where both outputs already sit at their zero floor is skipped.
+**Measurements** (:class:`BehaviourMeasurement`) reach the controller once per PPO rollout
+(:meth:`AdaptiveRewardController.observe`, from :class:`training.ppo.TrainingMonitor`, which replays the
+greedy policy over the rollout's bars) and once per training cycle from the selection window
+(:meth:`AdaptiveRewardController.adjust_target`). Per env step the env only reads ``hold_bonus`` and
+``ticket_cost``: no control arithmetic runs per step.
+
+
+**Target** ``target = clip(target_trades_per_day - regime_sensitivity * regime, *trades_per_day_bounds)``,
+``regime`` the mean regime score of the rollout's decision bars (:mod:`controllers.regime`: a positive
+score is a turbulent or incoherent market, where fewer trades are wanted; a negative one a calm trend, where
+more are). The bounds lie inside the gate's trades-per-day band (checked by ``RetrainConfig``). The
+**setpoint** the rollouts are steered to is ``max(1, target * target_scale)``: the scale is the outer loop
+below.
+
+**Error** ``e = clip((setpoint - tpd) / setpoint, -1, 1)`` with ``tpd`` an EWM over rollouts (span
+``trades_span``) of the greedy trades per day: positive means the agent trades too little (holds too much),
+negative that it churns; ``e = 1`` is a policy that never trades.
+
+* **Fast lane** (proportional, every rollout): ``bonus_gain * e`` and ``cost_gain * e``.
+* **Slow lane** (integral, every ``slow_interval`` rollouts):
+  ``slow <- clip(slow + slow_gain * e, -slow_clamp, slow_clamp)``. Anti-wind-up: the integrator state
+  itself is clamped (no hidden accumulator beyond the clamp, so a reversed error unwinds it at the next
+  update), and integration is conditional: an increment that would push further in a direction where both
+  outputs already sit at their zero floor is skipped.
 * **Outputs**::
 
       hold_bonus  = base_hold_bonus  * max(0, 1 - bonus_gain * e - slow)
       ticket_cost = base_ticket_cost * max(0, 1 - cost_gain  * e - slow)
 
-  Holding too much (``e > 0``, and ``slow > 0`` once it persists) lowers both the bonus for holding and the
-  cost of a trade, pushing the agent toward trading; over-trading (``e < 0``) raises the ticket cost (and the
-  hold bonus) above their bases. Both outputs are finite and non-negative: ``e`` lies in ``[-1, 1]`` and
-  ``slow`` in ``[-slow_clamp, slow_clamp]``, so each is at most ``base * (1 + gain + slow_clamp)``. (The code
-  evaluates the same expression as ``intercept - slope * e`` with ``intercept = base * (1 - slow)`` refreshed
-  by the slow lane and ``slope = base * gain``, to keep the per-step cost to a few float operations.)
+  Trading too little (``e > 0``) lowers the bonus for idling and the cost of a trade; churning raises both
+  above their bases. Each output lies in ``[0, base * (1 + gain + slow_clamp)]``.
+* **Outer loop** (between cycles, :meth:`adjust_target`): the rollouts measure the greedy policy on
+  training sessions, which it has fitted; the deployed behaviour is what it does on sessions it has not seen
+  (measured here it traded about half as much out of sample as in sample). After each cycle the greedy
+  trades per day on the selection window rescale the setpoint:
+  ``scale <- clip(scale * (target_selection / tpd_selection) ** cycle_gain, 1 / max_target_scale,
+  max_target_scale)``, so a policy that trades less out of sample than in sample is steered to trade more in
+  training. The selection window is the one that picks the cycle; the test window is never read.
 
-Episodes: nothing is per-episode. The hold rate, both lanes and the slow interval's partial sums persist
-across episodes (and, through :meth:`~AdaptiveRewardController.state_dict`, across warm-started training
-cycles); :meth:`~AdaptiveRewardController.reset_episode` only counts episodes for the trajectory log.
+Nothing is per-episode: the measurements, both lanes and the scale persist across episodes and, through
+:meth:`~AdaptiveRewardController.state_dict`, across warm-started cycles and nights.
+
+With ``enabled: false`` the env gets no controller and the reward is the PnL alone (the benchmark's
+"controller off" arm).
 """
 
 import json
@@ -48,263 +67,372 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 __all__ = [
     "AdaptiveRewardController",
+    "BehaviourMeasurement",
     "ControllerSnapshot",
     "ControllerTrajectory",
+    "LEGACY_CONTROLLER_KEYS",
     "RewardControllerConfig",
     "plot_trajectory",
 ]
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+LEGACY_CONTROLLER_KEYS: frozenset[str] = frozenset({"target_hold_rate", "target_bounds", "hold_rate_span"})
+"""Settings of the first controller design (it regulated the sampled hold-action rate). A checkpoint written
+by it still loads (they are dropped, see :class:`RewardControllerConfig`); a config that sets them is refused."""
 
 
 class RewardControllerConfig(BaseModel):
-    """Settings of the dual-lane adaptive reward controller (defaults from the issue)."""
+    """Settings of the dual-lane adaptive reward controller; see the module docstring for the rules."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    target_hold_rate: float = Field(
-        0.55, gt=0.0, lt=1.0, description="Base target hold rate, before the regime score moves it."
+    enabled: bool = Field(
+        True, description="Shape the reward at all; false trains on the PnL alone (no hold bonus, no ticket cost)."
     )
-    bonus_gain: float = Field(
-        0.4, ge=0.0, description="Fast-lane proportional gain on the hold-rate error for the hold bonus."
+    target_trades_per_day: float = Field(
+        18.0,
+        gt=0.0,
+        description=(
+            "Greedy orders per session the controller steers to at a regime score of 0 (the reference plan's "
+            "15-20)."
+        ),
     )
-    cost_gain: float = Field(
-        0.4, ge=0.0, description="Fast-lane proportional gain on the hold-rate error for the ticket cost."
-    )
-    base_hold_bonus: float = Field(
-        0.01, ge=0.0, description="Hold bonus at zero error and zero slow adjustment (reward units per step)."
-    )
-    base_ticket_cost: float = Field(
-        0.50, ge=0.0, description="Ticket cost at zero error and zero slow adjustment (reward per trade)."
-    )
-    slow_interval: int = Field(25, ge=1, description="Steps between slow-lane (integral) updates.")
-    slow_gain: float = Field(
-        0.05,
+    regime_sensitivity: float = Field(
+        6.0,
         ge=0.0,
         description=(
-            "Integral gain: each slow update adds slow_gain times the interval's mean error (hold fraction "
-            "minus mean target). At the default 0.05 an all-hold agent at target 0.55 saturates the lane in "
-            "23 updates "
-            "(575 steps)."
+            "Trades per day removed from the target per unit of regime score: target = target_trades_per_day "
+            "- regime_sensitivity * score, clipped to trades_per_day_bounds (turbulent markets: fewer trades)."
         ),
+    )
+    trades_per_day_bounds: tuple[float, float] = Field(
+        (10.0, 24.0),
+        description="Inclusive bounds (low, high) of the regime-moved target; inside the gate's trades/day band.",
+    )
+    bonus_gain: float = Field(1.0, ge=0.0, description="Fast-lane gain on the relative trades error (hold bonus).")
+    cost_gain: float = Field(1.0, ge=0.0, description="Fast-lane gain on the relative trades error (ticket cost).")
+    base_hold_bonus: float = Field(
+        0.01, ge=0.0, description="Hold bonus per idle step at zero error and zero slow adjustment (reward units)."
+    )
+    base_ticket_cost: float = Field(
+        1.0, ge=0.0, description="Ticket cost at zero error and zero slow adjustment (times the env's scale)."
+    )
+    probe_sessions: int = Field(
+        6,
+        ge=1,
+        description="Training sessions the greedy policy trades after each rollout to measure its trades per "
+        "day (in turn through the training window; about 5% of the training time at the defaults).",
+    )
+    trades_span: int = Field(
+        3, ge=1, description="Span in rollouts of the EWM of the greedy trades per day (smoothing 2 / (span + 1))."
+    )
+    slow_interval: int = Field(1, ge=1, description="Rollouts between slow-lane (integral) updates.")
+    slow_gain: float = Field(
+        0.1,
+        ge=0.0,
+        description="Integral gain: each slow update adds slow_gain times the relative error (an idle agent "
+        "saturates the lane in 5 updates).",
     )
     slow_clamp: float = Field(
         0.5, gt=0.0, description="The slow adjustment is clamped to [-slow_clamp, slow_clamp] (anti-wind-up)."
     )
-    hold_rate_span: int = Field(
-        200, ge=1, description="Span of the hold-rate EWM in steps: smoothing factor 2 / (span + 1)."
+    cycle_gain: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Outer loop: after each cycle the setpoint scale is multiplied by (selection target / "
+        "selection greedy trades per day) ** cycle_gain; 0 switches the outer loop off, 1 corrects in one step.",
     )
-    regime_sensitivity: float = Field(
-        0.1, ge=0.0, description="Target = target_hold_rate + regime_sensitivity * regime score, clamped."
+    max_target_scale: float = Field(
+        3.0, ge=1.0, description="The setpoint scale is clamped to [1 / max_target_scale, max_target_scale]."
     )
-    target_bounds: tuple[float, float] = Field(
-        (0.40, 0.75), description="Inclusive bounds (low, high) of the regime-moved target hold rate."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_settings(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        legacy = sorted(LEGACY_CONTROLLER_KEYS & set(data))
+        if not legacy:
+            return data
+        if info.context and info.context.get("checkpoint"):
+            # A checkpoint of the first design: its hold-rate settings have no meaning here; the rest carries over.
+            return {key: value for key, value in data.items() if key not in LEGACY_CONTROLLER_KEYS}
+        msg = (
+            f"controller settings {legacy} belong to the earlier design, which regulated the sampled hold-action "
+            "rate; the controller now regulates the greedy policy's trades per day: set target_trades_per_day "
+            "and trades_per_day_bounds instead"
+        )
+        raise ValueError(msg)
 
     @model_validator(mode="after")
     def _bounds_are_consistent(self) -> "RewardControllerConfig":
-        low, high = self.target_bounds
-        if not (0.0 < low < high < 1.0):
-            msg = f"target_bounds must satisfy 0 < low < high < 1, got {self.target_bounds}"
+        low, high = self.trades_per_day_bounds
+        if not (0.0 < low < high):
+            msg = f"trades_per_day_bounds must satisfy 0 < low < high, got {self.trades_per_day_bounds}"
             raise ValueError(msg)
-        if not (low <= self.target_hold_rate <= high):
-            msg = f"target_hold_rate {self.target_hold_rate} lies outside target_bounds {self.target_bounds}"
+        if not (low <= self.target_trades_per_day <= high):
+            msg = (
+                f"target_trades_per_day {self.target_trades_per_day} lies outside trades_per_day_bounds "
+                f"{self.trades_per_day_bounds}"
+            )
             raise ValueError(msg)
         return self
 
 
 @dataclass(frozen=True, slots=True)
-class ControllerSnapshot:
-    """The controller's values after one step, for logging trajectories."""
+class BehaviourMeasurement:
+    """What a policy did, or would do, over ``steps`` decision steps.
+
+    ``orders`` the orders its actions send (a ``buy`` while long sends none), ``idle_steps`` the steps on
+    which it sends none, ``hold_actions`` the steps whose action is ``hold/hold``; ``decisions_per_session``
+    converts a rate per step into one per session (trading day).
+    """
 
     steps: int
-    episodes: int
-    hold_rate: float
-    target_hold_rate: float
-    hold_rate_error: float
+    orders: int
+    idle_steps: int
+    hold_actions: int
+    decisions_per_session: float
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            msg = f"a behaviour measurement needs at least one step, got {self.steps}"
+            raise ValueError(msg)
+        if not 0 <= self.idle_steps <= self.steps or not 0 <= self.hold_actions <= self.steps:
+            msg = f"idle steps and hold actions must lie in [0, {self.steps}], got {self.idle_steps}, {self.hold_actions}"
+            raise ValueError(msg)
+        if self.orders < 0 or not self.decisions_per_session > 0.0:
+            msg = f"orders must be >= 0 and decisions_per_session > 0, got {self.orders}, {self.decisions_per_session}"
+            raise ValueError(msg)
+
+    @property
+    def trades_per_day(self) -> float:
+        """Orders per session: orders per step times the decision steps of a session."""
+        return self.orders / self.steps * self.decisions_per_session
+
+    @property
+    def idle_rate(self) -> float:
+        """Share of steps with no order (the steps that earn the hold bonus)."""
+        return self.idle_steps / self.steps
+
+    @property
+    def hold_action_rate(self) -> float:
+        """Share of ``hold/hold`` actions (reported, not regulated)."""
+        return self.hold_actions / self.steps
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSnapshot:
+    """The controller after one rollout's update, for trajectories, plots and health."""
+
+    steps: int
+    rollouts: int
+    cycle: int
+    regime_score: float
+    target_trades_per_day: float
+    setpoint_trades_per_day: float
+    target_scale: float
+    greedy_trades_per_day: float
+    sampled_trades_per_day: float
+    greedy_idle_rate: float
+    greedy_hold_action_rate: float
+    sampled_hold_action_rate: float
+    smoothed_trades_per_day: float
+    error: float
     slow_adjustment: float
     hold_bonus: float
     ticket_cost: float
-    regime_score: float
 
 
 # Keys of ``state_dict`` and whether each holds an int (True) or a float (False).
 _STATE_KEYS: dict[str, bool] = {
     "version": True,
     "steps": True,
-    "episodes": True,
-    "interval_steps": True,
-    "interval_error_sum": False,
-    "hold_rate": False,
+    "rollouts": True,
+    "cycle": True,
+    "smoothed_trades_per_day": False,
     "slow_adjustment": False,
-    "target_hold_rate": False,
+    "target_scale": False,
+    "target_trades_per_day": False,
+    "setpoint_trades_per_day": False,
     "regime_score": False,
     "hold_bonus": False,
     "ticket_cost": False,
 }
+_NAN = float("nan")
 
 
 class AdaptiveRewardController:
-    """Dual-lane controller of the hold bonus and ticket cost; see the module docstring for the exact rules.
+    """Dual-lane controller of the hold bonus and ticket cost on the greedy policy's trades per day.
 
-    Call :meth:`update` once per env step, then read ``hold_bonus`` and ``ticket_cost``. The hot path is plain
-    float arithmetic on slot attributes: no numpy, no config lookups, no containers.
+    The env reads ``hold_bonus`` and ``ticket_cost`` every step; the training monitor
+    calls :meth:`observe` once per rollout with the greedy measurement; the cycle loop calls
+    :meth:`adjust_target` after each cycle. See the module docstring for the rules.
     """
 
     __slots__ = (
         "config",
         "hold_bonus",
         "ticket_cost",
-        "target_hold_rate",
-        "hold_rate",
         "slow_adjustment",
+        "target_scale",
+        "target_trades_per_day",
+        "setpoint_trades_per_day",
+        "smoothed_trades_per_day",
         "regime_score",
         "steps",
+        "rollouts",
+        "cycle",
         "episodes",
         "_alpha",
-        "_decay",
-        "_base_target",
-        "_sensitivity",
-        "_target_low",
-        "_target_high",
-        "_bonus_slope",
-        "_cost_slope",
-        "_bonus_intercept",
-        "_cost_intercept",
-        "_slow_interval",
-        "_slow_step_gain",
-        "_slow_clamp",
-        "_next_slow_step",
-        "_interval_error_sum",
     )
 
     def __init__(self, config: RewardControllerConfig = RewardControllerConfig()) -> None:
         self.config = config
-        self._alpha = 2.0 / (config.hold_rate_span + 1.0)
-        self._decay = 1.0 - self._alpha
-        self._base_target = float(config.target_hold_rate)
-        self._sensitivity = float(config.regime_sensitivity)
-        self._target_low = float(config.target_bounds[0])
-        self._target_high = float(config.target_bounds[1])
-        # base * (1 - gain * e - slow) == intercept - slope * e; the slow lane refreshes the intercepts.
-        self._bonus_slope = float(config.base_hold_bonus) * float(config.bonus_gain)
-        self._cost_slope = float(config.base_ticket_cost) * float(config.cost_gain)
-        self._slow_interval = int(config.slow_interval)
-        # slow_gain times the interval's mean error, folded into one multiplier of the interval's error sum.
-        self._slow_step_gain = float(config.slow_gain) / config.slow_interval
-        self._slow_clamp = float(config.slow_clamp)
+        self._alpha = 2.0 / (config.trades_span + 1.0)
         self._reset_state()
 
     def _reset_state(self) -> None:
-        self.hold_rate = self._base_target
-        self.target_hold_rate = self._base_target
-        self.regime_score = 0.0
         self.steps = 0
+        self.rollouts = 0
+        self.cycle = 0
         self.episodes = 0
-        self._next_slow_step = self._slow_interval
-        self._interval_error_sum = 0.0
-        self._set_slow_adjustment(0.0)
-        self.hold_bonus = self._bonus_intercept
-        self.ticket_cost = self._cost_intercept
+        self.slow_adjustment = 0.0
+        self.target_scale = 1.0
+        self.regime_score = 0.0
+        self.target_trades_per_day = self._target(0.0)
+        self.setpoint_trades_per_day = self.target_trades_per_day
+        self.smoothed_trades_per_day = _NAN
+        self.hold_bonus = float(self.config.base_hold_bonus)
+        self.ticket_cost = float(self.config.base_ticket_cost)
 
-    def _set_slow_adjustment(self, slow: float) -> None:
-        self.slow_adjustment = slow
-        self._bonus_intercept = self.config.base_hold_bonus * (1.0 - slow)
-        self._cost_intercept = self.config.base_ticket_cost * (1.0 - slow)
-
-    def update(self, held: bool, regime_score: float) -> None:
-        """Advance one env step: ``held`` is True when both tickers' actions were hold this step.
-
-        ``regime_score`` is the current market regime score (nominally in [-1, 1]; any finite value is
-        accepted because the target is clamped to ``target_bounds``). A NaN score raises ``ValueError``. Numpy
-        scalars are converted to Python floats (cheaper still: pass Python floats, e.g. from ``array.tolist()``).
-        """
-        regime_score = float(regime_score)
-        target = self._base_target + self._sensitivity * regime_score
-        if target < self._target_low:
-            target = self._target_low
-        elif target > self._target_high:
-            target = self._target_high
-        elif target != target:
-            msg = f"regime_score must not be NaN (step {self.steps})"
-            raise ValueError(msg)
-        if held:
-            rate = self.hold_rate * self._decay + self._alpha
-            self._interval_error_sum += 1.0 - target
-        else:
-            rate = self.hold_rate * self._decay
-            self._interval_error_sum -= target
-        self.hold_rate = rate
-        self.target_hold_rate = target
-        self.regime_score = regime_score
-        error = rate - target
-        steps = self.steps + 1
-        self.steps = steps
-        if steps == self._next_slow_step:
-            self._integrate(error)
-        bonus = self._bonus_intercept - self._bonus_slope * error
-        self.hold_bonus = bonus if bonus > 0.0 else 0.0
-        cost = self._cost_intercept - self._cost_slope * error
-        self.ticket_cost = cost if cost > 0.0 else 0.0
-
-    def _integrate(self, error: float) -> None:
-        """The slow lane's update at the end of an interval, with clamping and conditional integration."""
-        increment = self._slow_step_gain * self._interval_error_sum
-        self._interval_error_sum = 0.0
-        self._next_slow_step += self._slow_interval
-        if (
-            increment > 0.0
-            and self._bonus_intercept - self._bonus_slope * error <= 0.0
-            and self._cost_intercept - self._cost_slope * error <= 0.0
-        ):
-            # Both outputs already sit at their zero floor: integrating further would only wind up.
-            return
-        slow = self.slow_adjustment + increment
-        if slow > self._slow_clamp:
-            slow = self._slow_clamp
-        elif slow < -self._slow_clamp:
-            slow = -self._slow_clamp
-        self._set_slow_adjustment(slow)
-
-    @property
-    def hold_rate_error(self) -> float:
-        """Current hold-rate error: hold rate minus target (positive = holding too much)."""
-        return self.hold_rate - self.target_hold_rate
+    def _target(self, regime_score: float) -> float:
+        low, high = self.config.trades_per_day_bounds
+        target = self.config.target_trades_per_day - self.config.regime_sensitivity * regime_score
+        return min(high, max(low, target))
 
     def reset_episode(self) -> None:
-        """Mark an episode boundary: only the counter moves; the hold rate and both lanes persist."""
+        """Mark an episode boundary: only the counter moves."""
         self.episodes += 1
 
+    # ------------------------------------------------------------------------------------------------------
+    # Per rollout: the control step
+
+    def observe(
+        self,
+        greedy: BehaviourMeasurement,
+        *,
+        regime_score: float,
+        steps: int,
+        sampled_trades_per_day: float = _NAN,
+        sampled_hold_action_rate: float = _NAN,
+    ) -> ControllerSnapshot:
+        """One control step from the greedy policy's behaviour measured after a rollout.
+
+        ``regime_score``: the mean regime score of the measured decision bars (it moves the target);
+        ``steps``: the training steps so far (for the record). The sampled figures (what PPO's exploring
+        actions did in the rollout) are recorded, never fed back. Returns the snapshot.
+        """
+        if not math.isfinite(regime_score):
+            msg = f"regime_score must be finite, got {regime_score}"
+            raise ValueError(msg)
+        config = self.config
+        self.regime_score = float(regime_score)
+        self.steps = int(steps)
+        self.rollouts += 1
+        self.target_trades_per_day = self._target(self.regime_score)
+        self.setpoint_trades_per_day = max(1.0, self.target_trades_per_day * self.target_scale)
+        measured = greedy.trades_per_day
+        previous = self.smoothed_trades_per_day
+        smoothed = measured if previous != previous else previous + self._alpha * (measured - previous)
+        self.smoothed_trades_per_day = smoothed
+        setpoint = self.setpoint_trades_per_day
+        error = min(1.0, max(-1.0, (setpoint - smoothed) / setpoint))
+        if self.rollouts % config.slow_interval == 0:
+            self._integrate(error)
+        self._set_outputs(error)
+        return self._snapshot(
+            greedy, sampled_tpd=sampled_trades_per_day, sampled_holds=sampled_hold_action_rate, error=error
+        )
+
+    def _outputs(self, error: float, slow: float) -> tuple[float, float]:
+        config = self.config
+        bonus = config.base_hold_bonus * (1.0 - config.bonus_gain * error - slow)
+        cost = config.base_ticket_cost * (1.0 - config.cost_gain * error - slow)
+        return max(0.0, bonus), max(0.0, cost)
+
+    def _set_outputs(self, error: float) -> None:
+        self.hold_bonus, self.ticket_cost = self._outputs(error, self.slow_adjustment)
+
+    def _integrate(self, error: float) -> None:
+        """The slow lane's update, clamped, skipped when both outputs already sit at their zero floor."""
+        config = self.config
+        increment = config.slow_gain * error
+        if increment > 0.0 and self._outputs(error, self.slow_adjustment) == (0.0, 0.0):
+            return
+        self.slow_adjustment = min(config.slow_clamp, max(-config.slow_clamp, self.slow_adjustment + increment))
+
+    # ------------------------------------------------------------------------------------------------------
+    # Per cycle: the outer loop
+
+    def adjust_target(self, selection: BehaviourMeasurement, *, regime_score: float) -> float:
+        """Rescale the setpoint from the greedy behaviour on the selection window; return the new scale.
+
+        ``regime_score``: the mean regime score of the selection window's decision bars (its target). A
+        selection window without trades counts as half a trade per day (the ratio stays finite).
+        """
+        if not math.isfinite(regime_score):
+            msg = f"regime_score must be finite, got {regime_score}"
+            raise ValueError(msg)
+        config = self.config
+        ratio = self._target(regime_score) / max(0.5, selection.trades_per_day)
+        scale = self.target_scale * ratio**config.cycle_gain
+        self.target_scale = min(config.max_target_scale, max(1.0 / config.max_target_scale, scale))
+        self.cycle += 1
+        return self.target_scale
+
+    # ------------------------------------------------------------------------------------------------------
+    # State
+
     def reset(self) -> None:
-        """Return to the freshly constructed state (hold rate at the base target, lanes at zero)."""
+        """Return to the freshly constructed state (lanes at zero, scale 1, no measurement)."""
         self._reset_state()
 
-    def state_dict(self) -> dict[str, float | int]:
-        """The full controller state as a JSON-serializable flat dict (saved with each checkpoint)."""
+    def state_dict(self) -> dict[str, float | int | None]:
+        """The full controller state as a JSON-serializable flat dict (saved with each checkpoint).
+
+        A smoothed rate that does not exist yet (no rollout observed) is stored as None.
+        """
+        smoothed = self.smoothed_trades_per_day
         return {
             "version": _STATE_VERSION,
             "steps": self.steps,
-            "episodes": self.episodes,
-            "interval_steps": self._slow_interval - (self._next_slow_step - self.steps),
-            "interval_error_sum": self._interval_error_sum,
-            "hold_rate": self.hold_rate,
+            "rollouts": self.rollouts,
+            "cycle": self.cycle,
+            "smoothed_trades_per_day": None if smoothed != smoothed else smoothed,
             "slow_adjustment": self.slow_adjustment,
-            "target_hold_rate": self.target_hold_rate,
+            "target_scale": self.target_scale,
+            "target_trades_per_day": self.target_trades_per_day,
+            "setpoint_trades_per_day": self.setpoint_trades_per_day,
             "regime_score": self.regime_score,
             "hold_bonus": self.hold_bonus,
             "ticket_cost": self.ticket_cost,
         }
 
-    def load_state_dict(self, state: Mapping[str, float | int]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` (warm start); raises ``ValueError`` naming what is wrong.
 
-        The state must come from a controller with a compatible config: its slow adjustment within the clamp,
-        its position in the slow interval below the interval, its target within the bounds.
+        A version-1 state (the earlier design, which regulated the sampled hold-action rate) is migrated: its
+        slow adjustment and step count carry over, every measurement starts afresh. The state must fit this
+        controller's config: slow adjustment within the clamp, scale within its bounds, outputs non-negative.
         """
+        if state.get("version") == 1:
+            state = _migrate_version_1(state, self)
         missing = sorted(set(_STATE_KEYS) - set(state))
         unexpected = sorted(set(state) - set(_STATE_KEYS))
         if missing or unexpected:
@@ -313,6 +441,9 @@ class AdaptiveRewardController:
         values: dict[str, Any] = {}
         for key, is_int in _STATE_KEYS.items():
             value = state[key]
+            if key == "smoothed_trades_per_day" and value is None:
+                values[key] = _NAN
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 msg = f"controller state {key!r} must be a number, got {value!r}"
                 raise ValueError(msg)
@@ -326,114 +457,127 @@ class AdaptiveRewardController:
                     msg = f"controller state {key!r} must be finite, got {value!r}"
                     raise ValueError(msg)
                 values[key] = float(value)
+        config = self.config
         problems = []
         if values["version"] != _STATE_VERSION:
             problems.append(f"version {values['version']} (expected {_STATE_VERSION})")
-        if values["interval_steps"] >= self._slow_interval:
-            interval_steps = values["interval_steps"]
-            problems.append(f"interval_steps {interval_steps} >= slow_interval {self._slow_interval}")
-        if values["interval_steps"] > values["steps"]:
-            problems.append(f"interval_steps {values['interval_steps']} > steps {values['steps']}")
-        if abs(values["slow_adjustment"]) > self._slow_clamp:
-            slow = values["slow_adjustment"]
-            problems.append(f"slow_adjustment {slow} beyond slow_clamp {self._slow_clamp}")
-        if not 0.0 <= values["hold_rate"] <= 1.0:
-            problems.append(f"hold_rate {values['hold_rate']} outside [0, 1]")
-        if not self._target_low <= values["target_hold_rate"] <= self._target_high:
-            problems.append(
-                f"target_hold_rate {values['target_hold_rate']} outside target_bounds "
-                f"({self._target_low}, {self._target_high})"
-            )
+        if abs(values["slow_adjustment"]) > config.slow_clamp:
+            problems.append(f"slow_adjustment {values['slow_adjustment']} beyond slow_clamp {config.slow_clamp}")
+        bound = config.max_target_scale
+        if not 1.0 / bound - 1e-12 <= values["target_scale"] <= bound + 1e-12:
+            problems.append(f"target_scale {values['target_scale']} outside [1/{bound}, {bound}]")
+        if values["setpoint_trades_per_day"] <= 0.0:
+            problems.append(f"setpoint_trades_per_day {values['setpoint_trades_per_day']} <= 0")
         if values["hold_bonus"] < 0.0 or values["ticket_cost"] < 0.0:
             problems.append("negative hold_bonus or ticket_cost")
         if problems:
             msg = "controller state does not fit this controller's config: " + "; ".join(problems)
             raise ValueError(msg)
         self.steps = values["steps"]
-        self.episodes = values["episodes"]
-        self._next_slow_step = values["steps"] - values["interval_steps"] + self._slow_interval
-        self._interval_error_sum = values["interval_error_sum"]
-        self.hold_rate = values["hold_rate"]
-        self._set_slow_adjustment(values["slow_adjustment"])
-        self.target_hold_rate = values["target_hold_rate"]
+        self.rollouts = values["rollouts"]
+        self.cycle = values["cycle"]
+        self.smoothed_trades_per_day = values["smoothed_trades_per_day"]
+        self.slow_adjustment = values["slow_adjustment"]
+        self.target_scale = values["target_scale"]
         self.regime_score = values["regime_score"]
+        # The current target and outputs as saved; the next observation recomputes them under this config.
+        self.target_trades_per_day = values["target_trades_per_day"]
+        self.setpoint_trades_per_day = values["setpoint_trades_per_day"]
         self.hold_bonus = values["hold_bonus"]
         self.ticket_cost = values["ticket_cost"]
 
-    def snapshot(self) -> ControllerSnapshot:
-        """A frozen record of the current values."""
+    def _snapshot(
+        self, greedy: BehaviourMeasurement, *, sampled_tpd: float, sampled_holds: float, error: float
+    ) -> ControllerSnapshot:
         return ControllerSnapshot(
             steps=self.steps,
-            episodes=self.episodes,
-            hold_rate=self.hold_rate,
-            target_hold_rate=self.target_hold_rate,
-            hold_rate_error=self.hold_rate - self.target_hold_rate,
+            rollouts=self.rollouts,
+            cycle=self.cycle,
+            regime_score=self.regime_score,
+            target_trades_per_day=self.target_trades_per_day,
+            setpoint_trades_per_day=self.setpoint_trades_per_day,
+            target_scale=self.target_scale,
+            greedy_trades_per_day=greedy.trades_per_day,
+            sampled_trades_per_day=sampled_tpd,
+            greedy_idle_rate=greedy.idle_rate,
+            greedy_hold_action_rate=greedy.hold_action_rate,
+            sampled_hold_action_rate=sampled_holds,
+            smoothed_trades_per_day=self.smoothed_trades_per_day,
+            error=error,
             slow_adjustment=self.slow_adjustment,
             hold_bonus=self.hold_bonus,
             ticket_cost=self.ticket_cost,
-            regime_score=self.regime_score,
         )
 
     def __repr__(self) -> str:
         return (
-            f"AdaptiveRewardController(steps={self.steps}, hold_rate={self.hold_rate:.4f}, "
-            f"target={self.target_hold_rate:.4f}, slow={self.slow_adjustment:+.4f}, "
-            f"hold_bonus={self.hold_bonus:.6g}, ticket_cost={self.ticket_cost:.6g})"
+            f"AdaptiveRewardController(rollouts={self.rollouts}, tpd={self.smoothed_trades_per_day:.2f}, "
+            f"setpoint={self.setpoint_trades_per_day:.2f}, slow={self.slow_adjustment:+.4f}, "
+            f"scale={self.target_scale:.3f}, hold_bonus={self.hold_bonus:.6g}, ticket_cost={self.ticket_cost:.6g})"
         )
 
 
+def _migrate_version_1(state: Mapping[str, Any], controller: AdaptiveRewardController) -> dict[str, Any]:
+    """A version-2 state from a version-1 one: the slow lane and step count carry over, nothing measured."""
+    slow = state.get("slow_adjustment", 0.0)
+    steps = state.get("steps", 0)
+    clamp = controller.config.slow_clamp
+    return {
+        "version": _STATE_VERSION,
+        "steps": steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else 0,
+        "rollouts": 0,
+        "cycle": 0,
+        "smoothed_trades_per_day": None,
+        "slow_adjustment": min(clamp, max(-clamp, float(slow))) if isinstance(slow, int | float) else 0.0,
+        "target_scale": 1.0,
+        "target_trades_per_day": controller.config.target_trades_per_day,
+        "setpoint_trades_per_day": controller.config.target_trades_per_day,
+        "regime_score": 0.0,
+        "hold_bonus": controller.config.base_hold_bonus,
+        "ticket_cost": controller.config.base_ticket_cost,
+    }
+
+
 _SNAPSHOT_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(ControllerSnapshot))
-_INT_FIELDS = frozenset({"steps", "episodes"})
+_INT_FIELDS = frozenset({"steps", "rollouts", "cycle"})
 
 
 class ControllerTrajectory:
-    """Snapshots of a controller taken every ``every`` steps, kept as plain Python lists of numbers.
+    """The controller's snapshots, one per rollout, kept as plain Python lists of numbers."""
 
-    Call :meth:`observe` after each :meth:`AdaptiveRewardController.update` (it records on every
-    ``every``-th call), or :meth:`record` / :meth:`append` to record unconditionally.
-    """
+    __slots__ = ("_columns",)
 
-    __slots__ = ("every", "_countdown", "_columns")
-
-    def __init__(self, *, every: int = 100) -> None:
-        if every < 1:
-            msg = f"every must be >= 1, got {every}"
-            raise ValueError(msg)
-        self.every = every
-        self._countdown = every
-        self._columns: dict[str, list[float] | list[int]] = {name: [] for name in _SNAPSHOT_FIELDS}
+    def __init__(self) -> None:
+        self._columns: dict[str, list[Any]] = {name: [] for name in _SNAPSHOT_FIELDS}
 
     def __len__(self) -> int:
         return len(self._columns["steps"])
 
-    def observe(self, controller: AdaptiveRewardController) -> None:
-        """Count one step; record the controller's values on every ``every``-th call."""
-        self._countdown -= 1
-        if self._countdown == 0:
-            self._countdown = self.every
-            self.record(controller)
-
-    def record(self, controller: AdaptiveRewardController) -> None:
-        """Record the controller's current values now."""
-        self.append(controller.snapshot())
-
     def append(self, snapshot: ControllerSnapshot) -> None:
-        """Record a snapshot taken elsewhere (for example one sent back from a subprocess env)."""
+        """Record one snapshot."""
         for name in _SNAPSHOT_FIELDS:
             self._columns[name].append(getattr(snapshot, name))
 
     def to_frame(self) -> pl.DataFrame:
-        """One row per record; ``steps`` and ``episodes`` as Int64, every other column Float64."""
+        """One row per rollout; ``steps``, ``rollouts`` and ``cycle`` as Int64, every other column Float64."""
         schema = {name: (pl.Int64 if name in _INT_FIELDS else pl.Float64) for name in _SNAPSHOT_FIELDS}
-        return pl.DataFrame(self._columns, schema=schema)
+        return pl.DataFrame(self._columns, schema=schema).fill_nan(None)
 
     def to_json(self) -> str:
-        """The records as a JSON object of column lists (for an MLflow artifact or a checkpoint)."""
-        return json.dumps(self._columns)
+        """The records as a JSON object of column lists (NaN as null)."""
+        return json.dumps(
+            {name: [None if value != value else value for value in values] for name, values in self._columns.items()}
+        )
 
 
-def plot_trajectory(trajectory: ControllerTrajectory | pl.DataFrame, path: Path) -> Path:
-    """Write a PNG of the trajectory: hold rate vs target, hold bonus, ticket cost, slow lane, regime score.
+def empty_trajectory() -> pl.DataFrame:
+    """The trajectory frame with no rows (its schema)."""
+    return ControllerTrajectory().to_frame()
+
+
+def plot_trajectory(trajectory: ControllerTrajectory | pl.DataFrame, path: Path, *, title: str = "") -> Path:
+    """Write a PNG: greedy vs sampled trades/day against the target, idle shares, bonus and cost, slow lane,
+    setpoint scale and regime score, per rollout.
 
     Uses a standalone ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot global state). Returns
     ``path``; raises ``ValueError`` for an empty trajectory.
@@ -443,31 +587,50 @@ def plot_trajectory(trajectory: ControllerTrajectory | pl.DataFrame, path: Path)
 
     frame = trajectory.to_frame() if isinstance(trajectory, ControllerTrajectory) else trajectory
     if frame.height == 0:
-        msg = "cannot plot an empty controller trajectory: record at least one snapshot"
+        msg = "cannot plot an empty controller trajectory: record at least one rollout"
         raise ValueError(msg)
+
+    def column(name: str) -> Any:
+        return frame[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+
     steps = frame["steps"].to_numpy()
-    figure = Figure(figsize=(10, 11), layout="constrained")
+    figure = Figure(figsize=(10, 12), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(5, 1, sharex=True)
-    axes[0].plot(steps, frame["hold_rate"].to_numpy(), label="hold rate (EWM)")
-    axes[0].plot(steps, frame["target_hold_rate"].to_numpy(), label="target", linestyle="--")
-    axes[0].set_ylabel("hold rate")
-    axes[0].set_ylim(0.0, 1.0)
-    axes[0].legend(loc="upper right")
-    panels = (
-        ("hold_bonus", "hold bonus"),
-        ("ticket_cost", "ticket cost"),
-        ("slow_adjustment", "slow lane"),
-        ("regime_score", "regime score"),
-    )
-    for axis, (column, label) in zip(axes[1:], panels, strict=True):
-        axis.plot(steps, frame[column].to_numpy())
-        axis.set_ylabel(label)
+    axes[0].plot(steps, column("greedy_trades_per_day"), marker="o", label="greedy (deployed)")
+    axes[0].plot(steps, column("sampled_trades_per_day"), alpha=0.6, label="sampled (exploring)")
+    axes[0].plot(steps, column("target_trades_per_day"), linestyle="--", color="black", label="target")
+    axes[0].plot(steps, column("setpoint_trades_per_day"), linestyle=":", color="gray", label="setpoint")
+    axes[0].set_ylabel("trades / day")
+    axes[0].set_yscale("symlog", linthresh=10.0)
+    axes[0].legend(loc="upper right", fontsize="small")
+    axes[1].plot(steps, column("greedy_idle_rate"), marker="o", label="greedy idle share")
+    axes[1].plot(steps, column("greedy_hold_action_rate"), label="greedy hold/hold share")
+    axes[1].plot(steps, column("sampled_hold_action_rate"), alpha=0.6, label="sampled hold/hold share")
+    axes[1].set_ylim(0.0, 1.02)
+    axes[1].set_ylabel("share of steps")
+    axes[1].legend(loc="lower right", fontsize="small")
+    bonus_axis = axes[2]
+    bonus_axis.plot(steps, column("hold_bonus"), color="tab:green", label="hold bonus")
+    bonus_axis.set_ylabel("hold bonus")
+    cost_axis = bonus_axis.twinx()
+    cost_axis.plot(steps, column("ticket_cost"), color="tab:red", label="ticket cost")
+    cost_axis.set_ylabel("ticket cost")
+    axes[3].plot(steps, column("slow_adjustment"), label="slow lane")
+    axes[3].plot(steps, column("error"), alpha=0.6, label="relative error")
+    axes[3].set_ylim(-1.05, 1.05)
+    axes[3].legend(loc="upper right", fontsize="small")
+    axes[3].set_ylabel("lanes")
+    axes[4].plot(steps, column("regime_score"), label="regime score")
     axes[4].set_ylim(-1.05, 1.05)
+    axes[4].set_ylabel("regime score")
+    offset_axis = axes[4].twinx()
+    offset_axis.plot(steps, column("target_scale"), color="tab:purple", label="setpoint scale")
+    offset_axis.set_ylabel("setpoint scale (outer loop)")
     axes[4].set_xlabel("env step")
     for axis in axes:
         axis.grid(alpha=0.3)
-    figure.suptitle("Adaptive reward controller")
+    figure.suptitle(title or "Adaptive reward controller (per rollout)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png", dpi=100)

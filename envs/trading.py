@@ -7,7 +7,6 @@ except one block copy when a multi-session episode enters its next session. See
 :class:`DualTickerTradingEnv` for the rules.
 """
 
-from collections.abc import Callable
 from typing import Any, SupportsFloat
 
 import gymnasium
@@ -160,16 +159,16 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     **Reward** of a step::
 
         reward = reward_scale * (equity_now - equity_before) / initial_capital          # net PnL, after costs
-                 + controller.hold_bonus                       if both actions were hold
+                 + controller.hold_bonus                       if the step is idle (agent_orders == 0)
                  - controller.ticket_cost * ticket_shaping_scale * agent_orders
 
     ``equity`` is cash plus positions marked at the bar's close; ``agent_orders`` counts the agent's orders
-    that filled in this step (flattening orders are not counted). With a controller, the env calls
-    ``controller.update(held, regime_score[t])`` once per step (``t`` the decision bar, ``held`` when the
-    action was ``4``) and then reads ``hold_bonus`` and ``ticket_cost``. Without one, the reward is the PnL
-    term alone. With ``latency_bars > 1`` the orders that fill in a step were decided ``latency_bars - 1``
-    steps earlier. The controller's state persists across episodes (the env calls its ``reset_episode()``
-    on every reset), so with a controller the same seed reproduces a rollout only from fresh objects.
+    that filled in this step (flattening orders are not counted). A step is **idle** when none filled: a
+    ``hold``, but also a ``buy`` while long, a ``sell`` while short, or any order while trading is blocked by
+    a risk stop. With a controller, the env reads its ``hold_bonus`` and ``ticket_cost`` every step; the
+    controller changes them between rollouts (:mod:`controllers.reward`) and the env never updates it. Without one,
+    the reward is the PnL term alone. With ``latency_bars > 1`` the orders that fill in a step were decided
+    ``latency_bars - 1`` steps earlier. The controller's episode counter moves on every reset.
     A non-finite reward raises ``FloatingPointError`` naming the bar.
 
     **Risk** (:class:`RiskConfig`), checked at each close in this order: the maximum drawdown (against the
@@ -199,11 +198,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.market = market
         self.config = config
         self.controller = controller
-        # Bound once: the hot path calls it without a lookup; ``_shaper`` exists only with a controller.
-        self._controller_update: Callable[[bool, float], None] | None = None
-        if controller is not None:
-            self._controller_update = controller.update
-            self._shaper: AdaptiveRewardController = controller
+        self._shaper: AdaptiveRewardController | None = controller
         execution = config.execution
         risk = config.risk
 
@@ -243,7 +238,6 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._closes: list[tuple[float, float]] = list(zip(self._close0, self._close1, strict=True))
         self._volume0: list[float] = market.volume[:, 0].tolist()
         self._volume1: list[float] = market.volume[:, 1].tolist()
-        self._regime: list[float] = market.regime_score.astype(np.float64).tolist()
 
         self._capital = float(config.initial_capital)
         self._reward_factor = float(config.reward_scale) / self._capital
@@ -312,6 +306,11 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     def shares(self) -> tuple[float, float]:
         """Positions of the two tickers in (fractional) shares."""
         return self._shares0, self._shares1
+
+    @property
+    def agent_orders(self) -> int:
+        """The agent's orders filled so far in this episode (flattening orders not counted)."""
+        return self._agent_orders
 
     def cost_breakdown(self) -> dict[str, float]:
         """This episode's costs so far in dollars: ``ticket``, ``spread_fee``, ``impact`` and ``total``."""
@@ -619,14 +618,12 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._equity = equity
         pnl = equity - equity_before
         reward = pnl * self._reward_factor
-        update = self._controller_update
-        if update is not None:
-            held = decoded[2]
-            update(held, self._regime[decided])  # type: ignore[index]
-            if held:
-                reward += self._shaper.hold_bonus
+        shaper = self._shaper
+        if shaper is not None:
             if orders:
-                reward -= self._shaper.ticket_cost * self._ticket_shaping * orders
+                reward -= shaper.ticket_cost * self._ticket_shaping * orders
+            else:
+                reward += shaper.hold_bonus
         if reward - reward != 0.0:
             raise self._bad_reward(decided + 1, pnl, reward)  # type: ignore[operator]
         observation = self._session_rows[t - self._session_first]

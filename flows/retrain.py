@@ -60,8 +60,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         scenarios = build_validation_scenarios(data, signal, prepared, config)
         champion = ChampionInput(warm.checkpoint, warm.version, warm.reason)
         result = assess_candidate(run, candidate, champion, scenarios, prepared, config)
-        trials = [list(cycle.selection_returns) for cycle in cycles if not cycle.rolled_back]
-        decision = decide_gate(run, result, trials, config)
+        decision = decide_gate(run, result, cycles, config)
         registered = register_version(run, candidate, decision, dataset["digest"], config)
         publish_gate_report(run, decision, result, registered, plan.as_dict())
         promotion = promote_and_replay(run, registered, decision, result, scenarios, config, warm.version)
@@ -83,6 +82,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
             "reason": decision.reason,
             "champion": decision.statistics.get("champion"),
             "deflated_sharpe": (decision.statistics.get("deflated_sharpe") or {}).get("probability"),
+            "controller_health": (decision.statistics.get("controller_health") or {}).get("score"),
             "paired": decision.statistics.get("paired", {}),
         },
         "registered_version": registered.version,

@@ -222,12 +222,15 @@ def judge(
     *,
     trials: Sequence[Sequence[float]] = (),
     policy: str = CANDIDATE,
+    controller_health: Mapping[str, float] | None = None,
 ) -> GateDecision:
     """The gate's decision on ``policy`` (the candidate, or a baseline judged by the same rules).
 
     ``trials`` are the selection-window session returns of every candidate compared to pick this one (the
     kept cycles): their count and the spread of their Sharpe ratios deflate the candidate's Sharpe ratio.
-    A baseline is judged as one trial, with no champion.
+    A baseline is judged as one trial, with no champion. ``controller_health``: the night's reward
+    controller health figures (:func:`training.cycles.night_health`), reported and, with
+    ``gate.min_controller_health``, judged.
     """
     sharpes = tuple(value for value in (session_sharpe(trial) for trial in trials) if math.isfinite(value))
     if policy == CANDIDATE:
@@ -235,6 +238,7 @@ def judge(
             session_returns=assessment.session_returns,
             candidates_compared=max(1, len(trials)),
             trial_sharpes=sharpes,
+            controller_health=controller_health,
         )
         return decide(
             assessment.candidate,

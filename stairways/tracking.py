@@ -12,7 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,20 @@ def log_metrics(handle: RunHandle, metrics: Mapping[str, float], *, step: int = 
     """Log several metrics at one step."""
     timestamp = mlflow.utils.time.get_current_time_millis()
     items = [Metric(metric_key(key), float(value), timestamp, step) for key, value in metrics.items()]
+    client = handle.client()
+    for start in range(0, len(items), 500):
+        client.log_batch(handle.run_id, metrics=items[start : start + 500])
+
+
+def log_metric_series(handle: RunHandle, name: str, values: Sequence[float], steps: Sequence[int]) -> None:
+    """Log one metric at many steps (a curve in the MLflow UI); NaN values are skipped."""
+    timestamp = mlflow.utils.time.get_current_time_millis()
+    key = metric_key(name)
+    items = [
+        Metric(key, float(value), timestamp, int(step))
+        for value, step in zip(values, steps, strict=True)
+        if value == value
+    ]
     client = handle.client()
     for start in range(0, len(items), 500):
         client.log_batch(handle.run_id, metrics=items[start : start + 500])

@@ -145,6 +145,39 @@ def train_cycle(
     return result
 
 
+_CURVE_COLUMNS = (
+    "greedy_trades_per_day",
+    "sampled_trades_per_day",
+    "target_trades_per_day",
+    "setpoint_trades_per_day",
+    "greedy_idle_rate",
+    "greedy_hold_action_rate",
+    "hold_bonus",
+    "ticket_cost",
+    "slow_adjustment",
+    "target_scale",
+    "regime_score",
+)
+
+
+def _step_series(result: CycleResult) -> list[tuple[str, list[float], list[int]]]:
+    """``(metric name, values, env steps)`` of the controller's rollouts and PPO's updates in this cycle."""
+    series = []
+    for frame, prefix, step_column, columns in (
+        (result.trajectory, "controller.", "steps", _CURVE_COLUMNS),
+        (result.learning_curve, "ppo.", "step", tuple(c for c in result.learning_curve.columns if c != "step")),
+    ):
+        if frame.height == 0:
+            continue
+        steps = frame[step_column].cast(int).to_list()
+        for column in columns:
+            values = frame[column].cast(float).to_list()
+            kept = [(value, step) for value, step in zip(values, steps, strict=True) if value is not None]
+            if kept:
+                series.append((prefix + column, [value for value, _ in kept], [step for _, step in kept]))
+    return series
+
+
 @task(name="record-cycle", **IO_RETRIES)
 def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: RetrainConfig) -> str:
     """A nested MLflow run per cycle: metrics, evaluation, checkpoint and controller trajectory (PNG)."""
@@ -164,7 +197,15 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
         tracking.log_file(child, path, "checkpoint")
         tracking.log_file(parent, path, f"{prefix}/checkpoint")
     with tempfile.TemporaryDirectory() as folder:
-        tracking.log_file(parent, plot_trajectory(result.trajectory, Path(folder) / "controller.png"), prefix)
+        if result.trajectory.height:
+            title = f"Reward controller, cycle {result.cycle} (one point per rollout)"
+            png = plot_trajectory(result.trajectory, Path(folder) / "controller.png", title=title)
+            tracking.log_file(parent, png, prefix)
+            tracking.log_file(child, png, "controller")
+    # Curves, not single points: every rollout's controller figures and every PPO update at its env step.
+    for name, values, steps in _step_series(result):
+        tracking.log_metric_series(child, name, values, steps)
+        tracking.log_metric_series(parent, name, values, steps)
     tracking.log_frame(parent, result.trajectory, f"{prefix}/controller_trajectory.parquet")
     tracking.log_json(
         parent, {"metrics": result.metrics, "evaluation": result.evaluation}, f"{prefix}/metrics.json"
@@ -184,6 +225,8 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
             "steps": result.metrics["num_timesteps"],
             "reward": result.metrics["episode_reward_mean"],
             "hold_rate": result.metrics["hold_rate"],
+            "greedy_trades_per_day": result.evaluation["trades_per_day"],
+            "controller_health": result.metrics.get("controller_health.score", float("nan")),
             "regime_score": float(trajectory["regime_score"].mean()) if trajectory.height else 0.0,
             "evaluation_score": result.evaluation["score"],
             "divergence": result.divergence,

@@ -13,6 +13,7 @@ from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.pipeline import TrainingData
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import retry_transient
+from training.cycles import CycleResult, night_health
 from validation.gate import GateDecision
 from validation.scenarios import Scenario
 
@@ -80,14 +81,18 @@ def assess_candidate(
 def decide_gate(
     handle: tracking.RunHandle,
     result: assessment.Assessment,
-    trials: list[list[float]],
+    cycles: list[CycleResult],
     config: RetrainConfig,
 ) -> GateDecision:
     """Apply the gate (pure) to the candidate and, for comparison, to the signal rule; record under ``gate/``.
 
-    ``trials``: the selection-window session returns of every candidate compared (the kept cycles).
+    ``cycles``: the night's training cycles; the kept ones are the candidates compared (their selection-window
+    session returns), and all of them give the reward controller's health for the night.
     """
-    decision = assessment.judge(result, config, trials=trials)
+    trials = [list(cycle.selection_returns) for cycle in cycles if not cycle.rolled_back]
+    health = night_health(cycles, config.training)
+    health_figures = None if health is None else health.as_metrics(prefix="")
+    decision = assessment.judge(result, config, trials=trials, controller_health=health_figures)
     tracking.log_json(handle, decision.to_dict(), "gate/decision.json")
     statistics = decision.statistics
     deflated = statistics.get("deflated_sharpe") or {}
@@ -99,6 +104,8 @@ def decide_gate(
     if "probability" in deflated:
         gate_metrics["gate.deflated_sharpe"] = deflated["probability"]
     gate_metrics["gate.candidates_compared"] = float(max(1, len(trials)))
+    if health is not None:
+        gate_metrics |= health.as_metrics(prefix="night.controller_health.")
     tracking.log_metrics(handle, gate_metrics)
     if "signal_rule" in result.baselines:
         rule = assessment.judge(result, config, policy="signal_rule")
@@ -115,6 +122,7 @@ def decide_gate(
         job="stairways_validation",
         metrics={
             "gate_passed": float(decision.passed),
+            **({} if health is None else {"controller_health": health.score}),
             **{key: value for key, value in mixed.items() if key in _PUSHED_METRICS},
         },
         labels={"model": config.registry.model_name},

@@ -50,7 +50,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,11 +65,13 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from controllers.health import ControllerHealth, controller_health
 from controllers.reward import AdaptiveRewardController
 from envs.market_arrays import MarketArrays
 from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv
 from stairways.digest import model_digest
 from stairways.seeding import derive_seed
+from training.evaluation import GreedyProbe, behaviour_of, evaluate_policy, evaluate_sessions
 from training.imitation import clone, teacher_rollouts
 from training.ppo import (
     HOLD_ACTION,
@@ -109,6 +111,7 @@ __all__ = [
     "run_cycle",
     "run_cycles",
     "best_cycle",
+    "night_health",
     "should_stop",
 ]
 
@@ -124,7 +127,6 @@ TIMING_METRICS: frozenset[str] = frozenset({"steps_per_second", "wall_seconds"})
 SCORE_FLOOR = 0.01
 """Smallest score scale (percentage points) in :func:`should_stop`'s relative improvement."""
 _HASHED_FILES = (MODEL_FILE, NORMALIZATION_FILE, CONTROLLER_FILE)
-_TRAJECTORY_POINTS = 200
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,12 @@ class CycleResult:
     warm_start_reason: str
     """Cycle 1: ``"warm start from <dir>"`` or ``"fresh start: <why>"``; later ``"continued from cycle N"``"""
     trajectory: pl.DataFrame
-    """Controller snapshots during the cycle (:meth:`ControllerTrajectory.to_frame`)."""
+    """Controller snapshots, one per rollout (:meth:`ControllerTrajectory.to_frame`)."""
     selection_returns: tuple[float, ...] = ()
     """Return (a fraction) of each selection-window session the kept checkpoint traded, in time order: the
     trial's returns that the deflated Sharpe ratio counts among the candidates compared."""
+    learning_curve: pl.DataFrame = field(default_factory=pl.DataFrame)
+    """PPO's update statistics, one row per update with its ``step`` (entropy, losses, KL, clip fraction)."""
 
 
 @dataclass(frozen=True)
@@ -276,10 +280,15 @@ def check_warm_start(
     return None
 
 
+def read_training_config(meta: Mapping[str, Any]) -> TrainingConfig:
+    """The training config saved in a checkpoint's meta (settings of an earlier controller design dropped)."""
+    return TrainingConfig.model_validate(meta["config"], context={"checkpoint": True})
+
+
 def _config_problem(meta: Mapping[str, Any], config: TrainingConfig) -> str | None:
     """Why the checkpoint's network cannot take ``config``'s PPO settings (None when it can)."""
     try:
-        saved = TrainingConfig.model_validate(meta["config"])
+        saved = read_training_config(meta)
     except ValidationError as error:
         return f"its training config is not readable with this version: {error.error_count()} errors"
     if saved.ppo.net_arch != config.ppo.net_arch:
@@ -405,8 +414,10 @@ class LoadedPolicy:
         actions, _ = self.model.policy.predict(normalized, deterministic=True)  # type: ignore[arg-type]
         return np.asarray(actions, dtype=np.int64).reshape(-1)
 
-    def controller(self) -> AdaptiveRewardController:
-        """A new controller with the checkpoint's controller config and state."""
+    def controller(self) -> AdaptiveRewardController | None:
+        """A new controller with the checkpoint's controller config and state (None: trained without one)."""
+        if not self.config.controller.enabled:
+            return None
         controller = AdaptiveRewardController(self.config.controller)
         controller.load_state_dict(self.controller_state)
         return controller
@@ -435,7 +446,7 @@ def load_checkpoint(directory: Path, *, market: MarketArrays | None = None) -> L
             msg = f"checkpoint {directory} does not fit the market: {problem}"
             raise ValueError(msg)
     try:
-        config = TrainingConfig.model_validate(meta["config"])
+        config = read_training_config(meta)
     except ValidationError as error:
         msg = f"checkpoint {directory} has a training config this version cannot read"
         raise ValueError(msg) from error
@@ -464,95 +475,6 @@ def load_checkpoint(directory: Path, *, market: MarketArrays | None = None) -> L
 
 # --------------------------------------------------------------------------------------------------------
 # Evaluation
-
-
-def _session_markets(market: MarketArrays) -> list[MarketArrays]:
-    """One market per usable session (at least two bars), in time order."""
-    boundaries = np.flatnonzero(np.diff(market.session_index)) + 1
-    firsts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [market.bars]))
-    sessions = []
-    for first, end in zip(firsts.tolist(), ends.tolist(), strict=True):
-        if end - first >= 2:
-            sessions.append(market.rows(first, end))
-    return sessions
-
-
-def evaluate_policy(
-    policy: LoadedPolicy, market: MarketArrays, *, config: TrainingConfig, sessions: int | None = None
-) -> dict[str, float]:
-    """The summary of :func:`evaluate_sessions` (see there)."""
-    summary, _ = evaluate_sessions(policy, market, config=config, sessions=sessions)
-    return summary
-
-
-def evaluate_sessions(
-    policy: LoadedPolicy, market: MarketArrays, *, config: TrainingConfig, sessions: int | None = None
-) -> tuple[dict[str, float], np.ndarray]:
-    """Deterministic evaluation: one episode from the start of each of the first ``sessions`` sessions.
-
-    ``sessions`` None evaluates every usable session of ``market``; more than it has evaluates all of them
-    (the count is reported). Each session is a one-session episode with ``config.env`` (risk limits and
-    costs as in training) and its own controller restored from the checkpoint's state, and all sessions
-    step in lockstep with batched predictions, so the result does not depend on their order. Returns:
-    ``sessions``, ``steps``, ``mean_reward`` (raw episode reward incl. shaping), ``mean_return_pct`` (mean
-    session return, percent), ``total_return_pct`` (the session returns compounded), ``hold_rate`` (share of
-    hold-both actions), ``trades_per_day`` (agent orders per session), ``cost_total_mean`` (dollars per
-    session) and ``score`` (= ``mean_return_pct``, the early-stop and best-cycle criterion); and, second,
-    each session's return (a fraction, float64) in time order.
-    """
-    markets = _session_markets(market)
-    if not markets:
-        msg = "the evaluation market has no session with at least two bars"
-        raise ValueError(msg)
-    if sessions is not None:
-        if sessions < 1:
-            msg = f"sessions must be >= 1, got {sessions}"
-            raise ValueError(msg)
-        markets = markets[:sessions]
-    env_config = config.env.model_copy(update={"sessions_per_episode": 1})
-    envs = [
-        DualTickerTradingEnv(session, config=env_config, controller=policy.controller())
-        for session in markets
-    ]
-    observations = [env.reset(seed=0, options={"start_session": 0})[0] for env in envs]
-    count = len(envs)
-    rewards = [0.0] * count
-    returns = [0.0] * count
-    orders = [0] * count
-    costs = [0.0] * count
-    steps = 0
-    holds = 0
-    active = list(range(count))
-    while active:
-        actions = policy.predict(np.stack([observations[index] for index in active])).tolist()
-        still_active = []
-        for index, action in zip(active, actions, strict=True):
-            observation, reward, terminated, truncated, info = envs[index].step(action)
-            rewards[index] += float(reward)
-            steps += 1
-            holds += action == HOLD_ACTION
-            if terminated or truncated:
-                returns[index] = float(info["episode_return"])
-                orders[index] = int(info["agent_orders"])
-                costs[index] = float(info["cost_total"])
-            else:
-                observations[index] = observation
-                still_active.append(index)
-        active = still_active
-    mean_return_pct = 100.0 * float(np.mean(returns))
-    summary = {
-        "sessions": float(count),
-        "steps": float(steps),
-        "mean_reward": float(np.mean(rewards)),
-        "mean_return_pct": mean_return_pct,
-        "total_return_pct": 100.0 * (float(np.prod(1.0 + np.asarray(returns))) - 1.0),
-        "hold_rate": holds / steps,
-        "trades_per_day": sum(orders) / count,
-        "cost_total_mean": float(np.mean(costs)),
-        "score": mean_return_pct,
-    }
-    return summary, np.asarray(returns, dtype=np.float64)
 
 
 def evaluate_checkpoint(
@@ -756,8 +678,15 @@ def run_cycle(
             baseline_directory = Path(baseline)  # type: ignore[arg-type]
             baseline_parameters = _checkpoint_parameters(baseline_directory)
 
-        vector_steps = max(1, config.steps_per_cycle // config.ppo.n_envs)
-        monitor = TrainingMonitor(controller, trajectory_every=max(1, vector_steps // _TRAJECTORY_POINTS))
+        probe = GreedyProbe(
+            train, env_config=config.env, sessions_per_probe=config.controller.probe_sessions
+        )
+        monitor = TrainingMonitor(
+            controller,
+            probe=probe,
+            decisions_per_session=decisions_per_session(train),
+            shaping=config.controller.enabled,
+        )
         steps_before = model.num_timesteps
         with warnings.catch_warnings():
             # SB3 silences tqdm's "rich is experimental" warning at import; pytest's filters bring it back.
@@ -773,6 +702,15 @@ def run_cycle(
             wall_seconds = time.perf_counter() - started
         trained_steps = model.num_timesteps - steps_before
 
+        checkpoint: dict[str, Any] = {
+            "model": model,
+            "env": env,
+            "controller": controller,
+            "config": config,
+            "seed": seed,
+            "cycle": cycle,
+            "market": train,
+        }
         divergence = parameter_divergence(policy_parameters(model), baseline_parameters)
         rolled_back = divergence > config.max_divergence
         directory = cycle_directory(output_dir, cycle)
@@ -790,17 +728,7 @@ def run_cycle(
             rollback_record.write_text(json.dumps(record, indent=2) + "\n")
         else:
             rollback_record.unlink(missing_ok=True)
-            kept = _write_checkpoint(
-                directory,
-                model=model,
-                env=env,
-                controller=controller,
-                config=config,
-                seed=seed,
-                cycle=cycle,
-                market=train,
-            )
-        env.close()
+            kept = _write_checkpoint(directory, **checkpoint)
         metrics = monitor.metrics(decisions_per_session=decisions_per_session(train))
         metrics |= {
             "timesteps": float(trained_steps),
@@ -808,11 +736,28 @@ def run_cycle(
             "wall_seconds": wall_seconds,
             "steps_per_second": trained_steps / wall_seconds,
             "divergence": divergence,
+            "decisions_per_session": decisions_per_session(train),
         } | (imitation or {})
         policy = load_checkpoint(kept, market=selection)
         evaluation, session_returns = evaluate_sessions(
             policy, selection, config=config, sessions=config.eval_sessions
         )
+        if not rolled_back and config.controller.enabled:
+            # The outer loop: the greedy behaviour on the selection window moves the controller's target
+            # offset for the next cycle (and night); the checkpoint is rewritten with the adjusted state.
+            controller.adjust_target(behaviour_of(evaluation), regime_score=evaluation["regime_score_mean"])
+            kept = _write_checkpoint(directory, **checkpoint)
+        metrics["controller_target_scale_next"] = float(controller.target_scale)
+        trajectory = monitor.trajectory.to_frame()
+        if trajectory.height:
+            health = controller_health(
+                trajectory,
+                config.controller,
+                decisions_per_session=decisions_per_session(train),
+                selection=evaluation,
+            )
+            metrics |= health.as_metrics()
+        env.close()
     return CycleResult(
         cycle=cycle,
         checkpoint=kept,
@@ -821,8 +766,24 @@ def run_cycle(
         divergence=divergence,
         rolled_back=rolled_back,
         warm_start_reason=reason,
-        trajectory=monitor.trajectory.to_frame(),
+        trajectory=trajectory,
+        learning_curve=pl.DataFrame(monitor.learning_curve),
         selection_returns=tuple(float(value) for value in session_returns),
+    )
+
+
+def night_health(results: Sequence[CycleResult], config: TrainingConfig) -> ControllerHealth | None:
+    """The reward controller's health over all of a night's cycles, judged on the best cycle's selection
+    behaviour (None when no rollout was recorded)."""
+    frames = [result.trajectory for result in results if result.trajectory.height]
+    if not frames:
+        return None
+    best = best_cycle(results)
+    return controller_health(
+        pl.concat(frames),
+        config.controller,
+        decisions_per_session=results[0].metrics["decisions_per_session"],
+        selection=None if best is None else best.evaluation,
     )
 
 

@@ -43,7 +43,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, Ve
 
 from controllers.reward import AdaptiveRewardController, ControllerTrajectory, RewardControllerConfig
 from envs.market_arrays import MarketArrays
-from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, TradingEnvConfig
+from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from training.evaluation import HOLD_ACTION, GreedyProbe, LivePolicy
 from training.imitation import ImitationConfig
 
 __all__ = [
@@ -65,7 +66,6 @@ __all__ = [
     "torch_threads",
 ]
 
-HOLD_ACTION: int = ACTION_MEANINGS.index("hold/hold")
 NORMALIZE_REWARD: bool = True
 NORMALIZATION_BLOCK_STEPS = 16
 _CLIP_OBSERVATION = 10.0
@@ -311,14 +311,18 @@ def make_training_env(
 ) -> VecNormalize:
     """``n_envs`` trading envs over ``market`` sharing ``controller``, seeded ``seed + rank``, normalized.
 
+    With ``config.controller.enabled`` false the envs get no controller (the reward is the PnL alone).
+
     Layers: a ``DummyVecEnv`` (without its per-step deep copy of the infos) -> ``VecMonitor`` ->
     :class:`BlockVecNormalize` (``norm_obs=True``, ``norm_reward=NORMALIZE_REWARD``,
     ``gamma=config.ppo.gamma``) in training mode with fresh statistics (see :func:`restore_normalization`).
     """
     env_config = config.env
 
+    shaping = controller if config.controller.enabled else None
+
     def build() -> DualTickerTradingEnv:
-        return DualTickerTradingEnv(market, config=env_config, controller=controller)
+        return DualTickerTradingEnv(market, config=env_config, controller=shaping)
 
     vector = _FreshInfoVecEnv([build] * config.ppo.n_envs)
     vector.seed(seed)
@@ -472,20 +476,30 @@ _COST_KEYS = ("cost_ticket", "cost_spread_fee", "cost_impact", "cost_total")
 
 
 class TrainingMonitor(BaseCallback):
-    """Collects a cycle's metrics while PPO learns: actions, finished episodes, update statistics, controller.
+    """Collects a cycle's metrics while PPO learns and runs the reward controller's control step per rollout.
 
     Per vector step it takes the finished episodes' totals from ``info`` (VecMonitor's raw episode reward
-    and length; the env's return, costs and order count) and lets a
-    :class:`~controllers.reward.ControllerTrajectory` observe the shared controller. After each PPO update it
-    reads SB3's ``train/*`` values (the update runs after the rollout's log dump, so they are still in the
-    logger at the next rollout start or at training end) and, per rollout, counts the hold actions in the
-    rollout buffer. :meth:`metrics` summarizes them.
+    and length; the env's return, costs and order count). After each rollout is collected (before PPO's
+    update) it replays the greedy policy over the rollout's bars (:func:`training.behaviour.greedy_replay`),
+    counts the sampled actions' orders the same way, and hands both to the controller
+    (:meth:`~controllers.reward.AdaptiveRewardController.observe`), whose new hold bonus and ticket cost shape
+    the next rollout; the snapshot goes into :attr:`trajectory`. With the controller switched off
+    (``controller.enabled`` false: the envs have none) the measurement is still taken and recorded, and
+    nothing is fed back. It also reads SB3's ``train/*`` values after each PPO update (the update runs after
+    the rollout's log dump, so they are still in the logger at the next rollout start or at training end)
+    into :attr:`learning_curve`, one row per update with its step.
     """
 
-    def __init__(self, controller: AdaptiveRewardController, *, trajectory_every: int) -> None:
+    def __init__(
+        self, controller: AdaptiveRewardController, *, probe: GreedyProbe, decisions_per_session: float, shaping: bool = True
+    ) -> None:
         super().__init__(verbose=0)
         self.controller = controller
-        self.trajectory = ControllerTrajectory(every=trajectory_every)
+        self.probe = probe
+        self.shaping = shaping
+        self.decisions = decisions_per_session
+        self.trajectory = ControllerTrajectory()
+        self._rollout_episodes = 0
         self.steps = 0
         self.holds = 0
         self.episode_rewards: list[float] = []
@@ -494,18 +508,17 @@ class TrainingMonitor(BaseCallback):
         self.episode_orders: list[int] = []
         self.episode_costs: dict[str, list[float]] = {key: [] for key in _COST_KEYS}
         self.update_values: dict[str, list[float]] = {key: [] for key in _UPDATE_KEYS}
+        self.learning_curve: list[dict[str, float]] = []
         self._updates_read = 0
 
     def _on_training_start(self) -> None:
         self._updates_read = self.model._n_updates
-        self.trajectory.record(self.controller)
 
     def _on_rollout_start(self) -> None:
         self._read_update()
 
     def _on_training_end(self) -> None:
         self._read_update()
-        self.trajectory.record(self.controller)
 
     def _read_update(self) -> None:
         updates = self.model._n_updates
@@ -513,16 +526,35 @@ class TrainingMonitor(BaseCallback):
             return
         self._updates_read = updates
         values = self.model.logger.name_to_value
+        row = {"step": float(self.model.num_timesteps)}
         for name, key in _UPDATE_KEYS.items():
             if key in values:
                 value = float(values[key])
-                self.update_values[name].append(-value if name == "entropy" else value)
+                value = -value if name == "entropy" else value
+                self.update_values[name].append(value)
+                row[name] = value
+        self.learning_curve.append(row)
 
     def _on_rollout_end(self) -> None:
-        # The buffer holds exactly this rollout's actions; counting once per rollout keeps _on_step lean.
+        # Once per rollout (nothing of this runs per env step): the buffer holds exactly this rollout.
         actions = self.model.rollout_buffer.actions
+        holds = int(np.count_nonzero(actions == HOLD_ACTION))
         self.steps += int(actions.size)
-        self.holds += int(np.count_nonzero(actions == HOLD_ACTION))
+        self.holds += holds
+        finished = self.episode_lengths[self._rollout_episodes :]
+        orders = self.episode_orders[self._rollout_episodes :]
+        self._rollout_episodes = len(self.episode_lengths)
+        sampled = sum(orders) / sum(finished) * self.decisions if finished else float("nan")
+        policy = LivePolicy(self.model, self.training_env)  # type: ignore[arg-type]
+        greedy, regime_score = self.probe.measure(policy)
+        snapshot = self.controller.observe(
+            greedy,
+            regime_score=regime_score,
+            steps=int(self.model.num_timesteps),
+            sampled_trades_per_day=sampled,
+            sampled_hold_action_rate=holds / actions.size,
+        )
+        self.trajectory.append(snapshot)
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -535,7 +567,6 @@ class TrainingMonitor(BaseCallback):
             self.episode_orders.append(int(info["agent_orders"]))
             for key in _COST_KEYS:
                 self.episode_costs[key].append(float(info[key]))
-        self.trajectory.observe(self.controller)
         return True
 
     def metrics(self, *, decisions_per_session: float) -> dict[str, float]:
@@ -564,11 +595,23 @@ class TrainingMonitor(BaseCallback):
         }
         for key in _COST_KEYS:
             metrics[f"{key}_mean"] = float(np.mean(self.episode_costs[key])) if episodes else nan
+        frame = self.trajectory.to_frame()
+        last = frame.row(-1, named=True) if frame.height else {}
+
+        def latest(name: str) -> float:
+            value = last.get(name)
+            return nan if value is None else float(value)
+
         metrics |= {
-            "controller_hold_bonus": float(controller.hold_bonus),
-            "controller_ticket_cost": float(controller.ticket_cost),
-            "controller_target": float(controller.target_hold_rate),
-            "controller_hold_rate": float(controller.hold_rate),
+            "greedy_trades_per_day": latest("greedy_trades_per_day"),
+            "greedy_idle_rate": latest("greedy_idle_rate"),
+            "greedy_hold_action_rate": latest("greedy_hold_action_rate"),
+            "sampled_trades_per_day": latest("sampled_trades_per_day"),
+            "controller_hold_bonus": float(controller.hold_bonus) if self.shaping else nan,
+            "controller_ticket_cost": float(controller.ticket_cost) if self.shaping else nan,
+            "controller_target_trades_per_day": float(controller.target_trades_per_day),
+            "controller_setpoint_trades_per_day": float(controller.setpoint_trades_per_day),
+            "controller_target_scale": float(controller.target_scale),
             "controller_slow_adjustment": float(controller.slow_adjustment),
         }
         for name, values in self.update_values.items():

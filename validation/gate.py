@@ -55,6 +55,10 @@ so a 2-episode slice cannot pass or fail on a Sharpe of 16. On a required scenar
   returns, given ``GateEvidence.candidates_compared`` candidates (tonight's cycles; tuning trials later)
   whose selection-window Sharpe ratios vary as ``trial_sharpes``. Always reported in
   ``GateDecision.statistics``; a criterion when ``min_deflated_sharpe`` is set.
+* ``controller_health`` (scenario ``training``): the reward controller's health score over the night's
+  cycles (``GateEvidence.controller_health``, :mod:`controllers.health`), at least
+  ``min_controller_health``; a criterion only when that is set (the figures are reported either way), and
+  failed when no health was measured.
 
 Without evidence, every configured paired criterion fails ("no paired session returns"): a caller cannot
 skip the statistics by omission.
@@ -109,6 +113,8 @@ CRITERION_METRICS: dict[str, str] = {
 """Criterion name -> the scenario metric it reads."""
 CHAMPION_CRITERION = "beats_champion"
 DEFLATED_SHARPE_CRITERION = "deflated_sharpe"
+CONTROLLER_HEALTH_CRITERION = "controller_health"
+CONTROLLER_HEALTH_SCENARIO = "training"
 RATIO_CRITERIA: frozenset[str] = frozenset({"sharpe", "win_rate"})
 """Criteria that are ratios over episodes: not judged on scenarios with fewer than ``min_ratio_episodes``."""
 PAIRED_COMPARATORS: tuple[str, ...] = ("champion", "flat", "buy_and_hold", "signal_rule")
@@ -227,6 +233,13 @@ class GateCriteria(BaseModel):
         description="Least deflated Sharpe ratio (a probability) of the candidate's test sessions, given the "
         "candidates compared; None: reported, not judged.",
     )
+    min_controller_health: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Least health score of the reward controller over the night's cycles "
+        "(controllers.health); None: reported, not judged.",
+    )
 
     @field_validator("scenario_criteria")
     @classmethod
@@ -335,6 +348,8 @@ class GateEvidence:
     session_returns: Mapping[str, Sequence[float]]
     candidates_compared: int = 1
     trial_sharpes: tuple[float, ...] = ()
+    controller_health: Mapping[str, float] | None = None
+    """The night's controller health figures (``score`` and its components), when the candidate was trained."""
 
     def __post_init__(self) -> None:
         if self.candidates_compared < 1:
@@ -687,6 +702,32 @@ def _paired_results(
     return results, statistics
 
 
+def _health_results(
+    criteria: GateCriteria, evidence: GateEvidence | None, statistics: dict[str, Any]
+) -> list[CriterionResult]:
+    """The ``controller_health`` criterion (when ``min_controller_health`` is set); records the figures."""
+    health = None if evidence is None else evidence.controller_health
+    if health is not None:
+        statistics["controller_health"] = dict(health)
+    minimum = criteria.min_controller_health
+    if minimum is None:
+        return []
+    threshold = f">= {minimum}"
+    score = None if health is None else health.get("score")
+    if score is None or not math.isfinite(score):
+        reason = "no controller health was measured for this candidate"
+        passed = False
+        score = None
+    else:
+        passed = score >= minimum
+        reason = f"controller health {score:.3f} {'meets' if passed else 'fails'} {threshold}"
+    return [
+        CriterionResult(
+            CONTROLLER_HEALTH_SCENARIO, CONTROLLER_HEALTH_CRITERION, "health_score", score, threshold, passed, reason
+        )
+    ]
+
+
 def decide(
     candidate: Mapping[str, Mapping[str, float]],
     champion: Mapping[str, Mapping[str, float]] | None,
@@ -739,6 +780,7 @@ def decide(
         criteria, evidence, has_champion=champion is not None, candidate_name=candidate_name
     )
     results.extend(paired)
+    results.extend(_health_results(criteria, evidence, statistics))
     if champion is not None:
         statistics["champion"] = "comparable"
     elif champion_problem is not None:
@@ -835,6 +877,16 @@ def _statistics_lines(decision: GateDecision, names: Sequence[str]) -> list[str]
                 f"{_cell(deflated['benchmark_sharpe'])}, the best expected of {deflated['n_trials']} candidates "
                 "compared).",
             ]
+    health = statistics.get("controller_health")
+    if health:
+        lines += [
+            "",
+            f"**Reward controller health:** {_cell(health.get('score'))} (greedy trades/day error on the "
+            f"selection window {_cell(health.get('selection_trades_error'))} of target, on training sessions "
+            f"{_cell(health.get('trades_error'))}; saturated {_cell(health.get('saturation_share'))} of "
+            f"{_cell(health.get('rollouts'))} rollouts; oscillation {_cell(health.get('oscillation'))}; behaviour "
+            f"follows target {_cell(health.get('behaviour_follows_target'))}).",
+        ]
     return lines
 
 
@@ -892,7 +944,8 @@ def gate_report(
             result.threshold.replace("|", "\\|"),
             _cell(
                 result.value
-                if result.criterion.endswith("_ci") or result.criterion == DEFLATED_SHARPE_CRITERION
+                if result.criterion.endswith("_ci")
+                or result.criterion in (DEFLATED_SHARPE_CRITERION, CONTROLLER_HEALTH_CRITERION)
                 else _lookup(candidate, scenario, result.metric)
             ),
             _cell(_lookup(champion, scenario, result.metric)),

@@ -2,8 +2,8 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -11,221 +11,262 @@ from hypothesis import strategies as st
 
 from controllers.reward import (
     AdaptiveRewardController,
+    BehaviourMeasurement,
     ControllerSnapshot,
     ControllerTrajectory,
     RewardControllerConfig,
     plot_trajectory,
 )
 
-SESSION_STEPS = 390
+DECISIONS = 389.0
 
 
-def run(controller: AdaptiveRewardController, held: bool, steps: int, regime_score: float = 0.0) -> None:
-    for _ in range(steps):
-        controller.update(held, regime_score)
+def behaviour(trades_per_day: float, *, steps: int = 3_890) -> BehaviourMeasurement:
+    """A greedy measurement over ``steps`` decision steps trading ``trades_per_day`` orders a session."""
+    orders = round(trades_per_day * steps / DECISIONS)
+    idle = max(0, steps - orders)
+    return BehaviourMeasurement(
+        steps=steps, orders=orders, idle_steps=idle, hold_actions=idle // 2, decisions_per_session=DECISIONS
+    )
+
+
+def observe(
+    controller: AdaptiveRewardController, trades_per_day: float, rollouts: int = 1, regime_score: float = 0.0
+) -> ControllerSnapshot:
+    snapshot = None
+    for _ in range(rollouts):
+        snapshot = controller.observe(
+            behaviour(trades_per_day), regime_score=regime_score, steps=controller.steps + 2_048
+        )
+    assert snapshot is not None
+    return snapshot
 
 
 def test_fresh_controller_is_neutral() -> None:
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
-    assert controller.hold_rate == config.target_hold_rate
     assert controller.hold_bonus == config.base_hold_bonus
     assert controller.ticket_cost == config.base_ticket_cost
     assert controller.slow_adjustment == 0.0
-    assert controller.steps == 0
+    assert controller.target_offset == 0.0
+    assert controller.target_trades_per_day == 18.0
+    assert math.isnan(controller.smoothed_trades_per_day)
 
 
-def test_hold_rate_is_an_ewm_with_the_configured_span() -> None:
-    config = RewardControllerConfig(hold_rate_span=9)
-    controller = AdaptiveRewardController(config)
-    alpha = 2.0 / 10.0
-    controller.update(True, 0.0)
-    assert controller.hold_rate == pytest.approx(0.55 + alpha * 0.45, abs=1e-15)
-    controller.update(False, 0.0)
-    assert controller.hold_rate == pytest.approx((0.55 + alpha * 0.45) * (1 - alpha), abs=1e-15)
+def test_behaviour_measurement_counts_per_session_and_per_step() -> None:
+    measured = BehaviourMeasurement(
+        steps=778, orders=36, idle_steps=750, hold_actions=400, decisions_per_session=389.0
+    )
+    assert measured.trades_per_day == pytest.approx(18.0)
+    assert measured.idle_rate == pytest.approx(750 / 778)
+    assert measured.hold_action_rate == pytest.approx(400 / 778)
+    with pytest.raises(ValueError, match="at least one step"):
+        BehaviourMeasurement(steps=0, orders=0, idle_steps=0, hold_actions=0, decisions_per_session=1.0)
+    with pytest.raises(ValueError, match="idle steps"):
+        BehaviourMeasurement(steps=5, orders=0, idle_steps=6, hold_actions=0, decisions_per_session=1.0)
+    with pytest.raises(ValueError, match="decisions_per_session"):
+        BehaviourMeasurement(steps=5, orders=1, idle_steps=4, hold_actions=0, decisions_per_session=0.0)
 
 
-def test_all_hold_episode_moves_the_adjustment_toward_trading() -> None:
+def test_a_greedy_policy_that_never_trades_raises_trading_pressure() -> None:
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
-    run(controller, True, SESSION_STEPS)
-    assert controller.hold_rate > controller.target_hold_rate
-    assert controller.slow_adjustment > 0.0
+    snapshot = observe(controller, 0.0)
+    assert snapshot.error == 1.0
+    assert controller.slow_adjustment == pytest.approx(config.slow_gain)
     assert controller.hold_bonus < config.base_hold_bonus
     assert controller.ticket_cost < config.base_ticket_cost
+    bonus, cost = controller.hold_bonus, controller.ticket_cost
+    observe(controller, 0.0)
+    assert controller.hold_bonus < bonus and controller.ticket_cost < cost
 
 
-def test_over_trading_episode_raises_the_cost() -> None:
+def test_a_churning_greedy_policy_lowers_trading_pressure() -> None:
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
-    run(controller, False, SESSION_STEPS)
-    assert controller.hold_rate < controller.target_hold_rate
-    assert controller.slow_adjustment < 0.0
-    assert controller.ticket_cost > config.base_ticket_cost
+    snapshot = observe(controller, 200.0)
+    assert snapshot.error == -1.0
+    assert controller.slow_adjustment == pytest.approx(-config.slow_gain)
     assert controller.hold_bonus > config.base_hold_bonus
+    assert controller.ticket_cost > config.base_ticket_cost
+
+
+def test_a_policy_on_target_leaves_the_outputs_at_their_bases() -> None:
+    config = RewardControllerConfig()
+    controller = AdaptiveRewardController(config)
+    snapshot = observe(controller, 18.0, rollouts=5)
+    assert abs(snapshot.error) < 0.01
+    assert controller.hold_bonus == pytest.approx(config.base_hold_bonus, rel=0.02)
+    assert controller.ticket_cost == pytest.approx(config.base_ticket_cost, rel=0.02)
 
 
 def test_outputs_follow_the_documented_formula() -> None:
-    config = RewardControllerConfig(bonus_gain=0.3, cost_gain=0.7)
+    config = RewardControllerConfig(bonus_gain=0.3, cost_gain=0.7, trades_span=1)
     controller = AdaptiveRewardController(config)
-    for step in range(137):
-        controller.update(step % 3 == 0, 0.25)
-    error = controller.hold_rate - controller.target_hold_rate
+    observe(controller, 9.0, rollouts=3, regime_score=0.5)
+    target = 18.0 - 6.0 * 0.5
+    error = (target - behaviour(9.0).trades_per_day) / target
     slow = controller.slow_adjustment
-    assert controller.target_hold_rate == pytest.approx(0.55 + 0.1 * 0.25)
+    assert slow == pytest.approx(3 * 0.1 * error)
+    assert controller.target_trades_per_day == pytest.approx(target)
     assert controller.hold_bonus == pytest.approx(0.01 * max(0.0, 1 - 0.3 * error - slow), rel=1e-12)
     assert controller.ticket_cost == pytest.approx(0.50 * max(0.0, 1 - 0.7 * error - slow), rel=1e-12)
 
 
-def test_slow_lane_integrates_the_interval_mean_error_every_interval() -> None:
-    controller = AdaptiveRewardController()
-    run(controller, True, 24)
-    assert controller.slow_adjustment == 0.0
-    controller.update(True, 0.0)
-    assert controller.slow_adjustment == pytest.approx(0.05 * (1.0 - 0.55), rel=1e-12)
-    run(controller, False, 24)
-    assert controller.slow_adjustment == pytest.approx(0.05 * 0.45, rel=1e-12)
-    controller.update(False, 0.0)
-    assert controller.slow_adjustment == pytest.approx(0.05 * 0.45 - 0.05 * 0.55, rel=1e-12)
+def test_the_measurement_is_smoothed_over_rollouts() -> None:
+    controller = AdaptiveRewardController(RewardControllerConfig(trades_span=3))
+    observe(controller, 10.0)
+    assert controller.smoothed_trades_per_day == pytest.approx(behaviour(10.0).trades_per_day)
+    first = controller.smoothed_trades_per_day
+    observe(controller, 30.0)
+    assert controller.smoothed_trades_per_day == pytest.approx(first + 0.5 * (behaviour(30.0).trades_per_day - first))
 
 
-def test_slow_lane_saturates_exactly_at_the_clamp() -> None:
-    controller = AdaptiveRewardController()
-    run(controller, True, 5_000)
+def test_slow_lane_saturates_exactly_at_the_clamp_and_unwinds_at_once() -> None:
+    controller = AdaptiveRewardController(RewardControllerConfig(trades_span=1))
+    observe(controller, 0.0, rollouts=50)
     assert controller.slow_adjustment == 0.5
-    run(controller, False, 10_000)
+    observe(controller, 200.0)
+    assert controller.slow_adjustment == pytest.approx(0.5 - 0.1)
+    observe(controller, 200.0, rollouts=50)
     assert controller.slow_adjustment == -0.5
 
 
-def test_saturated_slow_lane_unwinds_on_the_first_reversed_interval() -> None:
-    # A naive integrator would have accumulated 0.05 * 0.45 * 400 = 9.0 here and stay pinned for hundreds of
-    # intervals; the clamped state moves off the clamp after one interval of the reversed error.
-    controller = AdaptiveRewardController()
-    run(controller, True, 10_000)
-    assert controller.slow_adjustment == 0.5
-    run(controller, False, 25)
-    assert controller.slow_adjustment == pytest.approx(0.5 - 0.05 * 0.55, rel=1e-12)
-
-
 def test_no_integration_while_both_outputs_sit_at_zero() -> None:
-    config = RewardControllerConfig(bonus_gain=5.0, cost_gain=5.0)
+    config = RewardControllerConfig(bonus_gain=5.0, cost_gain=5.0, trades_span=1)
     controller = AdaptiveRewardController(config)
-    run(controller, True, 2_000)
+    observe(controller, 0.0)
     assert controller.hold_bonus == 0.0
     assert controller.ticket_cost == 0.0
     frozen_at = controller.slow_adjustment
-    assert 0.0 < frozen_at < config.slow_clamp
-    run(controller, True, 2_000)
+    observe(controller, 0.0, rollouts=20)
     assert controller.slow_adjustment == frozen_at
-    run(controller, False, 25)
+    observe(controller, 200.0)
     assert controller.slow_adjustment < frozen_at
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    steps=st.lists(
-        st.tuples(st.booleans(), st.floats(min_value=-1.0, max_value=1.0)), min_size=1, max_size=400
-    ),
-    repeat=st.integers(min_value=1, max_value=30),
+    rollouts=st.lists(
+        st.tuples(st.floats(min_value=0.0, max_value=2_000.0), st.floats(min_value=-1e6, max_value=1e6)),
+        min_size=1,
+        max_size=60,
+    )
 )
-def test_slow_lane_and_outputs_stay_bounded(steps: list[tuple[bool, float]], repeat: int) -> None:
+def test_lanes_outputs_and_target_stay_bounded(rollouts: list[tuple[float, float]]) -> None:
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
-    for held, score in steps:
-        for _ in range(repeat):
-            controller.update(held, score)
-            assert abs(controller.slow_adjustment) <= config.slow_clamp
-            assert 0.0 <= controller.hold_rate <= 1.0
-            assert math.isfinite(controller.hold_bonus) and controller.hold_bonus >= 0.0
-            assert math.isfinite(controller.ticket_cost) and controller.ticket_cost >= 0.0
+    for trades, score in rollouts:
+        snapshot = observe(controller, trades, regime_score=score)
+        assert abs(controller.slow_adjustment) <= config.slow_clamp
+        assert -1.0 <= snapshot.error <= 1.0
+        assert 10.0 <= controller.target_trades_per_day <= 24.0
+        assert 0.0 <= controller.hold_bonus <= config.base_hold_bonus * (1 + config.bonus_gain + config.slow_clamp)
+        assert 0.0 <= controller.ticket_cost <= config.base_ticket_cost * (1 + config.cost_gain + config.slow_clamp)
 
 
-@settings(max_examples=200, deadline=None)
-@given(score=st.floats(allow_nan=False), held=st.booleans())
-def test_target_never_leaves_its_bounds(score: float, held: bool) -> None:
+def test_regime_score_moves_the_target_within_its_bounds() -> None:
     controller = AdaptiveRewardController()
-    controller.update(held, score)
-    assert 0.40 <= controller.target_hold_rate <= 0.75
-    expected = min(0.75, max(0.40, 0.55 + 0.1 * score))
-    assert controller.target_hold_rate == pytest.approx(expected)
+    observe(controller, 18.0, regime_score=1.0)
+    assert controller.target_trades_per_day == pytest.approx(12.0)
+    observe(controller, 18.0, regime_score=-1.0)
+    assert controller.target_trades_per_day == pytest.approx(24.0)
+    observe(controller, 18.0, regime_score=-5.0)
+    assert controller.target_trades_per_day == 24.0
+    with pytest.raises(ValueError, match="finite"):
+        observe(controller, 18.0, regime_score=math.nan)
 
 
-def test_regime_score_moves_the_target() -> None:
-    controller = AdaptiveRewardController()
-    controller.update(True, 1.0)
-    assert controller.target_hold_rate == pytest.approx(0.65)
-    controller.update(True, -1.0)
-    assert controller.target_hold_rate == pytest.approx(0.45)
+def test_outer_loop_moves_the_offset_toward_the_selection_target_and_clamps_it() -> None:
+    config = RewardControllerConfig()
+    controller = AdaptiveRewardController(config)
+    offset = controller.adjust_target(behaviour(8.0), regime_score=0.0)
+    assert offset == pytest.approx(0.5 * (18.0 - behaviour(8.0).trades_per_day))
+    assert controller.cycle == 1
+    observe(controller, 18.0)
+    assert controller.setpoint_trades_per_day == pytest.approx(controller.target_trades_per_day + offset)
+    for _ in range(20):
+        controller.adjust_target(behaviour(0.0), regime_score=0.0)
+    assert controller.target_offset == config.max_target_offset
+    for _ in range(40):
+        controller.adjust_target(behaviour(300.0), regime_score=0.0)
+    assert controller.target_offset == -config.max_target_offset
+    observe(controller, 18.0, regime_score=1.0)
+    assert controller.setpoint_trades_per_day == pytest.approx(max(1.0, 12.0 - 10.0))
 
 
-def test_nan_regime_score_is_rejected() -> None:
-    controller = AdaptiveRewardController()
-    with pytest.raises(ValueError, match="NaN"):
-        controller.update(True, math.nan)
+def test_outer_loop_is_off_at_zero_gain() -> None:
+    controller = AdaptiveRewardController(RewardControllerConfig(cycle_gain=0.0))
+    assert controller.adjust_target(behaviour(0.0), regime_score=0.0) == 0.0
 
 
 def test_state_round_trip_gives_identical_subsequent_outputs() -> None:
     original = AdaptiveRewardController()
-    for step in range(1_037):
-        original.update(step % 7 < 5, math.sin(step / 50.0))
+    for rollout in range(13):
+        observe(original, 5.0 + 3.0 * rollout, regime_score=math.sin(rollout))
+    original.adjust_target(behaviour(11.0), regime_score=0.2)
     state = json.loads(json.dumps(original.state_dict()))
     restored = AdaptiveRewardController()
     restored.load_state_dict(state)
-    assert restored.snapshot() == original.snapshot()
-    for step in range(500):
-        held, score = step % 4 == 0, math.cos(step / 30.0)
-        original.update(held, score)
-        restored.update(held, score)
-        assert (restored.hold_bonus, restored.ticket_cost) == (original.hold_bonus, original.ticket_cost)
+    assert restored.state_dict() == original.state_dict()
+    for rollout in range(7):
+        first = observe(original, 40.0 - rollout, regime_score=0.1)
+        second = observe(restored, 40.0 - rollout, regime_score=0.1)
+        assert first == second
     assert restored.state_dict() == original.state_dict()
 
 
-def test_same_inputs_give_identical_trajectories() -> None:
-    first, second = AdaptiveRewardController(), AdaptiveRewardController()
-    for step in range(2_000):
-        held = (step * 7919) % 11 < 6
-        first.update(held, 0.3)
-        second.update(held, 0.3)
-    assert first.state_dict() == second.state_dict()
+def test_a_fresh_state_round_trips_with_no_measurement() -> None:
+    state = json.loads(json.dumps(AdaptiveRewardController().state_dict()))
+    assert state["smoothed_trades_per_day"] is None
+    restored = AdaptiveRewardController()
+    restored.load_state_dict(state)
+    assert restored.state_dict() == AdaptiveRewardController().state_dict()
 
 
-def test_reset_episode_keeps_the_lanes() -> None:
-    controller = AdaptiveRewardController()
-    run(controller, True, 300)
-    before = controller.state_dict()
-    controller.reset_episode()
-    after = controller.state_dict()
-    assert after["episodes"] == before["episodes"] + 1
-    assert {k: v for k, v in after.items() if k != "episodes"} == {
-        k: v for k, v in before.items() if k != "episodes"
+def test_a_state_of_the_first_design_migrates() -> None:
+    legacy = {
+        "version": 1,
+        "steps": 49_152,
+        "episodes": 120,
+        "interval_steps": 3,
+        "interval_error_sum": -1.5,
+        "hold_rate": 0.13,
+        "slow_adjustment": -0.5,
+        "target_hold_rate": 0.55,
+        "regime_score": 0.2,
+        "hold_bonus": 0.017,
+        "ticket_cost": 0.86,
     }
-    controller.reset()
-    assert controller.state_dict() == AdaptiveRewardController().state_dict()
-
-
-def _state() -> dict[str, float | int]:
     controller = AdaptiveRewardController()
-    run(controller, True, 60)
+    controller.load_state_dict(legacy)
+    assert controller.slow_adjustment == -0.5
+    assert controller.steps == 49_152
+    assert math.isnan(controller.smoothed_trades_per_day)
+    assert controller.target_offset == 0.0
+
+
+def _state() -> dict[str, Any]:
+    controller = AdaptiveRewardController()
+    observe(controller, 30.0, rollouts=3)
     return controller.state_dict()
 
 
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        (lambda s: s.pop("hold_rate"), "missing keys \\['hold_rate'\\]"),
+        (lambda s: s.pop("target_offset"), "missing keys \\['target_offset'\\]"),
         (lambda s: s.update(extra=1), "unexpected keys \\['extra'\\]"),
         (lambda s: s.update(steps=1.5), "'steps' must be a non-negative int"),
-        (lambda s: s.update(hold_rate="0.5"), "'hold_rate' must be a number"),
+        (lambda s: s.update(slow_adjustment="0.5"), "'slow_adjustment' must be a number"),
         (lambda s: s.update(hold_bonus=math.inf), "'hold_bonus' must be finite"),
         (lambda s: s.update(slow_adjustment=0.7), "beyond slow_clamp"),
-        (lambda s: s.update(interval_steps=25), "interval_steps 25 >= slow_interval 25"),
-        (lambda s: s.update(target_hold_rate=0.9), "outside target_bounds"),
+        (lambda s: s.update(target_offset=11.0), "beyond max_target_offset"),
+        (lambda s: s.update(ticket_cost=-0.1), "negative"),
         (lambda s: s.update(version=99), "version 99"),
     ],
 )
-def test_bad_state_is_rejected_with_a_clear_error(
-    change: Callable[[dict[str, float | int]], object], fragment: str
-) -> None:
+def test_bad_state_is_rejected_with_a_clear_error(change: Callable[[dict[str, Any]], object], fragment: str) -> None:
     state = _state()
     change(state)
     controller = AdaptiveRewardController()
@@ -237,22 +278,31 @@ def test_bad_state_is_rejected_with_a_clear_error(
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        ({"target_hold_rate": 0.0}, "target_hold_rate"),
-        ({"target_hold_rate": 1.0}, "target_hold_rate"),
+        ({"target_trades_per_day": 0.0}, "target_trades_per_day"),
         ({"bonus_gain": -0.1}, "bonus_gain"),
         ({"cost_gain": -1.0}, "cost_gain"),
         ({"slow_interval": 0}, "slow_interval"),
         ({"slow_clamp": 0.0}, "slow_clamp"),
-        ({"hold_rate_span": 0}, "hold_rate_span"),
-        ({"target_bounds": (0.7, 0.5)}, "0 < low < high < 1"),
-        ({"target_hold_rate": 0.3}, "outside target_bounds"),
+        ({"trades_span": 0}, "trades_span"),
+        ({"probe_sessions": 0}, "probe_sessions"),
+        ({"trades_per_day_bounds": (20.0, 10.0)}, "0 < low < high"),
+        ({"target_trades_per_day": 30.0}, "outside trades_per_day_bounds"),
         ({"slow_gain": math.nan}, "slow_gain"),
         ({"hold_bonus": 0.1}, "hold_bonus"),
+        ({"target_hold_rate": 0.55}, "earlier design.*target_trades_per_day"),
+        ({"target_bounds": (0.4, 0.75)}, "earlier design"),
     ],
 )
 def test_bad_config_raises(overrides: dict[str, object], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         RewardControllerConfig.model_validate(overrides)
+
+
+def test_a_checkpoint_of_the_first_design_reads_without_its_hold_rate_settings() -> None:
+    saved = {"target_hold_rate": 0.55, "target_bounds": [0.4, 0.75], "hold_rate_span": 200, "bonus_gain": 0.4}
+    config = RewardControllerConfig.model_validate(saved, context={"checkpoint": True})
+    assert config.bonus_gain == 0.4
+    assert config.target_trades_per_day == 18.0
 
 
 def test_config_is_frozen() -> None:
@@ -261,38 +311,32 @@ def test_config_is_frozen() -> None:
         config.bonus_gain = 1.0  # type: ignore[misc]
 
 
-def test_trajectory_records_every_n_steps_and_builds_a_frame() -> None:
+def test_trajectory_records_one_row_per_rollout() -> None:
     controller = AdaptiveRewardController()
-    trajectory = ControllerTrajectory(every=10)
-    for step in range(105):
-        controller.update(step % 2 == 0, -0.5)
-        trajectory.observe(controller)
+    trajectory = ControllerTrajectory()
+    for rollout in range(6):
+        trajectory.append(observe(controller, 10.0 * rollout, regime_score=-0.5))
     frame = trajectory.to_frame()
-    assert frame.height == len(trajectory) == 10
-    assert frame["steps"].to_list() == list(range(10, 101, 10))
+    assert frame.height == len(trajectory) == 6
+    assert frame["rollouts"].to_list() == [1, 2, 3, 4, 5, 6]
     assert frame.schema["steps"] == pl.Int64
     assert frame.schema["hold_bonus"] == pl.Float64
-    assert frame["target_hold_rate"].to_list() == pytest.approx([0.50] * 10)
-    assert frame.row(-1, named=True)["steps"] == 100
-    trajectory.record(controller)
-    assert trajectory.to_frame().row(-1, named=True) == {
-        name: getattr(controller.snapshot(), name) for name in ControllerSnapshot.__dataclass_fields__
-    }
-    assert json.loads(trajectory.to_json())["steps"][-1] == 105
+    assert frame["target_trades_per_day"].to_list() == pytest.approx([21.0] * 6)
+    assert frame["sampled_trades_per_day"].null_count() == 6  # not given: recorded as missing, not as zero
+    assert json.loads(trajectory.to_json())["rollouts"][-1] == 6
 
 
 def test_empty_trajectory_frame_has_the_schema() -> None:
     frame = ControllerTrajectory().to_frame()
     assert frame.height == 0
-    assert frame.columns[:3] == ["steps", "episodes", "hold_rate"]
+    assert frame.columns[:3] == ["steps", "rollouts", "cycle"]
 
 
 def test_plot_trajectory_writes_a_png(tmp_path: Path) -> None:
     controller = AdaptiveRewardController()
-    trajectory = ControllerTrajectory(every=5)
-    for step in range(400):
-        controller.update(step < 200, math.sin(step / 40.0))
-        trajectory.observe(controller)
+    trajectory = ControllerTrajectory()
+    for rollout in range(24):
+        trajectory.append(observe(controller, 40.0 - rollout, regime_score=math.sin(rollout / 4.0)))
     path = plot_trajectory(trajectory, tmp_path / "plots" / "controller.png")
     assert path == tmp_path / "plots" / "controller.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -303,15 +347,3 @@ def test_plot_of_empty_trajectory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty"):
         plot_trajectory(ControllerTrajectory(), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
-    with pytest.raises(ValueError, match="every"):
-        ControllerTrajectory(every=0)
-
-
-def test_numpy_scalar_inputs_still_give_python_float_outputs() -> None:
-    controller = AdaptiveRewardController()
-    controller.update(np.True_, np.float32(0.5))
-    for value in (controller.hold_bonus, controller.ticket_cost, controller.target_hold_rate, controller.hold_rate):
-        assert type(value) is float
-    reference = AdaptiveRewardController()
-    reference.update(True, float(np.float32(0.5)))
-    assert controller.state_dict() == reference.state_dict()

@@ -1,0 +1,212 @@
+"""The training side's evaluation loop: the greedy policy on whole sessions, all in lockstep, and the probe
+that measures the greedy policy's trading for the reward controller once per rollout.
+
+:func:`evaluate_sessions` scores cycles on the selection window (:mod:`training.cycles`); the same loop, on a
+few training sessions per rollout, is :class:`GreedyProbe`, the reward controller's measurement of what the
+deployed (argmax) policy does, with the env's real rules: costs, partial fills and risk stops.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
+
+from controllers.reward import AdaptiveRewardController, BehaviourMeasurement
+from envs.market_arrays import MarketArrays
+from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, TradingEnvConfig
+
+__all__ = [
+    "GreedyProbe",
+    "HOLD_ACTION",
+    "LivePolicy",
+    "Policy",
+    "behaviour_of",
+    "evaluate_markets",
+    "evaluate_policy",
+    "evaluate_sessions",
+    "session_markets",
+]
+
+HOLD_ACTION: int = ACTION_MEANINGS.index("hold/hold")
+
+
+class Policy(Protocol):
+    """What the evaluation loop needs: batched deterministic actions and the reward controller to shape with."""
+
+    def predict(self, observations: np.ndarray) -> np.ndarray: ...
+
+    def controller(self) -> AdaptiveRewardController | None: ...
+
+
+class _EnvSettings(Protocol):
+    @property
+    def env(self) -> TradingEnvConfig: ...
+
+
+def session_markets(market: MarketArrays) -> list[MarketArrays]:
+    """One market per usable session (at least two bars), in time order."""
+    boundaries = np.flatnonzero(np.diff(market.session_index)) + 1
+    firsts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [market.bars]))
+    sessions = []
+    for first, end in zip(firsts.tolist(), ends.tolist(), strict=True):
+        if end - first >= 2:
+            sessions.append(market.rows(first, end))
+    return sessions
+
+
+def evaluate_policy(
+    policy: Policy, market: MarketArrays, *, config: _EnvSettings, sessions: int | None = None
+) -> dict[str, float]:
+    """The summary of :func:`evaluate_sessions` (see there)."""
+    summary, _ = evaluate_sessions(policy, market, config=config, sessions=sessions)
+    return summary
+
+
+def evaluate_sessions(
+    policy: Policy, market: MarketArrays, *, config: _EnvSettings, sessions: int | None = None
+) -> tuple[dict[str, float], np.ndarray]:
+    """Deterministic evaluation: one episode from the start of each of the first ``sessions`` sessions.
+
+    ``sessions`` None evaluates every usable session of ``market``; more than it has evaluates all of them
+    (the count is reported). Each session is a one-session episode with ``config.env`` (risk limits and
+    costs as in training) and its own controller restored from the checkpoint's state, and all sessions
+    step in lockstep with batched predictions, so the result does not depend on their order. Returns:
+    ``sessions``, ``steps``, ``mean_reward`` (raw episode reward incl. shaping), ``mean_return_pct`` (mean
+    session return, percent), ``total_return_pct`` (the session returns compounded), ``hold_rate`` (share of
+    hold-both actions), ``idle_rate`` (share of steps on which no agent order filled), ``trades_per_day``
+    (agent orders per session), ``regime_score_mean`` (mean regime score of the decision bars),
+    ``cost_total_mean`` (dollars per session) and ``score`` (= ``mean_return_pct``, the early-stop and best-cycle criterion); and, second,
+    each session's return (a fraction, float64) in time order.
+    """
+    markets = session_markets(market)
+    if not markets:
+        msg = "the evaluation market has no session with at least two bars"
+        raise ValueError(msg)
+    if sessions is not None:
+        if sessions < 1:
+            msg = f"sessions must be >= 1, got {sessions}"
+            raise ValueError(msg)
+        markets = markets[:sessions]
+    return evaluate_markets(policy, markets, env_config=config.env)
+
+
+def evaluate_markets(
+    policy: Policy, markets: Sequence[MarketArrays], *, env_config: TradingEnvConfig
+) -> tuple[dict[str, float], np.ndarray]:
+    """:func:`evaluate_sessions` on given one-session markets (see there for the figures)."""
+    env_config = env_config.model_copy(update={"sessions_per_episode": 1})
+    envs = [
+        DualTickerTradingEnv(session, config=env_config, controller=policy.controller())
+        for session in markets
+    ]
+    observations = [env.reset(seed=0, options={"start_session": 0})[0] for env in envs]
+    count = len(envs)
+    rewards = [0.0] * count
+    returns = [0.0] * count
+    orders = [0] * count
+    costs = [0.0] * count
+    steps = 0
+    holds = 0
+    idle = 0
+    regime = 0.0
+    active = list(range(count))
+    while active:
+        actions = policy.predict(np.stack([observations[index] for index in active])).tolist()
+        still_active = []
+        for index, action in zip(active, actions, strict=True):
+            env = envs[index]
+            regime += markets[index].regime_score[env.bar]  # type: ignore[index]
+            before = env.agent_orders
+            observation, reward, terminated, truncated, info = env.step(action)
+            rewards[index] += float(reward)
+            steps += 1
+            holds += action == HOLD_ACTION
+            idle += env.agent_orders == before
+            if terminated or truncated:
+                returns[index] = float(info["episode_return"])
+                orders[index] = int(info["agent_orders"])
+                costs[index] = float(info["cost_total"])
+            else:
+                observations[index] = observation
+                still_active.append(index)
+        active = still_active
+    mean_return_pct = 100.0 * float(np.mean(returns))
+    summary = {
+        "sessions": float(count),
+        "steps": float(steps),
+        "mean_reward": float(np.mean(rewards)),
+        "mean_return_pct": mean_return_pct,
+        "total_return_pct": 100.0 * (float(np.prod(1.0 + np.asarray(returns))) - 1.0),
+        "hold_rate": holds / steps,
+        "idle_rate": idle / steps,
+        "trades_per_day": sum(orders) / count,
+        "regime_score_mean": float(regime) / steps,
+        "cost_total_mean": float(np.mean(costs)),
+        "score": mean_return_pct,
+    }
+    return summary, np.asarray(returns, dtype=np.float64)
+
+
+
+
+def behaviour_of(summary: dict[str, float]) -> BehaviourMeasurement:
+    """The trading behaviour in an evaluation summary (orders, idle steps, holds per decision step)."""
+    steps = int(summary["steps"])
+    return BehaviourMeasurement(
+        steps=steps,
+        orders=round(summary["trades_per_day"] * summary["sessions"]),
+        idle_steps=round(summary["idle_rate"] * steps),
+        hold_actions=round(summary["hold_rate"] * steps),
+        decisions_per_session=steps / summary["sessions"],
+    )
+
+
+@dataclass(frozen=True)
+class LivePolicy:
+    """The policy being trained, acting greedily on raw observations through its live normalization."""
+
+    model: PPO
+    normalization: VecNormalize
+
+    def predict(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions for raw observations (the normalization's statistics are not updated)."""
+        normalized = self.normalization.normalize_obs(np.asarray(observations, dtype=np.float32))
+        actions, _ = self.model.policy.predict(normalized, deterministic=True)  # type: ignore[arg-type]
+        return np.asarray(actions, dtype=np.int64).reshape(-1)
+
+    def controller(self) -> None:
+        """No shaping: the probe measures behaviour, not reward."""
+        return None
+
+
+class GreedyProbe:
+    """The greedy policy on ``sessions_per_probe`` training sessions per call, in turn through the window.
+
+    Each call evaluates the next sessions of ``market`` (wrapping around) with :func:`evaluate_markets`: the
+    env's real costs, partial fills and risk stops, no reward shaping. Deterministic: the order of the
+    sessions is fixed, and the greedy policy draws no random numbers.
+    """
+
+    def __init__(self, market: MarketArrays, *, env_config: TradingEnvConfig, sessions_per_probe: int) -> None:
+        if sessions_per_probe < 1:
+            msg = f"sessions_per_probe must be >= 1, got {sessions_per_probe}"
+            raise ValueError(msg)
+        self._markets = session_markets(market)
+        if not self._markets:
+            msg = "the training market has no session with at least two bars"
+            raise ValueError(msg)
+        self._env_config = env_config
+        self._count = min(sessions_per_probe, len(self._markets))
+        self._next = 0
+
+    def measure(self, policy: Policy) -> tuple[BehaviourMeasurement, float]:
+        """The greedy behaviour on the next sessions and the mean regime score of their decision bars."""
+        total = len(self._markets)
+        chosen = [self._markets[(self._next + offset) % total] for offset in range(self._count)]
+        self._next = (self._next + self._count) % total
+        summary, _ = evaluate_markets(policy, chosen, env_config=self._env_config)
+        return behaviour_of(summary), summary["regime_score_mean"]
