@@ -119,7 +119,7 @@ def evaluate_markets(
         still_active = []
         for index, action in zip(active, actions, strict=True):
             env = envs[index]
-            regime += markets[index].regime_score[env.bar]  # type: ignore[index]
+            regime += float(markets[index].regime_score[env.bar])  # type: ignore[index]
             before = env.agent_orders
             observation, reward, terminated, truncated, info = env.step(action)
             rewards[index] += float(reward)

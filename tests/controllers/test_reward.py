@@ -48,7 +48,7 @@ def test_fresh_controller_is_neutral() -> None:
     assert controller.hold_bonus == config.base_hold_bonus
     assert controller.ticket_cost == config.base_ticket_cost
     assert controller.slow_adjustment == 0.0
-    assert controller.target_offset == 0.0
+    assert controller.target_scale == 1.0
     assert controller.target_trades_per_day == 18.0
     assert math.isnan(controller.smoothed_trades_per_day)
 
@@ -69,7 +69,7 @@ def test_behaviour_measurement_counts_per_session_and_per_step() -> None:
 
 
 def test_a_greedy_policy_that_never_trades_raises_trading_pressure() -> None:
-    config = RewardControllerConfig()
+    config = RewardControllerConfig(bonus_gain=0.5, cost_gain=0.5)
     controller = AdaptiveRewardController(config)
     snapshot = observe(controller, 0.0)
     assert snapshot.error == 1.0
@@ -110,7 +110,7 @@ def test_outputs_follow_the_documented_formula() -> None:
     assert slow == pytest.approx(3 * 0.1 * error)
     assert controller.target_trades_per_day == pytest.approx(target)
     assert controller.hold_bonus == pytest.approx(0.01 * max(0.0, 1 - 0.3 * error - slow), rel=1e-12)
-    assert controller.ticket_cost == pytest.approx(0.50 * max(0.0, 1 - 0.7 * error - slow), rel=1e-12)
+    assert controller.ticket_cost == pytest.approx(1.0 * max(0.0, 1 - 0.7 * error - slow), rel=1e-12)
 
 
 def test_the_measurement_is_smoothed_over_rollouts() -> None:
@@ -122,8 +122,15 @@ def test_the_measurement_is_smoothed_over_rollouts() -> None:
     assert controller.smoothed_trades_per_day == pytest.approx(first + 0.5 * (behaviour(30.0).trades_per_day - first))
 
 
+def test_default_gains_remove_all_shaping_for_a_policy_that_never_trades() -> None:
+    controller = AdaptiveRewardController()
+    observe(controller, 0.0, rollouts=3)
+    assert (controller.hold_bonus, controller.ticket_cost) == (0.0, 0.0)
+    assert controller.slow_adjustment == 0.0  # nothing left to lower: the integrator does not wind up
+
+
 def test_slow_lane_saturates_exactly_at_the_clamp_and_unwinds_at_once() -> None:
-    controller = AdaptiveRewardController(RewardControllerConfig(trades_span=1))
+    controller = AdaptiveRewardController(RewardControllerConfig(trades_span=1, bonus_gain=0.2, cost_gain=0.2))
     observe(controller, 0.0, rollouts=50)
     assert controller.slow_adjustment == 0.5
     observe(controller, 200.0)
@@ -177,27 +184,29 @@ def test_regime_score_moves_the_target_within_its_bounds() -> None:
         observe(controller, 18.0, regime_score=math.nan)
 
 
-def test_outer_loop_moves_the_offset_toward_the_selection_target_and_clamps_it() -> None:
+def test_outer_loop_rescales_the_setpoint_toward_the_selection_target_and_clamps_it() -> None:
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
-    offset = controller.adjust_target(behaviour(8.0), regime_score=0.0)
-    assert offset == pytest.approx(0.5 * (18.0 - behaviour(8.0).trades_per_day))
+    scale = controller.adjust_target(behaviour(8.0), regime_score=0.0)
+    assert scale == pytest.approx((18.0 / behaviour(8.0).trades_per_day) ** 0.5)
+    assert scale > 1.0  # trading too little out of sample: steer the training rollouts to trade more
     assert controller.cycle == 1
     observe(controller, 18.0)
-    assert controller.setpoint_trades_per_day == pytest.approx(controller.target_trades_per_day + offset)
+    assert controller.setpoint_trades_per_day == pytest.approx(controller.target_trades_per_day * scale)
+    assert controller.adjust_target(behaviour(60.0), regime_score=0.0) < scale  # churning: trade less
     for _ in range(20):
         controller.adjust_target(behaviour(0.0), regime_score=0.0)
-    assert controller.target_offset == config.max_target_offset
+    assert controller.target_scale == config.max_target_scale
     for _ in range(40):
         controller.adjust_target(behaviour(300.0), regime_score=0.0)
-    assert controller.target_offset == -config.max_target_offset
+    assert controller.target_scale == pytest.approx(1.0 / config.max_target_scale)
     observe(controller, 18.0, regime_score=1.0)
-    assert controller.setpoint_trades_per_day == pytest.approx(max(1.0, 12.0 - 10.0))
+    assert controller.setpoint_trades_per_day == pytest.approx(12.0 / 3.0)
 
 
 def test_outer_loop_is_off_at_zero_gain() -> None:
     controller = AdaptiveRewardController(RewardControllerConfig(cycle_gain=0.0))
-    assert controller.adjust_target(behaviour(0.0), regime_score=0.0) == 0.0
+    assert controller.adjust_target(behaviour(0.0), regime_score=0.0) == 1.0
 
 
 def test_state_round_trip_gives_identical_subsequent_outputs() -> None:
@@ -243,7 +252,7 @@ def test_a_state_of_the_first_design_migrates() -> None:
     assert controller.slow_adjustment == -0.5
     assert controller.steps == 49_152
     assert math.isnan(controller.smoothed_trades_per_day)
-    assert controller.target_offset == 0.0
+    assert controller.target_scale == 1.0
 
 
 def _state() -> dict[str, Any]:
@@ -255,13 +264,14 @@ def _state() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "fragment"),
     [
-        (lambda s: s.pop("target_offset"), "missing keys \\['target_offset'\\]"),
+        (lambda s: s.pop("target_scale"), "missing keys \\['target_scale'\\]"),
         (lambda s: s.update(extra=1), "unexpected keys \\['extra'\\]"),
         (lambda s: s.update(steps=1.5), "'steps' must be a non-negative int"),
         (lambda s: s.update(slow_adjustment="0.5"), "'slow_adjustment' must be a number"),
         (lambda s: s.update(hold_bonus=math.inf), "'hold_bonus' must be finite"),
         (lambda s: s.update(slow_adjustment=0.7), "beyond slow_clamp"),
-        (lambda s: s.update(target_offset=11.0), "beyond max_target_offset"),
+        (lambda s: s.update(target_scale=3.5), "target_scale 3.5 outside"),
+        (lambda s: s.update(setpoint_trades_per_day=0.0), "setpoint_trades_per_day 0.0 <= 0"),
         (lambda s: s.update(ticket_cost=-0.1), "negative"),
         (lambda s: s.update(version=99), "version 99"),
     ],

@@ -175,9 +175,14 @@ def test_training_env_shares_one_controller_and_seeds_each_rank() -> None:
         lone = DualTickerTradingEnv(market, config=TINY.env)
         lone.reset(seed=11 + rank)
         assert lone.bar == inner.bar
-    steps_before = controller.steps
-    env.step(np.full(TINY.ppo.n_envs, HOLD_ACTION))
-    assert controller.steps == steps_before + TINY.ppo.n_envs
+    # the envs only read the shared controller's outputs: stepping them changes nothing in it
+    state = controller.state_dict()
+    env.step_async(np.full(TINY.ppo.n_envs, HOLD_ACTION))
+    env.step_wait()
+    assert controller.state_dict() == state
+    disabled = TINY.model_copy(update={"controller": TINY.controller.model_copy(update={"enabled": False})})
+    unshaped = make_training_env(market, config=disabled, seed=11, controller=controller)
+    assert all(inner.controller is None for inner in unshaped.unwrapped.envs)  # type: ignore[attr-defined]
 
 
 def test_fresh_info_vec_env_steps_like_dummy_vec_env() -> None:

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -535,3 +536,31 @@ def test_the_report_shows_intervals_candidates_compared_and_the_rule_verdict() -
 def test_unequal_paired_sessions_are_refused() -> None:
     with pytest.raises(ValueError, match="same sessions"):
         GateEvidence(session_returns={"candidate": [0.0, 1.0], "flat": [0.0]})
+
+
+def _with_health(evidence: GateEvidence, score: float | None) -> GateEvidence:
+    health = None if score is None else {"score": score, "rollouts": 24.0, "selection_trades_error": 0.1}
+    return dataclasses.replace(evidence, controller_health=health)
+
+
+def test_controller_health_is_reported_and_judged_only_when_configured() -> None:
+    evidence = _with_health(evidence_for(returns(0.01)), 0.4)
+    reported = decide(everywhere(), None, GateCriteria(), evidence)
+    assert reported.passed
+    assert reported.statistics["controller_health"]["score"] == 0.4
+    assert not [item for item in reported.results if item.criterion == "controller_health"]
+    report = gate_report(reported, candidate=everywhere(), champion=None, baselines={}, links={})
+    assert "**Reward controller health:** 0.4" in report
+
+    judged = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), evidence)
+    assert not judged.passed
+    criterion = result(judged, "training", "controller_health")
+    assert criterion.value == 0.4 and "fails >= 0.5" in criterion.reason
+    healthy = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), _with_health(evidence, 0.8))
+    assert healthy.passed
+
+
+def test_a_required_health_without_a_measurement_fails_closed() -> None:
+    decision = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), evidence_for(returns(0.01)))
+    assert not decision.passed
+    assert "no controller health" in result(decision, "training", "controller_health").reason
