@@ -1,4 +1,8 @@
-"""Benchmark: ns per AdaptiveRewardController.update call, and regime_scores on 1M bars.
+"""Benchmark: microseconds per AdaptiveRewardController.observe call, and regime_scores on 1M bars.
+
+The controller no longer runs per env step (the env only reads its two outputs); its control step runs once
+per rollout, so its cost is per rollout. The greedy probe that feeds it is timed inside training
+(``benchmarks/bench_training.py`` reports its share); whether it helps is ``bench_controller_nights.py``.
 
 Run from the repository root: ``python benchmarks/bench_controller.py``. Writes bench-results/controller.json.
 """
@@ -16,43 +20,43 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from controllers.regime import regime_scores  # noqa: E402
-from controllers.reward import AdaptiveRewardController  # noqa: E402
+from controllers.reward import AdaptiveRewardController, BehaviourMeasurement  # noqa: E402
 
-__all__ = ["bench_regime_scores", "bench_update", "main"]
+__all__ = ["bench_observe", "bench_regime_scores", "main"]
 
-UPDATE_CALLS = 2_000_000
+OBSERVE_CALLS = 100_000
 REPEATS = 5
 REGIME_SESSIONS = 2_565  # x 390 bars per session = 1,000,350 bars
 
 
-def bench_update(*, calls: int = UPDATE_CALLS, repeats: int = REPEATS) -> dict[str, float]:
-    """Median and best ns per ``update`` over ``repeats`` runs of ``calls`` calls, net of the bare loop."""
+def bench_observe(*, calls: int = OBSERVE_CALLS, repeats: int = REPEATS) -> dict[str, float]:
+    """Median and best microseconds per ``observe`` (the controller's per-rollout control step)."""
     rng = np.random.default_rng(0)
-    # A realistic mix: about 55% hold steps, a slowly moving regime score; inputs prepared outside the timing.
-    held = (rng.random(calls) < 0.55).tolist()
-    scores = np.sin(np.arange(calls) / 500.0).tolist()
-    inputs = list(zip(held, scores, strict=True))
-    totals, loop_only = [], []
+    trades = rng.gamma(4.0, 5.0, calls).tolist()
+    scores = np.sin(np.arange(calls) / 50.0).tolist()
+    measurements = [
+        BehaviourMeasurement(
+            steps=2_334,
+            orders=round(value * 6),
+            idle_steps=2_334 - min(2_334, round(value * 6)),
+            hold_actions=1_000,
+            decisions_per_session=389.0,
+        )
+        for value in trades
+    ]
+    totals = []
     for _ in range(repeats):
         controller = AdaptiveRewardController()
-        update = controller.update
         start = time.perf_counter()
-        for held_step, score in inputs:
-            update(held_step, score)
+        for index, measured in enumerate(measurements):
+            controller.observe(measured, regime_score=scores[index], steps=index)
         totals.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for held_step, score in inputs:
-            pass
-        loop_only.append(time.perf_counter() - start)
-    per_call = [seconds / calls * 1e9 for seconds in totals]
-    loop = [seconds / calls * 1e9 for seconds in loop_only]
+    per_call = [seconds / calls * 1e6 for seconds in totals]
     return {
         "calls": calls,
         "repeats": repeats,
-        "median_ns_per_update_with_loop": statistics.median(per_call),
-        "best_ns_per_update_with_loop": min(per_call),
-        "median_ns_loop_only": statistics.median(loop),
-        "median_ns_per_update": statistics.median(per_call) - statistics.median(loop),
+        "median_us_per_observe": statistics.median(per_call),
+        "best_us_per_observe": min(per_call),
     }
 
 
@@ -74,19 +78,17 @@ def bench_regime_scores(*, sessions: int = REGIME_SESSIONS, repeats: int = REPEA
 
 def main() -> None:
     """Run both benchmarks, print a summary and write bench-results/controller.json."""
-    update = bench_update()
+    observe = bench_observe()
     regime = bench_regime_scores()
     result = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "update": update,
+        "observe": observe,
         "regime_scores": regime,
     }
     print(
-        f"update: {update['median_ns_per_update']:.0f} ns/call net of loop "
-        f"({update['median_ns_per_update_with_loop']:.0f} ns with loop, "
-        f"best {update['best_ns_per_update_with_loop']:.0f}; "
-        f"median of {update['repeats']} x {update['calls']:,} calls)"
+        f"observe: {observe['median_us_per_observe']:.1f} us/call (best {observe['best_us_per_observe']:.1f}; "
+        f"median of {observe['repeats']} x {observe['calls']:,} calls; once per 2,048-step rollout)"
     )
     print(
         f"regime_scores: {regime['median_s']:.3f} s for {regime['bars']:,} bars "

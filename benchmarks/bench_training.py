@@ -8,7 +8,8 @@ Run from the repository root: ``python benchmarks/bench_training.py [--runs R] [
   4 epochs, MLP 64x64, 1 torch thread), progress bar off, on a synthetic market of 30 sessions (one-minute
   bars, default features, regime scores): the first 25 sessions train, the last 5 validate. Steps per second
   is the cycle's own figure: env steps over the wall time of ``learn()`` (the real env, the shared
-  controller, ``VecMonitor``, ``VecNormalize`` and the metrics callback included; the checkpoint writes and
+  controller's per-rollout greedy probe, ``VecMonitor``, ``VecNormalize`` and the metrics callback included,
+  the probe's share reported beside it; the checkpoint writes and
   the evaluation are not, they are reported separately as the cycle's total wall time).
 * ``reference``: SB3 PPO with the same PPO settings on 8 copies of a constant env (same observation size,
   ``Discrete(9)``, zero reward, truncated every 389 steps like a session), no wrappers.
@@ -112,6 +113,7 @@ def bench_pipeline(train: MarketArrays, validation: MarketArrays, config: Traini
         "steps_per_second": result.metrics["steps_per_second"],
         "timesteps": result.metrics["timesteps"],
         "learn_seconds": result.metrics["wall_seconds"],
+        "probe_seconds": result.metrics["probe_seconds"],
         "cycle_seconds": total,
     }
 
@@ -233,18 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.full:
         report["full_run"] = _full_run(train, validation, TrainingConfig(progress_bar=False))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"pipeline cycle (12k steps, learn only): {pipeline:10,.0f} steps/s")
     print(f"SB3 PPO, constant env, same settings:   {reference:10,.0f} steps/s")
     pairs = report["ratio_median_of_pairs"]
     print(f"ratio: {pipeline / reference:.1%} (median of pair ratios {pairs:.1%}; goal >= 90%)")
+    probe_share = statistics.median(run["probe_seconds"] / run["learn_seconds"] for run in pipeline_runs)
+    report["probe_share_of_learn"] = probe_share
+    print(f"reward controller's greedy probe: {probe_share:.1%} of learn() (included in the pipeline figure)")
     if args.full:
         full = report["full_run"]
         seconds, count = full["run_cycles_wall_seconds"], full["cycles_run"]
         print(f"default run_cycles: {seconds:.1f} s, {count} cycles; {full['reason']}")
         forced_seconds = full["all_cycles_forced_wall_seconds"]
         print(f"all {full['all_cycles_forced']} cycles forced: {forced_seconds:.1f} s")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.output}")
     return 0
 

@@ -119,5 +119,5 @@ def _training_cycles(
         results.append(result)
         previous, baseline = result.checkpoint, output_dir / BASELINE_DIRECTORY
         go_on, reason = continue_training(results, config)
-    best = best_cycle(results)
+    best = best_cycle(results, trades_band=config.training.selection_trades_band)
     return results, reason, output_dir / BASELINE_DIRECTORY if best is None else best.checkpoint

@@ -23,7 +23,8 @@ from market.synthetic import generate_market
 from stairways.config import SIGNAL_FEATURE, RetrainConfig
 from stairways.digest import frame_digest
 from stairways.seeding import derive_seed
-from training.cycles import CycleResult, should_stop
+from training import cycles
+from training.cycles import CycleResult
 from validation.qc import QCReport, run_qc
 from validation.windows import WindowPlan, plan_windows
 
@@ -213,16 +214,5 @@ def training_data(
 
 
 def continue_training(results: Sequence[CycleResult], config: RetrainConfig) -> tuple[bool, str]:
-    """Whether another cycle should run, and why (rollback, early stop, budget)."""
-    latest = results[-1]
-    if latest.rolled_back:
-        return False, f"cycle {latest.cycle} rolled back (divergence {latest.divergence:.3f})"
-    if len(results) >= config.training.cycles:
-        return False, f"all {config.training.cycles} cycles ran"
-    scores = [result.evaluation["score"] for result in results]
-    if should_stop(scores, min_improvement=config.training.min_improvement):
-        return (
-            False,
-            f"cycle {latest.cycle} improved the evaluation by less than {config.training.min_improvement:.0%}",
-        )
-    return True, f"cycle {latest.cycle} improved the evaluation"
+    """Whether another cycle should run, and why (:func:`training.cycles.continue_training`)."""
+    return cycles.continue_training(results, config.training)

@@ -36,7 +36,13 @@ followed by a deterministic evaluation on the selection window. The rules:
 * **Evaluation** (:func:`evaluate_checkpoint`) of the kept checkpoint; its ``score`` is the mean per-session
   return in percent. **Early stop** (:func:`should_stop`): after a cycle whose score improves on the best
   earlier score by less than ``config.min_improvement`` (relative). The best cycle is the one with the
-  highest score among those not rolled back.
+  highest score among those not rolled back, preferring cycles whose greedy trades per day on the selection
+  window lie in ``config.selection_trades_band`` (:func:`best_cycle`).
+* **Reward controller** (:mod:`controllers.reward`): after every rollout the greedy policy trades a few
+  training sessions (:class:`training.evaluation.GreedyProbe`) and the controller retunes the hold bonus and
+  ticket cost from its trades per day; after the cycle's evaluation, the greedy trades per day on the
+  selection window rescale the controller's setpoint (the outer loop) and the checkpoint is rewritten with
+  that state, so the next cycle, and the next night's warm start, continue from it.
 * **Determinism and resume.** Every cycle seeds itself from ``(seed, cycle)`` and reads all state from the
   checkpoint directories it is given, so the same config, seed and inputs give the same metrics and weights
   on CPU (except the timing metrics in :data:`TIMING_METRICS`), and calling :func:`run_cycle` again with the
@@ -103,6 +109,7 @@ __all__ = [
     "TrainingOutcome",
     "check_warm_start",
     "check_windows",
+    "continue_training",
     "cycle_directory",
     "evaluate_checkpoint",
     "evaluate_policy",
@@ -122,7 +129,7 @@ META_FILE = "meta.json"
 BASELINE_DIRECTORY = "baseline"
 CHECKPOINT_FORMAT = 1
 ACTION_COUNT = len(ACTION_MEANINGS)
-TIMING_METRICS: frozenset[str] = frozenset({"steps_per_second", "wall_seconds"})
+TIMING_METRICS: frozenset[str] = frozenset({"steps_per_second", "wall_seconds", "probe_seconds"})
 """The only cycle metrics that vary between identical runs (they measure wall time)."""
 SCORE_FLOOR = 0.01
 """Smallest score scale (percentage points) in :func:`should_stop`'s relative improvement."""
@@ -778,7 +785,7 @@ def night_health(results: Sequence[CycleResult], config: TrainingConfig) -> Cont
     frames = [result.trajectory for result in results if result.trajectory.height]
     if not frames:
         return None
-    best = best_cycle(results)
+    best = best_cycle(results, trades_band=config.selection_trades_band)
     return controller_health(
         pl.concat(frames),
         config.controller,
@@ -787,18 +794,62 @@ def night_health(results: Sequence[CycleResult], config: TrainingConfig) -> Cont
     )
 
 
-def best_cycle(results: Sequence[CycleResult]) -> CycleResult | None:
-    """The kept cycle with the highest score (the earliest on ties; non-finite scores rank last)."""
+def best_cycle(
+    results: Sequence[CycleResult], *, trades_band: tuple[float, float] | None = None
+) -> CycleResult | None:
+    """The kept cycle with the highest score (the earliest on ties; non-finite scores rank last).
+
+    With ``trades_band`` (``TrainingConfig.selection_trades_band``), only cycles whose greedy trades per day on
+    the selection window lie inside it compete, unless none does: a cycle that trades outside the gate's band
+    would fail the gate whatever its score.
+    """
+    kept = [result for result in results if not result.rolled_back]
+    if trades_band is not None:
+        low, high = trades_band
+        inside = [result for result in kept if low <= result.evaluation.get("trades_per_day", math.nan) <= high]
+        kept = inside or kept
     best: CycleResult | None = None
     best_score = -math.inf
-    for result in results:
-        if result.rolled_back:
-            continue
+    for result in kept:
         score = result.evaluation["score"]
         rank = score if math.isfinite(score) else -math.inf
         if best is None or rank > best_score:
             best, best_score = result, rank
     return best
+
+
+def continue_training(results: Sequence[CycleResult], config: TrainingConfig) -> tuple[bool, str]:
+    """Whether another cycle should run after ``results``, and why: the one stopping rule of every cycle loop.
+
+    Stop after a rolled-back cycle (the divergence is measured from the fixed baseline, so training on from the
+    same weights would drift past the limit again), when the budget of ``config.cycles`` is spent, or when
+    :func:`should_stop` says the latest score improved too little, unless no cycle so far trades inside
+    ``config.selection_trades_band`` on the selection window: such a night's candidate would fail the gate's
+    trades-per-day band, so the controller's outer loop gets the rest of the budget to bring it inside.
+    """
+    latest = results[-1]
+    if latest.rolled_back:
+        return False, (
+            f"cycle {latest.cycle} rolled back: divergence {latest.divergence:.4f} > {config.max_divergence}; "
+            "training stops (continuing from the same weights would drift past the limit again)"
+        )
+    if len(results) >= config.cycles:
+        return False, f"ran all {config.cycles} cycles"
+    scores = [result.evaluation["score"] for result in results if not result.rolled_back]
+    if should_stop(scores, min_improvement=config.min_improvement):
+        band = config.selection_trades_band
+        if band is not None and not any(
+            band[0] <= result.evaluation.get("trades_per_day", math.nan) <= band[1] for result in results
+        ):
+            return True, (
+                f"cycle {latest.cycle} improved the evaluation score by less than {config.min_improvement:.0%}, "
+                f"but no cycle trades inside {list(band)} a day on the selection window yet: training goes on"
+            )
+        return False, (
+            f"cycle {latest.cycle} improved the evaluation score by less than {config.min_improvement:.0%} "
+            f"(scores {[round(score, 6) for score in scores]})"
+        )
+    return True, f"cycle {latest.cycle} improved the evaluation score"
 
 
 def run_cycles(
@@ -813,16 +864,14 @@ def run_cycles(
 ) -> TrainingOutcome:
     """Run up to ``config.cycles`` cycles with :func:`run_cycle`, stopping early, and pick the best one.
 
-    Stops after a rolled-back cycle (see the module docstring) or when :func:`should_stop` says the latest
-    score improved too little. ``on_cycle`` is called with each result as soon as it exists.
+    Stops when :func:`continue_training` says so. ``on_cycle`` is called with each result as soon as it exists.
     """
     check_windows(train, selection)
     output_dir = Path(output_dir)
     results: list[CycleResult] = []
-    scores: list[float] = []
     previous = warm_start
     baseline: Path | None = None
-    reason = f"ran all {config.cycles} cycles"
+    reason = ""
     for cycle in range(1, config.cycles + 1):
         result = run_cycle(
             cycle,
@@ -838,21 +887,12 @@ def run_cycles(
         if on_cycle is not None:
             on_cycle(result)
         baseline = output_dir / BASELINE_DIRECTORY
-        if result.rolled_back:
-            reason = (
-                f"cycle {cycle} rolled back: divergence {result.divergence:.4f} > {config.max_divergence}; "
-                f"training stops (continuing from the same weights would drift past the limit again)"
-            )
+        if not result.rolled_back:
+            previous = result.checkpoint
+        go_on, reason = continue_training(results, config)
+        if not go_on:
             break
-        previous = result.checkpoint
-        scores.append(result.evaluation["score"])
-        if cycle < config.cycles and should_stop(scores, min_improvement=config.min_improvement):
-            reason = (
-                f"cycle {cycle} improved the evaluation score by less than {config.min_improvement:.0%} "
-                f"(scores {[round(score, 6) for score in scores]})"
-            )
-            break
-    best = best_cycle(results)
+    best = best_cycle(results, trades_band=config.selection_trades_band)
     return TrainingOutcome(
         cycles=results,
         best_cycle=best.cycle if best is not None else 0,

@@ -27,6 +27,7 @@ with ``torch_threads`` threads (default 1) the same seed gives the same result o
 
 import importlib.util
 import math
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,6 +144,11 @@ class TrainingConfig(BaseModel):
     )
     eval_sessions: int | None = Field(
         None, ge=1, description="Selection-window sessions evaluated per cycle, from the first; None: all of them."
+    )
+    selection_trades_band: tuple[float, float] | None = Field(
+        (5.0, 25.0),
+        description="The best cycle is picked among those whose greedy trades per day on the selection window "
+        "lie in this band (the gate's trades_per_day band), when any does; None: by score alone.",
     )
     progress_bar: bool = Field(True, description="Show SB3's progress bar (tqdm + rich) while training.")
     ppo: PPOSettings = Field(default_factory=PPOSettings, description="PPO hyperparameters.")
@@ -500,6 +506,7 @@ class TrainingMonitor(BaseCallback):
         self.decisions = decisions_per_session
         self.trajectory = ControllerTrajectory()
         self._rollout_episodes = 0
+        self.probe_seconds = 0.0
         self.steps = 0
         self.holds = 0
         self.episode_rewards: list[float] = []
@@ -546,7 +553,9 @@ class TrainingMonitor(BaseCallback):
         self._rollout_episodes = len(self.episode_lengths)
         sampled = sum(orders) / sum(finished) * self.decisions if finished else float("nan")
         policy = LivePolicy(self.model, self.training_env)  # type: ignore[arg-type]
+        started = time.perf_counter()
         greedy, regime_score = self.probe.measure(policy)
+        self.probe_seconds += time.perf_counter() - started
         snapshot = self.controller.observe(
             greedy,
             regime_score=regime_score,
@@ -603,6 +612,7 @@ class TrainingMonitor(BaseCallback):
             return nan if value is None else float(value)
 
         metrics |= {
+            "probe_seconds": self.probe_seconds,
             "greedy_trades_per_day": latest("greedy_trades_per_day"),
             "greedy_idle_rate": latest("greedy_idle_rate"),
             "greedy_hold_action_rate": latest("greedy_hold_action_rate"),

@@ -53,6 +53,7 @@ METRIC_KEYS = {
     "cost_spread_fee_mean",
     "cost_impact_mean",
     "cost_total_mean",
+    "probe_seconds",
     "greedy_trades_per_day",
     "greedy_idle_rate",
     "greedy_hold_action_rate",
