@@ -40,6 +40,7 @@ TINY = TrainingConfig(
     steps_per_cycle=512,
     progress_bar=False,
     ppo=PPOSettings(n_envs=2, n_steps=64, batch_size=64),
+    selection_trades_band=None,  # the band's rules have their own tests below
 )
 METRIC_KEYS = {
     "episodes",
@@ -660,3 +661,94 @@ def test_full_default_run_on_twenty_sessions(tmp_path: Path) -> None:
     if kept:
         assert outcome.best_checkpoint == max(kept, key=lambda result: result.evaluation["score"]).checkpoint
     load_checkpoint(outcome.best_checkpoint, market=validation)
+
+
+def _fake_result(cycle: int, score: float, trades: float, *, rolled_back: bool = False) -> CycleResult:
+    return CycleResult(
+        cycle=cycle,
+        checkpoint=Path(f"cycle-{cycle}"),
+        metrics={},
+        evaluation={"score": score, "trades_per_day": trades},
+        divergence=0.01,
+        rolled_back=rolled_back,
+        warm_start_reason="",
+        trajectory=pl.DataFrame(),
+    )
+
+
+def test_the_best_cycle_is_picked_among_those_trading_inside_the_band() -> None:
+    results = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 18.0), _fake_result(3, 0.20, 3.0)]
+    assert cycles_module.best_cycle(results).cycle == 1  # type: ignore[union-attr]
+    assert cycles_module.best_cycle(results, trades_band=(5.0, 25.0)).cycle == 2  # type: ignore[union-attr]
+    outside = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.40, 30.0, rolled_back=True)]
+    assert cycles_module.best_cycle(outside, trades_band=(5.0, 25.0)).cycle == 1  # type: ignore[union-attr]
+
+
+def test_training_goes_on_past_an_early_stop_while_no_cycle_trades_inside_the_band() -> None:
+    config = TrainingConfig(cycles=4, selection_trades_band=(5.0, 25.0))
+    worse = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 38.0)]
+    go_on, reason = cycles_module.continue_training(worse, config)
+    assert go_on and "no cycle trades inside [5.0, 25.0]" in reason
+    settled = [_fake_result(1, 0.30, 20.0), _fake_result(2, 0.10, 38.0)]
+    assert cycles_module.continue_training(settled, config)[0] is False
+    assert cycles_module.continue_training(worse, config.model_copy(update={"selection_trades_band": None}))[0] is False
+    spent = [*worse, _fake_result(3, 0.1, 40.0), _fake_result(4, 0.1, 40.0)]
+    assert cycles_module.continue_training(spent, config) == (False, "ran all 4 cycles")
+    rolled = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 38.0, rolled_back=True)]
+    assert "rolled back" in cycles_module.continue_training(rolled, config)[1]
+
+
+def test_the_outer_loop_rescales_the_setpoint_and_the_rewritten_checkpoint_verifies(
+    tiny_run: tuple[TrainingOutcome, Path],
+) -> None:
+    outcome, _ = tiny_run
+    for result in outcome.cycles:
+        policy = load_checkpoint(result.checkpoint)  # verifies every file against its SHA-256
+        state = policy.controller_state
+        assert state["cycle"] == result.cycle
+        assert state["rollouts"] == 4 * result.cycle
+        trades = result.evaluation["trades_per_day"]
+        scale = result.metrics["controller_target_scale_next"]
+        assert state["target_scale"] == scale
+        if trades < 10.0:  # below the lowest target: the outer loop steers the rollouts to trade more
+            assert scale > result.metrics["controller_target_scale"]
+        elif trades > 24.0:
+            assert scale < result.metrics["controller_target_scale"]
+
+
+def test_a_checkpoint_without_controller_gives_no_controller(tmp_path: Path) -> None:
+    train, validation = synthetic_windows(columns=feature_names()[:4])
+    config = TINY.model_copy(
+        update={"cycles": 1, "steps_per_cycle": 128, "controller": TINY.controller.model_copy(update={"enabled": False})}
+    )
+    result = run_cycle(
+        1, train=train, selection=validation, config=config, seed=SEED, output_dir=tmp_path, previous=None, baseline=None
+    )
+    policy = load_checkpoint(result.checkpoint)
+    assert policy.controller() is None
+    assert math.isnan(result.metrics["controller_hold_bonus"])  # no shaping: nothing to report
+    assert result.metrics["controller_target_scale_next"] == 1.0  # and no outer loop
+
+
+def test_a_checkpoint_of_the_first_controller_design_still_loads(tmp_path: Path, tiny_run: tuple[TrainingOutcome, Path]) -> None:
+    outcome, _ = tiny_run
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for path in outcome.cycles[0].checkpoint.iterdir():
+        (legacy / path.name).write_bytes(path.read_bytes())
+    meta = json.loads((legacy / META_FILE).read_text())
+    controller = meta["config"]["controller"]
+    for key in ("target_trades_per_day", "trades_per_day_bounds", "regime_sensitivity", "probe_sessions"):
+        controller.pop(key)
+    controller |= {"target_hold_rate": 0.55, "target_bounds": [0.4, 0.75], "hold_rate_span": 200}
+    state = {
+        "version": 1, "steps": 512, "episodes": 3, "interval_steps": 12, "interval_error_sum": 0.3,
+        "hold_rate": 0.2, "slow_adjustment": -0.5, "target_hold_rate": 0.55, "regime_score": 0.1,
+        "hold_bonus": 0.015, "ticket_cost": 0.8,
+    }
+    (legacy / CONTROLLER_FILE).write_text(json.dumps(state))
+    meta["files_sha256"][CONTROLLER_FILE] = hashlib.sha256((legacy / CONTROLLER_FILE).read_bytes()).hexdigest()
+    (legacy / META_FILE).write_text(json.dumps(meta))
+    policy = load_checkpoint(legacy)
+    restored = policy.controller()
+    assert restored is not None and restored.slow_adjustment == -0.5

@@ -102,3 +102,17 @@ def test_behaviour_of_an_evaluation_summary() -> None:
 def test_a_probe_needs_sessions() -> None:
     with pytest.raises(ValueError, match="sessions_per_probe"):
         GreedyProbe(market(), env_config=ENV, sessions_per_probe=0)
+
+
+def test_the_live_policy_acts_like_sb3_predict() -> None:
+    from controllers.reward import AdaptiveRewardController
+    from tests.training.test_ppo import TINY
+    from training.evaluation import LivePolicy
+    from training.ppo import make_training_env, new_model
+
+    env = make_training_env(market(), config=TINY, seed=3, controller=AdaptiveRewardController())
+    model = new_model(env, settings=TINY.ppo, seed=3)
+    env.reset()
+    observations = np.random.default_rng(4).normal(size=(500, env.observation_space.shape[0])).astype(np.float32) * 3
+    expected, _ = model.policy.predict(env.normalize_obs(observations), deterministic=True)
+    assert np.array_equal(LivePolicy(model, env).predict(observations), np.asarray(expected).reshape(-1))
