@@ -194,6 +194,16 @@ class RetrainConfig(BaseModel):
         if len(set(self.observation_features)) != len(self.observation_features):
             msg = f"observation_features repeats a name: {list(self.observation_features)}"
             raise ValueError(msg)
+        controller = self.training.controller
+        gate_band = (self.gate.min_trades_per_day, self.gate.max_trades_per_day)
+        low, high = controller.trades_per_day_bounds
+        if controller.enabled and not (gate_band[0] <= low and high <= gate_band[1]):
+            msg = (
+                f"training.controller.trades_per_day_bounds ({low:g}, {high:g}) must lie inside the gate's "
+                f"trades-per-day band [{gate_band[0]:g}, {gate_band[1]:g}] (gate.min_trades_per_day, "
+                "gate.max_trades_per_day): the controller would steer the agent to a rate the gate refuses"
+            )
+            raise ValueError(msg)
         if self.data.source == "export":
             named = set(self.data.export_paths) - {"*"}
             unknown = named - set(self.symbols)

@@ -86,6 +86,15 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
         < summary["windows"]["test_start"]
     )
     assert run.data.metrics["features.count"] == len(summary["features"])
+    # the controller's rollouts and PPO's updates are curves (one point per rollout/update at its env step)
+    assert "cycles/1/controller.png" in artifacts
+    for name in ("controller.greedy_trades_per_day", "controller.ticket_cost", "ppo.entropy"):
+        history = client.get_metric_history(run.info.run_id, name)
+        steps = [metric.step for metric in history]
+        assert len(steps) >= 2 and steps == sorted(steps) and steps[0] > 0, name
+    assert "night.controller_health.score" in run.data.metrics
+    report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/gate/report.md")
+    assert "**Reward controller health:**" in report
     # a good night leaves no scratch files behind (everything worth keeping is in MLflow)
     assert not (WORK_ROOT / run.data.tags["prefect.flow_run_id"]).exists()
 

@@ -39,6 +39,8 @@ def test_yaml_overrides_by_field_name(tmp_path: Path) -> None:
         ("- 1\n- 2\n", "mapping"),
         ("seed: [unclosed\n", "not valid YAML"),
         ("data:\n  source: export\n  export_paths: {AAPL: a.csv}\n", "AAPL"),
+        ("gate:\n  max_trades_per_day: 15\n", "must lie inside the gate's trades-per-day band"),
+        ("training:\n  controller:\n    target_hold_rate: 0.55\n", "earlier design"),
     ],
 )
 def test_bad_config_names_what_is_wrong(tmp_path: Path, text: str, fragment: str) -> None:
