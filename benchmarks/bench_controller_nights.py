@@ -47,12 +47,24 @@ ARMS = ("off", "previous", "greedy")
 TEST_FIGURES = ("total_return_pct", "sharpe", "max_drawdown_pct", "trades_per_day")
 
 
+def _night_data(config: Any) -> tuple[Any, Any, Any]:
+    """The night's prepared bars, signal and training data, by the pipeline functions of the tree in use."""
+    from stairways import pipeline
+
+    market = pipeline.load_market(config)
+    prepared = pipeline.prepare_bars(market.bars, config)
+    features = pipeline.features_for(prepared, config)
+    labels = pipeline.labels_for(prepared, config)
+    plan = pipeline.split_windows(features, config)
+    signal = pipeline.signal_for(features, labels, plan, config)
+    return prepared, signal, pipeline.training_data(prepared, features, signal, plan, config)
+
+
 def night(seed: int, *, controller_enabled: bool, output_dir: Path) -> dict[str, Any]:
     """One default night with the tree on ``sys.path``; keeps the best checkpoint under ``output_dir``.
 
     Uses only functions that exist in both trees (the pipeline, ``run_cycles``, ``assess``, ``judge``).
     """
-    from stairways import pipeline
     from stairways.assessment import REPLAY_SCENARIO, ChampionInput, assess, build_scenarios, judge
     from stairways.config import RetrainConfig
     from training.cycles import run_cycles
@@ -62,13 +74,7 @@ def night(seed: int, *, controller_enabled: bool, output_dir: Path) -> dict[str,
         training["controller"] = {"enabled": False}
     config = RetrainConfig.model_validate({"seed": seed, "training": training})
     started = time.perf_counter()
-    market = pipeline.load_market(config)
-    prepared = pipeline.prepare_bars(market.bars, config)
-    features = pipeline.features_for(prepared, config)
-    labels = pipeline.labels_for(prepared, config)
-    plan = pipeline.split_windows(features, config)
-    signal = pipeline.signal_for(features, labels, plan, config)
-    data = pipeline.training_data(prepared, features, signal, plan, config)
+    prepared, signal, data = _night_data(config)
     outcome = run_cycles(
         train=data.train, selection=data.selection, config=config.training, seed=seed, output_dir=output_dir
     )
@@ -121,22 +127,14 @@ def _run_previous(seed: int, tree: Path, output_dir: Path) -> dict[str, Any]:
 
 def _selection_behaviour(checkpoint: Path, seed: int) -> dict[str, float]:
     """This tree's greedy evaluation of ``checkpoint`` on the night's selection window."""
-    from stairways import pipeline
+    from controllers.reward import regime_target
     from stairways.config import RetrainConfig
     from training.cycles import evaluate_checkpoint
 
     config = RetrainConfig.model_validate({"seed": seed, "training": {"progress_bar": False}})
-    market = pipeline.load_market(config)
-    prepared = pipeline.prepare_bars(market.bars, config)
-    features = pipeline.features_for(prepared, config)
-    labels = pipeline.labels_for(prepared, config)
-    plan = pipeline.split_windows(features, config)
-    signal = pipeline.signal_for(features, labels, plan, config)
-    data = pipeline.training_data(prepared, features, signal, plan, config)
+    _, _, data = _night_data(config)
     evaluation = evaluate_checkpoint(checkpoint, data.selection, config=config.training, sessions=None)
-    controller = config.training.controller
-    low, high = controller.trades_per_day_bounds
-    target = min(high, max(low, controller.target_trades_per_day - controller.regime_sensitivity * evaluation["regime_score_mean"]))
+    target = regime_target(config.training.controller, evaluation["regime_score_mean"])
     decisions = evaluation["steps"] / evaluation["sessions"]
     idle_target = 1.0 - target / decisions
     return {
@@ -211,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 previous_tree = _previous_tree(args.previous_commit, Path(work) / "previous-tree")
             except subprocess.CalledProcessError as error:
-                print(f"previous design skipped: commit {args.previous_commit} unavailable ({error.stderr!r})")
+                print(
+                    f"previous design skipped: commit {args.previous_commit} unavailable ({error.stderr!r})"
+                )
         for seed in args.seeds:
             for arm in args.arms:
                 output_dir = Path(work) / f"{arm}-{seed}"

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from controllers.reward import RewardControllerConfig
+from controllers.reward import RewardControllerConfig, regime_target
 
 __all__ = ["ControllerHealth", "HealthWeights", "controller_health"]
 
@@ -115,8 +115,7 @@ def controller_health(
     idle_error = float(np.nanmean(np.abs(column("greedy_idle_rate") - idle_target)))
     selection_error = _NAN
     if selection is not None:
-        low, high = config.trades_per_day_bounds
-        target = min(high, max(low, config.target_trades_per_day - config.regime_sensitivity * selection["regime_score_mean"]))
+        target = regime_target(config, selection["regime_score_mean"])
         selection_error = abs(selection["trades_per_day"] - target) / target
     slow = column("slow_adjustment")
     bonus = column("hold_bonus")
@@ -126,7 +125,10 @@ def controller_health(
         (np.abs(slow) >= config.slow_clamp - 1e-12)
         | (bonus <= 0.0)
         | (cost <= 0.0)
-        | ((config.max_target_scale > 1.0) & (np.abs(np.log(scale)) >= math.log(config.max_target_scale) - 1e-9))
+        | (
+            (config.max_target_scale > 1.0)
+            & (np.abs(np.log(scale)) >= math.log(config.max_target_scale) - 1e-9)
+        )
     )
     saturation_share = float(np.mean(saturated))
     bonus_drift = abs(bonus[-1] - bonus[0]) / config.base_hold_bonus if config.base_hold_bonus > 0 else _NAN

@@ -70,13 +70,14 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 __all__ = [
+    "LEGACY_CONTROLLER_KEYS",
     "AdaptiveRewardController",
     "BehaviourMeasurement",
     "ControllerSnapshot",
     "ControllerTrajectory",
-    "LEGACY_CONTROLLER_KEYS",
     "RewardControllerConfig",
     "plot_trajectory",
+    "regime_target",
 ]
 
 _STATE_VERSION = 2
@@ -91,7 +92,8 @@ class RewardControllerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(
-        True, description="Shape the reward at all; false trains on the PnL alone (no hold bonus, no ticket cost)."
+        True,
+        description="Shape the reward at all; false trains on the PnL alone (no hold bonus, no ticket cost).",
     )
     target_trades_per_day: float = Field(
         18.0,
@@ -113,10 +115,16 @@ class RewardControllerConfig(BaseModel):
         (10.0, 24.0),
         description="Inclusive bounds (low, high) of the regime-moved target; inside the gate's trades/day band.",
     )
-    bonus_gain: float = Field(1.0, ge=0.0, description="Fast-lane gain on the relative trades error (hold bonus).")
-    cost_gain: float = Field(1.0, ge=0.0, description="Fast-lane gain on the relative trades error (ticket cost).")
+    bonus_gain: float = Field(
+        1.0, ge=0.0, description="Fast-lane gain on the relative trades error (hold bonus)."
+    )
+    cost_gain: float = Field(
+        1.0, ge=0.0, description="Fast-lane gain on the relative trades error (ticket cost)."
+    )
     base_hold_bonus: float = Field(
-        0.01, ge=0.0, description="Hold bonus per idle step at zero error and zero slow adjustment (reward units)."
+        0.01,
+        ge=0.0,
+        description="Hold bonus per idle step at zero error and zero slow adjustment (reward units).",
     )
     base_ticket_cost: float = Field(
         1.0, ge=0.0, description="Ticket cost at zero error and zero slow adjustment (times the env's scale)."
@@ -128,7 +136,9 @@ class RewardControllerConfig(BaseModel):
         "day (in turn through the training window; about 5% of the training time at the defaults).",
     )
     trades_span: int = Field(
-        3, ge=1, description="Span in rollouts of the EWM of the greedy trades per day (smoothing 2 / (span + 1))."
+        3,
+        ge=1,
+        description="Span in rollouts of the EWM of the greedy trades per day (smoothing 2 / (span + 1)).",
     )
     slow_interval: int = Field(1, ge=1, description="Rollouts between slow-lane (integral) updates.")
     slow_gain: float = Field(
@@ -182,6 +192,12 @@ class RewardControllerConfig(BaseModel):
             )
             raise ValueError(msg)
         return self
+
+
+def regime_target(config: RewardControllerConfig, regime_score: float) -> float:
+    """The target trades per day at ``regime_score``: the base minus the regime slope, within the bounds."""
+    low, high = config.trades_per_day_bounds
+    return min(high, max(low, config.target_trades_per_day - config.regime_sensitivity * regime_score))
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +328,7 @@ class AdaptiveRewardController:
         self.ticket_cost = float(self.config.base_ticket_cost)
 
     def _target(self, regime_score: float) -> float:
-        low, high = self.config.trades_per_day_bounds
-        target = self.config.target_trades_per_day - self.config.regime_sensitivity * regime_score
-        return min(high, max(low, target))
+        return regime_target(self.config, regime_score)
 
     def reset_episode(self) -> None:
         """Mark an episode boundary: only the counter moves."""
@@ -349,7 +363,7 @@ class AdaptiveRewardController:
         self.setpoint_trades_per_day = max(1.0, self.target_trades_per_day * self.target_scale)
         measured = greedy.trades_per_day
         previous = self.smoothed_trades_per_day
-        smoothed = measured if previous != previous else previous + self._alpha * (measured - previous)
+        smoothed = measured if math.isnan(previous) else previous + self._alpha * (measured - previous)
         self.smoothed_trades_per_day = smoothed
         setpoint = self.setpoint_trades_per_day
         error = min(1.0, max(-1.0, (setpoint - smoothed) / setpoint))
@@ -375,7 +389,9 @@ class AdaptiveRewardController:
         increment = config.slow_gain * error
         if increment > 0.0 and self._outputs(error, self.slow_adjustment) == (0.0, 0.0):
             return
-        self.slow_adjustment = min(config.slow_clamp, max(-config.slow_clamp, self.slow_adjustment + increment))
+        self.slow_adjustment = min(
+            config.slow_clamp, max(-config.slow_clamp, self.slow_adjustment + increment)
+        )
 
     # ------------------------------------------------------------------------------------------------------
     # Per cycle: the outer loop
@@ -414,7 +430,7 @@ class AdaptiveRewardController:
             "steps": self.steps,
             "rollouts": self.rollouts,
             "cycle": self.cycle,
-            "smoothed_trades_per_day": None if smoothed != smoothed else smoothed,
+            "smoothed_trades_per_day": None if math.isnan(smoothed) else smoothed,
             "slow_adjustment": self.slow_adjustment,
             "target_scale": self.target_scale,
             "target_trades_per_day": self.target_trades_per_day,
@@ -462,7 +478,9 @@ class AdaptiveRewardController:
         if values["version"] != _STATE_VERSION:
             problems.append(f"version {values['version']} (expected {_STATE_VERSION})")
         if abs(values["slow_adjustment"]) > config.slow_clamp:
-            problems.append(f"slow_adjustment {values['slow_adjustment']} beyond slow_clamp {config.slow_clamp}")
+            problems.append(
+                f"slow_adjustment {values['slow_adjustment']} beyond slow_clamp {config.slow_clamp}"
+            )
         bound = config.max_target_scale
         if not 1.0 / bound - 1e-12 <= values["target_scale"] <= bound + 1e-12:
             problems.append(f"target_scale {values['target_scale']} outside [1/{bound}, {bound}]")
@@ -566,7 +584,10 @@ class ControllerTrajectory:
     def to_json(self) -> str:
         """The records as a JSON object of column lists (NaN as null)."""
         return json.dumps(
-            {name: [None if value != value else value for value in values] for name, values in self._columns.items()}
+            {
+                name: [None if isinstance(value, float) and math.isnan(value) else value for value in values]
+                for name, values in self._columns.items()
+            }
         )
 
 

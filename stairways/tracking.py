@@ -27,10 +27,10 @@ from mlflow.tracking import MlflowClient
 
 __all__ = [
     "ABANDONED_TAG",
-    "fail_abandoned_runs",
     "DEFAULT_TRACKING_URI",
     "RunHandle",
     "end_run",
+    "fail_abandoned_runs",
     "git_sha",
     "log_dataset_input",
     "log_file",
@@ -213,7 +213,7 @@ def log_metric_series(handle: RunHandle, name: str, values: Sequence[float], ste
     items = [
         Metric(key, float(value), timestamp, int(step))
         for value, step in zip(values, steps, strict=True)
-        if value == value
+        if not math.isnan(value)
     ]
     client = handle.client()
     for start in range(0, len(items), 500):

@@ -74,7 +74,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from controllers.health import ControllerHealth, controller_health
 from controllers.reward import AdaptiveRewardController
 from envs.market_arrays import MarketArrays
-from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv
+from envs.trading import ACTION_MEANINGS
 from stairways.digest import model_digest
 from stairways.seeding import derive_seed
 from training.evaluation import GreedyProbe, behaviour_of, evaluate_policy, evaluate_sessions
@@ -99,14 +99,15 @@ from validation.metrics import SignalRulePolicy
 __all__ = [
     "BASELINE_DIRECTORY",
     "CONTROLLER_FILE",
-    "CycleResult",
-    "LoadedPolicy",
     "META_FILE",
     "MODEL_FILE",
     "NORMALIZATION_FILE",
     "SCORE_FLOOR",
     "TIMING_METRICS",
+    "CycleResult",
+    "LoadedPolicy",
     "TrainingOutcome",
+    "best_cycle",
     "check_warm_start",
     "check_windows",
     "continue_training",
@@ -115,10 +116,9 @@ __all__ = [
     "evaluate_policy",
     "evaluate_sessions",
     "load_checkpoint",
+    "night_health",
     "run_cycle",
     "run_cycles",
-    "best_cycle",
-    "night_health",
     "should_stop",
 ]
 

@@ -20,8 +20,8 @@ from envs.market_arrays import MarketArrays
 from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, TradingEnvConfig
 
 __all__ = [
-    "GreedyProbe",
     "HOLD_ACTION",
+    "GreedyProbe",
     "LivePolicy",
     "Policy",
     "behaviour_of",
@@ -152,8 +152,6 @@ def evaluate_markets(
     return summary, np.asarray(returns, dtype=np.float64)
 
 
-
-
 def behaviour_of(summary: dict[str, float]) -> BehaviourMeasurement:
     """The trading behaviour in an evaluation summary (orders, idle steps, holds per decision step)."""
     steps = int(summary["steps"])
@@ -219,7 +217,7 @@ class LivePolicy:
 
     def controller(self) -> None:
         """No shaping: the probe measures behaviour, not reward."""
-        return None
+
 
 class GreedyProbe:
     """The greedy policy on ``sessions_per_probe`` training sessions per call, in turn through the window.
@@ -229,7 +227,9 @@ class GreedyProbe:
     sessions is fixed, and the greedy policy draws no random numbers.
     """
 
-    def __init__(self, market: MarketArrays, *, env_config: TradingEnvConfig, sessions_per_probe: int) -> None:
+    def __init__(
+        self, market: MarketArrays, *, env_config: TradingEnvConfig, sessions_per_probe: int
+    ) -> None:
         if sessions_per_probe < 1:
             msg = f"sessions_per_probe must be >= 1, got {sessions_per_probe}"
             raise ValueError(msg)

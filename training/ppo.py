@@ -49,10 +49,10 @@ from training.evaluation import HOLD_ACTION, GreedyProbe, LivePolicy
 from training.imitation import ImitationConfig
 
 __all__ = [
-    "BlockVecNormalize",
     "HOLD_ACTION",
     "NORMALIZATION_BLOCK_STEPS",
     "NORMALIZE_REWARD",
+    "BlockVecNormalize",
     "PPOSettings",
     "TrainingConfig",
     "TrainingMonitor",

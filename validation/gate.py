@@ -81,10 +81,10 @@ __all__ = [
     "CHAMPION_CRITERION",
     "CRITERION_METRICS",
     "NO_CHAMPION_SCENARIO",
-    "SCENARIO_KINDS",
-    "SCENARIO_NAMES",
     "PAIRED_COMPARATORS",
     "RATIO_CRITERIA",
+    "SCENARIO_KINDS",
+    "SCENARIO_NAMES",
     "CriterionResult",
     "GateCriteria",
     "GateDecision",
@@ -881,11 +881,13 @@ def _statistics_lines(decision: GateDecision, names: Sequence[str]) -> list[str]
     if health:
         lines += [
             "",
-            f"**Reward controller health:** {_cell(health.get('score'))} (greedy trades/day error on the "
-            f"selection window {_cell(health.get('selection_trades_error'))} of target, on training sessions "
-            f"{_cell(health.get('trades_error'))}; saturated {_cell(health.get('saturation_share'))} of "
-            f"{_cell(health.get('rollouts'))} rollouts; oscillation {_cell(health.get('oscillation'))}; behaviour "
-            f"follows target {_cell(health.get('behaviour_follows_target'))}).",
+            (
+                f"**Reward controller health:** {_cell(health.get('score'))} (greedy trades/day error on the "
+                f"selection window {_cell(health.get('selection_trades_error'))} of target, on training "
+                f"sessions {_cell(health.get('trades_error'))}; saturated {_cell(health.get('saturation_share'))} "
+                f"of {_cell(health.get('rollouts'))} rollouts; oscillation {_cell(health.get('oscillation'))}; "
+                f"behaviour follows target {_cell(health.get('behaviour_follows_target'))})."
+            ),
         ]
     return lines
 

@@ -25,7 +25,10 @@ def test_a_controller_on_target_is_healthy() -> None:
     regimes = [0.5 * math.sin(index) for index in range(12)]
     frame = trajectory([18.0 - 6.0 * regime for regime in regimes], regimes)
     health = controller_health(
-        frame, CONFIG, decisions_per_session=DECISIONS, selection={"trades_per_day": 18.0, "regime_score_mean": 0.0}
+        frame,
+        CONFIG,
+        decisions_per_session=DECISIONS,
+        selection={"trades_per_day": 18.0, "regime_score_mean": 0.0},
     )
     assert health.rollouts == 12
     assert health.trades_error < 0.02
@@ -39,7 +42,10 @@ def test_a_controller_on_target_is_healthy() -> None:
 def test_a_collapsed_agent_is_unhealthy() -> None:
     frame = trajectory([0.0] * 12)
     health = controller_health(
-        frame, CONFIG, decisions_per_session=DECISIONS, selection={"trades_per_day": 0.0, "regime_score_mean": 0.0}
+        frame,
+        CONFIG,
+        decisions_per_session=DECISIONS,
+        selection={"trades_per_day": 0.0, "regime_score_mean": 0.0},
     )
     assert health.trades_error == pytest.approx(1.0)
     assert health.selection_trades_error == pytest.approx(1.0)
@@ -52,7 +58,9 @@ def test_a_collapsed_agent_is_unhealthy() -> None:
 
 def test_oscillating_outputs_lower_stability() -> None:
     calm = controller_health(trajectory([17.0] * 6), CONFIG, decisions_per_session=DECISIONS)
-    swinging = controller_health(trajectory([5.0, 40.0, 5.0, 40.0, 5.0, 40.0]), CONFIG, decisions_per_session=DECISIONS)
+    swinging = controller_health(
+        trajectory([5.0, 40.0, 5.0, 40.0, 5.0, 40.0]), CONFIG, decisions_per_session=DECISIONS
+    )
     assert calm.oscillation == 0.0
     assert swinging.oscillation == 1.0
     assert swinging.score < calm.score
@@ -70,6 +78,8 @@ def test_without_selection_the_training_error_counts() -> None:
 def test_weights_change_the_score_and_empty_trajectories_are_refused() -> None:
     frame = trajectory([0.0] * 6)
     only_stability = HealthWeights(achievement=0.0, saturation=0.0, stability=1.0, responsiveness=0.0)
-    assert controller_health(frame, CONFIG, decisions_per_session=DECISIONS, weights=only_stability).score == 1.0
+    assert (
+        controller_health(frame, CONFIG, decisions_per_session=DECISIONS, weights=only_stability).score == 1.0
+    )
     with pytest.raises(ValueError, match="at least one rollout"):
         controller_health(frame.head(0), CONFIG, decisions_per_session=DECISIONS)

@@ -119,7 +119,9 @@ def test_the_measurement_is_smoothed_over_rollouts() -> None:
     assert controller.smoothed_trades_per_day == pytest.approx(behaviour(10.0).trades_per_day)
     first = controller.smoothed_trades_per_day
     observe(controller, 30.0)
-    assert controller.smoothed_trades_per_day == pytest.approx(first + 0.5 * (behaviour(30.0).trades_per_day - first))
+    assert controller.smoothed_trades_per_day == pytest.approx(
+        first + 0.5 * (behaviour(30.0).trades_per_day - first)
+    )
 
 
 def test_default_gains_remove_all_shaping_for_a_policy_that_never_trades() -> None:
@@ -130,7 +132,9 @@ def test_default_gains_remove_all_shaping_for_a_policy_that_never_trades() -> No
 
 
 def test_slow_lane_saturates_exactly_at_the_clamp_and_unwinds_at_once() -> None:
-    controller = AdaptiveRewardController(RewardControllerConfig(trades_span=1, bonus_gain=0.2, cost_gain=0.2))
+    controller = AdaptiveRewardController(
+        RewardControllerConfig(trades_span=1, bonus_gain=0.2, cost_gain=0.2)
+    )
     observe(controller, 0.0, rollouts=50)
     assert controller.slow_adjustment == 0.5
     observe(controller, 200.0)
@@ -168,8 +172,16 @@ def test_lanes_outputs_and_target_stay_bounded(rollouts: list[tuple[float, float
         assert abs(controller.slow_adjustment) <= config.slow_clamp
         assert -1.0 <= snapshot.error <= 1.0
         assert 10.0 <= controller.target_trades_per_day <= 24.0
-        assert 0.0 <= controller.hold_bonus <= config.base_hold_bonus * (1 + config.bonus_gain + config.slow_clamp)
-        assert 0.0 <= controller.ticket_cost <= config.base_ticket_cost * (1 + config.cost_gain + config.slow_clamp)
+        assert (
+            0.0
+            <= controller.hold_bonus
+            <= config.base_hold_bonus * (1 + config.bonus_gain + config.slow_clamp)
+        )
+        assert (
+            0.0
+            <= controller.ticket_cost
+            <= config.base_ticket_cost * (1 + config.cost_gain + config.slow_clamp)
+        )
 
 
 def test_regime_score_moves_the_target_within_its_bounds() -> None:
@@ -276,7 +288,9 @@ def _state() -> dict[str, Any]:
         (lambda s: s.update(version=99), "version 99"),
     ],
 )
-def test_bad_state_is_rejected_with_a_clear_error(change: Callable[[dict[str, Any]], object], fragment: str) -> None:
+def test_bad_state_is_rejected_with_a_clear_error(
+    change: Callable[[dict[str, Any]], object], fragment: str
+) -> None:
     state = _state()
     change(state)
     controller = AdaptiveRewardController()

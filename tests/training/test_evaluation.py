@@ -93,7 +93,9 @@ def test_risk_stops_count_in_the_probe_as_in_deployment() -> None:
 
 
 def test_behaviour_of_an_evaluation_summary() -> None:
-    summary, _ = evaluate_markets(Scripted(lambda row: BUY_BOTH), session_markets(market())[:2], env_config=ENV)
+    summary, _ = evaluate_markets(
+        Scripted(lambda row: BUY_BOTH), session_markets(market())[:2], env_config=ENV
+    )
     assert behaviour_of(summary) == BehaviourMeasurement(
         steps=78, orders=4, idle_steps=76, hold_actions=0, decisions_per_session=39.0
     )
@@ -113,6 +115,8 @@ def test_the_live_policy_acts_like_sb3_predict() -> None:
     env = make_training_env(market(), config=TINY, seed=3, controller=AdaptiveRewardController())
     model = new_model(env, settings=TINY.ppo, seed=3)
     env.reset()
-    observations = np.random.default_rng(4).normal(size=(500, env.observation_space.shape[0])).astype(np.float32) * 3
+    observations = (
+        np.random.default_rng(4).normal(size=(500, env.observation_space.shape[0])).astype(np.float32) * 3
+    )
     expected, _ = model.policy.predict(env.normalize_obs(observations), deterministic=True)
     assert np.array_equal(LivePolicy(model, env).predict(observations), np.asarray(expected).reshape(-1))
