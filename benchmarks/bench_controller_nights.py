@@ -16,7 +16,7 @@ the default config and market (60 sessions of the synthetic ``regimes`` market),
 For every night the best cycle's checkpoint is re-evaluated by this tree's code on the selection window
 (greedy, the deployed behaviour): trades per day and its error to the target, the idle share (steps without
 an order) and its error to the idle target ``1 - target / decisions per session``, and the ``hold/hold``
-share. The test window gives return, Sharpe, drawdown and the gate verdict (each arm judged by its own tree).
+share; and the night's controller health score (``controllers.health``; not for the previous tree). The test window gives return, Sharpe, drawdown and the gate verdict (each arm judged by its own tree).
 The goal for ``greedy``: trades per day inside [5, 25] and idle share within 0.10 of target in at least 4 of 5
 seeds, with a mean test return no worse than ``off``.
 """
@@ -90,6 +90,13 @@ def night(seed: int, *, controller_enabled: bool, output_dir: Path) -> dict[str,
     trials = [list(cycle.selection_returns) for cycle in outcome.cycles if not cycle.rolled_back]
     decision = judge(assessment, config, trials=trials)
     mixed = assessment.candidate[REPLAY_SCENARIO]
+    try:
+        from training.cycles import night_health
+    except ImportError:  # the previous tree has no health figures
+        health = None
+    else:
+        figures = night_health(outcome.cycles, config.training)
+        health = None if figures is None else figures.as_metrics(prefix="")
     return {
         "seed": seed,
         "best_cycle": outcome.best_cycle,
@@ -99,6 +106,7 @@ def night(seed: int, *, controller_enabled: bool, output_dir: Path) -> dict[str,
         "gate_passed": decision.passed,
         "gate_reason": decision.reason,
         "test": {key: float(mixed[key]) for key in TEST_FIGURES},
+        "controller_health": health,
         "wall_seconds": time.perf_counter() - started,
     }
 
@@ -154,10 +162,15 @@ def _goal(night_result: dict[str, Any]) -> bool:
     return 5.0 <= selection["trades_per_day"] <= 25.0 and abs(selection["idle_error"]) <= 0.10
 
 
+def _health(result: dict[str, Any]) -> str:
+    health = result.get("controller_health")
+    return "-" if not health else f"{health['score']:.2f}"
+
+
 def _table(nights: list[dict[str, Any]]) -> str:
     header = (
         f"{'arm':9s} {'seed':>4s} {'sel tpd':>8s} {'target':>7s} {'err':>6s} {'idle':>6s} {'idle err':>8s} "
-        f"{'hold/hold':>9s} {'test ret%':>9s} {'sharpe':>7s} {'dd%':>6s} {'gate':>5s} {'goal':>5s}"
+        f"{'hold/hold':>9s} {'test ret%':>9s} {'sharpe':>7s} {'dd%':>6s} {'health':>6s} {'gate':>5s} {'goal':>5s}"
     )
     lines = [header, "-" * len(header)]
     for result in nights:
@@ -166,7 +179,8 @@ def _table(nights: list[dict[str, Any]]) -> str:
             f"{result['arm']:9s} {result['seed']:>4d} {selection['trades_per_day']:8.1f} "
             f"{selection['target_trades_per_day']:7.1f} {selection['trades_error']:+6.1f} {selection['idle_rate']:6.3f} "
             f"{selection['idle_error']:+8.3f} {selection['hold_action_rate']:9.3f} {test['total_return_pct']:9.3f} "
-            f"{test['sharpe']:7.2f} {test['max_drawdown_pct']:6.2f} {'PASS' if result['gate_passed'] else 'fail':>5s} "
+            f"{test['sharpe']:7.2f} {test['max_drawdown_pct']:6.2f} {_health(result):>6s} "
+            f"{'PASS' if result['gate_passed'] else 'fail':>5s} "
             f"{'yes' if _goal(result) else 'no':>5s}"
         )
     return "\n".join(lines)

@@ -11,19 +11,24 @@ from training.cycles import (
     TrainingOutcome,
     check_warm_start,
     check_windows,
+    continue_training,
     cycle_directory,
     evaluate_checkpoint,
     evaluate_policy,
     load_checkpoint,
+    night_health,
     run_cycle,
     run_cycles,
     should_stop,
 )
+from training.evaluation import GreedyProbe, LivePolicy
 from training.ppo import PPOSettings, TrainingConfig, make_training_env, parameter_divergence
 
 __all__ = [
     "BASELINE_DIRECTORY",
     "CycleResult",
+    "GreedyProbe",
+    "LivePolicy",
     "LoadedPolicy",
     "PPOSettings",
     "TIMING_METRICS",
@@ -31,11 +36,13 @@ __all__ = [
     "TrainingOutcome",
     "check_warm_start",
     "check_windows",
+    "continue_training",
     "cycle_directory",
     "evaluate_checkpoint",
     "evaluate_policy",
     "load_checkpoint",
     "make_training_env",
+    "night_health",
     "parameter_divergence",
     "run_cycle",
     "run_cycles",
