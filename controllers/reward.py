@@ -66,6 +66,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
@@ -596,9 +597,15 @@ def empty_trajectory() -> pl.DataFrame:
     return ControllerTrajectory().to_frame()
 
 
-def plot_trajectory(trajectory: ControllerTrajectory | pl.DataFrame, path: Path, *, title: str = "") -> Path:
-    """Write a PNG: greedy vs sampled trades/day against the target, idle shares, bonus and cost, slow lane,
-    setpoint scale and regime score, per rollout.
+def plot_trajectory(
+    trajectory: ControllerTrajectory | pl.DataFrame,
+    path: Path,
+    *,
+    title: str = "",
+    config: RewardControllerConfig = RewardControllerConfig(),
+) -> Path:
+    """Write a PNG: greedy vs sampled trades/day against the target, idle shares, bonus and cost (as multiples
+    of ``config``'s bases), slow lane, setpoint scale and regime score, per rollout.
 
     Uses a standalone ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot global state). Returns
     ``path``; raises ``ValueError`` for an empty trajectory.
@@ -618,25 +625,32 @@ def plot_trajectory(trajectory: ControllerTrajectory | pl.DataFrame, path: Path,
     figure = Figure(figsize=(10, 12), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(5, 1, sharex=True)
-    axes[0].plot(steps, column("greedy_trades_per_day"), marker="o", label="greedy (deployed)")
-    axes[0].plot(steps, column("sampled_trades_per_day"), alpha=0.6, label="sampled (exploring)")
+    greedy = column("greedy_trades_per_day")
+    setpoint = column("setpoint_trades_per_day")
+    axes[0].plot(steps, greedy, marker="o", label="greedy (deployed)")
     axes[0].plot(steps, column("target_trades_per_day"), linestyle="--", color="black", label="target")
-    axes[0].plot(steps, column("setpoint_trades_per_day"), linestyle=":", color="gray", label="setpoint")
-    axes[0].set_ylabel("trades / day")
-    axes[0].set_yscale("symlog", linthresh=10.0)
+    axes[0].plot(steps, setpoint, linestyle=":", color="gray", label="setpoint (target x outer-loop scale)")
+    axes[0].set_ylim(0.0, 1.4 * max(float(np.nanmax(greedy)), float(np.nanmax(setpoint)), 1.0))
+    axes[0].set_ylabel("greedy trades / day")
+    sampled_axis = axes[0].twinx()
+    sampled_axis.plot(steps, column("sampled_trades_per_day"), color="tab:orange", alpha=0.5, label="sampled")
+    sampled_axis.set_ylabel("sampled (exploring) trades / day", color="tab:orange")
     axes[0].legend(loc="upper right", fontsize="small")
-    axes[1].plot(steps, column("greedy_idle_rate"), marker="o", label="greedy idle share")
+    axes[1].plot(steps, column("greedy_idle_rate"), marker="o", label="greedy idle share (no order)")
     axes[1].plot(steps, column("greedy_hold_action_rate"), label="greedy hold/hold share")
     axes[1].plot(steps, column("sampled_hold_action_rate"), alpha=0.6, label="sampled hold/hold share")
     axes[1].set_ylim(0.0, 1.02)
     axes[1].set_ylabel("share of steps")
-    axes[1].legend(loc="lower right", fontsize="small")
-    bonus_axis = axes[2]
-    bonus_axis.plot(steps, column("hold_bonus"), color="tab:green", label="hold bonus")
-    bonus_axis.set_ylabel("hold bonus")
-    cost_axis = bonus_axis.twinx()
-    cost_axis.plot(steps, column("ticket_cost"), color="tab:red", label="ticket cost")
-    cost_axis.set_ylabel("ticket cost")
+    axes[1].legend(loc="center right", fontsize="small")
+    bonus_base = config.base_hold_bonus or 1.0
+    cost_base = config.base_ticket_cost or 1.0
+    axes[2].plot(steps, column("hold_bonus") / bonus_base, color="tab:green", label="hold bonus / base")
+    axes[2].plot(
+        steps, column("ticket_cost") / cost_base, color="tab:red", linestyle="--", label="ticket cost / base"
+    )
+    axes[2].axhline(1.0, color="gray", linewidth=0.8)
+    axes[2].set_ylabel("output / base")
+    axes[2].legend(loc="upper right", fontsize="small")
     axes[3].plot(steps, column("slow_adjustment"), label="slow lane")
     axes[3].plot(steps, column("error"), alpha=0.6, label="relative error")
     axes[3].set_ylim(-1.05, 1.05)

@@ -199,7 +199,9 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
     with tempfile.TemporaryDirectory() as folder:
         if result.trajectory.height:
             title = f"Reward controller, cycle {result.cycle} (one point per rollout)"
-            png = plot_trajectory(result.trajectory, Path(folder) / "controller.png", title=title)
+            png = plot_trajectory(
+                result.trajectory, Path(folder) / "controller.png", title=title, config=config.training.controller
+            )
             tracking.log_file(parent, png, prefix)
             tracking.log_file(child, png, "controller")
     # Curves, not single points: every rollout's controller figures and every PPO update at its env step.
