@@ -12,6 +12,8 @@ the default config and market (60 sessions of the synthetic ``regimes`` market),
   extracted with ``git archive`` into a temporary folder and run there in a subprocess): it regulated the
   sampled hold-action share to 0.55 per env step.
 * ``greedy``: this tree's defaults: the greedy policy's trades per day, per rollout and per cycle.
+* ``--target-sweep`` (default 12 and 22): the ``greedy`` arm again with other base targets, to show that the
+  deployed trades per day move where the target says (the default arm is the target 18 point).
 
 For every night the best cycle's checkpoint is re-evaluated by this tree's code on the selection window
 (greedy, the deployed behaviour): trades per day and its error to the target, the idle share (steps without
@@ -60,7 +62,9 @@ def _night_data(config: Any) -> tuple[Any, Any, Any]:
     return prepared, signal, pipeline.training_data(prepared, features, signal, plan, config)
 
 
-def night(seed: int, *, controller_enabled: bool, output_dir: Path) -> dict[str, Any]:
+def night(
+    seed: int, *, controller_enabled: bool, output_dir: Path, target: float | None = None
+) -> dict[str, Any]:
     """One default night with the tree on ``sys.path``; keeps the best checkpoint under ``output_dir``.
 
     Uses only functions that exist in both trees (the pipeline, ``run_cycles``, ``assess``, ``judge``).
@@ -72,6 +76,8 @@ def night(seed: int, *, controller_enabled: bool, output_dir: Path) -> dict[str,
     training: dict[str, Any] = {"progress_bar": False}
     if not controller_enabled:
         training["controller"] = {"enabled": False}
+    elif target is not None:
+        training["controller"] = {"target_trades_per_day": target}
     config = RetrainConfig.model_validate({"seed": seed, "training": training})
     started = time.perf_counter()
     prepared, signal, data = _night_data(config)
@@ -133,8 +139,9 @@ def _run_previous(seed: int, tree: Path, output_dir: Path) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _selection_behaviour(checkpoint: Path, seed: int) -> dict[str, float]:
-    """This tree's greedy evaluation of ``checkpoint`` on the night's selection window."""
+def _selection_behaviour(checkpoint: Path, seed: int, *, target: float | None = None) -> dict[str, float]:
+    """This tree's greedy evaluation of ``checkpoint`` on the night's selection window (``target``: the base
+    target trades per day the night was trained with, default the config's)."""
     from controllers.reward import regime_target
     from stairways.config import RetrainConfig
     from training.cycles import evaluate_checkpoint
@@ -142,7 +149,10 @@ def _selection_behaviour(checkpoint: Path, seed: int) -> dict[str, float]:
     config = RetrainConfig.model_validate({"seed": seed, "training": {"progress_bar": False}})
     _, _, data = _night_data(config)
     evaluation = evaluate_checkpoint(checkpoint, data.selection, config=config.training, sessions=None)
-    target = regime_target(config.training.controller, evaluation["regime_score_mean"])
+    controller = config.training.controller
+    if target is not None:
+        controller = controller.model_copy(update={"target_trades_per_day": target})
+    target = regime_target(controller, evaluation["regime_score_mean"])
     decisions = evaluation["steps"] / evaluation["sessions"]
     idle_target = 1.0 - target / decisions
     return {
@@ -205,12 +215,36 @@ def summarize(nights: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _responsiveness(sweep: list[dict[str, Any]], nights: list[dict[str, Any]]) -> dict[str, Any]:
+    """Deployed trades per day by base target: the sweep's nights and the default greedy arm (18)."""
+    rows = [(row["target"], row["seed"], row["selection"]["trades_per_day"]) for row in sweep]
+    rows += [(18.0, n["seed"], n["selection"]["trades_per_day"]) for n in nights if n["arm"] == "greedy"]
+    result = {}
+    for target in sorted({target for target, _, _ in rows}):
+        values = [(seed, trades) for row_target, seed, trades in rows if row_target == target]
+        trades = [value for _, value in values]
+        result[f"{target:g}"] = {
+            "nights": len(trades),
+            "mean_trades_per_day": statistics.fmean(trades),
+            "per_seed": {seed: round(value, 1) for seed, value in values},
+            "in_gate_band": sum(5.0 <= value <= 25.0 for value in trades),
+        }
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3, 4, 5])
     parser.add_argument("--arms", nargs="*", choices=ARMS, default=list(ARMS))
     parser.add_argument("--previous-commit", default=PREVIOUS_COMMIT)
     parser.add_argument("--output", type=Path, default=ROOT / "bench-results" / "controller_nights.json")
+    parser.add_argument(
+        "--target-sweep",
+        type=float,
+        nargs="*",
+        default=[12.0, 22.0],
+        help="also train the greedy arm with these base targets (trades/day) to show the deployed rate follows",
+    )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
@@ -245,6 +279,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"({result['wall_seconds']:.0f} s)",
                     flush=True,
                 )
+        sweep = []
+        for target in args.target_sweep:
+            for seed in args.seeds:
+                output_dir = Path(work) / f"target-{target:g}-{seed}"
+                result = night(seed, controller_enabled=True, output_dir=output_dir, target=target)
+                selection = _selection_behaviour(Path(result["best_checkpoint"]), seed, target=target)
+                sweep.append({"target": target, "seed": seed, "selection": selection, "test": result["test"]})
+                print(
+                    f"target {target:g}  seed {seed}: selection {selection['trades_per_day']:.1f} trades/day "
+                    f"(regime target {selection['target_trades_per_day']:.1f})",
+                    flush=True,
+                )
     print()
     print(_table(nights))
     summary = summarize(nights)
@@ -256,7 +302,19 @@ def main(argv: list[str] | None = None) -> int:
             f"mean test return {figures['mean_test_return_pct']:.3f}%, mean Sharpe {figures['mean_test_sharpe']:.2f}, "
             f"gate passed {figures['gate_passed']}/{figures['nights']}"
         )
-    report = {"summary": summary, "nights": nights, "python": platform.python_version()}
+    responsiveness = _responsiveness(sweep, nights)
+    for target, figures in responsiveness.items():
+        print(
+            f"base target {target}: deployed trades/day mean {figures['mean_trades_per_day']:.1f} "
+            f"(per seed {figures['per_seed']}), inside 5-25 {figures['in_gate_band']}/{figures['nights']}"
+        )
+    report = {
+        "summary": summary,
+        "target_sweep": responsiveness,
+        "nights": nights,
+        "sweep": sweep,
+        "python": platform.python_version(),
+    }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"written: {args.output}")
