@@ -12,8 +12,8 @@ the default config and market (60 sessions of the synthetic ``regimes`` market),
   extracted with ``git archive`` into a temporary folder and run there in a subprocess): it regulated the
   sampled hold-action share to 0.55 per env step.
 * ``greedy``: this tree's defaults: the greedy policy's trades per day, per rollout and per cycle.
-* ``--target-sweep`` (default 12 and 22): the ``greedy`` arm again with other base targets, to show that the
-  deployed trades per day move where the target says (the default arm is the target 18 point).
+* ``--target-sweep`` (default 10 and 20): the ``greedy`` arm again with other base targets, to show that the
+  deployed trades per day move where the target says (the default arm is the target 15 point).
 
 For every night the best cycle's checkpoint is re-evaluated by this tree's code on the selection window
 (greedy, the deployed behaviour): trades per day and its error to the target, the idle share (steps without
@@ -215,10 +215,17 @@ def summarize(nights: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def _controller_defaults() -> Any:
+    from controllers.reward import RewardControllerConfig
+
+    return RewardControllerConfig()
+
+
 def _responsiveness(sweep: list[dict[str, Any]], nights: list[dict[str, Any]]) -> dict[str, Any]:
-    """Deployed trades per day by base target: the sweep's nights and the default greedy arm (18)."""
+    """Deployed trades per day by base target: the sweep's nights and the default greedy arm."""
     rows = [(row["target"], row["seed"], row["selection"]["trades_per_day"]) for row in sweep]
-    rows += [(18.0, n["seed"], n["selection"]["trades_per_day"]) for n in nights if n["arm"] == "greedy"]
+    default = type(_controller_defaults()).model_fields["target_trades_per_day"].default
+    rows += [(default, n["seed"], n["selection"]["trades_per_day"]) for n in nights if n["arm"] == "greedy"]
     result = {}
     for target in sorted({target for target, _, _ in rows}):
         values = [(seed, trades) for row_target, seed, trades in rows if row_target == target]
@@ -242,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "--target-sweep",
         type=float,
         nargs="*",
-        default=[12.0, 22.0],
+        default=[10.0, 20.0],
         help="also train the greedy arm with these base targets (trades/day) to show the deployed rate follows",
     )
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)

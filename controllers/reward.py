@@ -97,11 +97,12 @@ class RewardControllerConfig(BaseModel):
         description="Shape the reward at all; false trains on the PnL alone (no hold bonus, no ticket cost).",
     )
     target_trades_per_day: float = Field(
-        18.0,
+        15.0,
         gt=0.0,
         description=(
-            "Greedy orders per session the controller steers to at a regime score of 0 (the reference plan's "
-            "15-20)."
+            "Greedy orders per session the controller steers to at a regime score of 0: the middle of the "
+            "gate's 5-25 band and the low end of the reference plan's 15-20 (agents here overshoot more often "
+            "than they undershoot)."
         ),
     )
     regime_sensitivity: float = Field(
@@ -113,7 +114,7 @@ class RewardControllerConfig(BaseModel):
         ),
     )
     trades_per_day_bounds: tuple[float, float] = Field(
-        (10.0, 24.0),
+        (10.0, 20.0),
         description="Inclusive bounds (low, high) of the regime-moved target; inside the gate's trades/day band.",
     )
     bonus_gain: float = Field(

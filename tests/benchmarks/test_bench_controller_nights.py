@@ -12,7 +12,7 @@ from benchmarks import bench_controller_nights as bench
 def fake_night(trades: dict[str, float]) -> Any:
     def night(seed: int, *, controller_enabled: bool, output_dir: Path, target: float | None = None) -> dict[str, Any]:
         arm = "greedy" if controller_enabled else "off"
-        shift = 0.0 if target is None else target - 18.0
+        shift = 0.0 if target is None else target - 15.0
         return {
             "seed": seed,
             "best_checkpoint": f"{arm}:{trades[arm] + seed + shift}",
@@ -53,9 +53,9 @@ def test_the_table_and_summary_compare_the_arms(
     printed = capsys.readouterr().out
     assert "greedy   : goal met 2/2" in printed
     assert "off      : goal met 0/2" in printed
-    assert report["target_sweep"]["12"]["mean_trades_per_day"] == pytest.approx(12.5)
-    assert report["target_sweep"]["18"]["mean_trades_per_day"] == pytest.approx(18.5)
-    assert "base target 12: deployed trades/day mean 12.5" in printed
+    assert report["target_sweep"]["12"]["mean_trades_per_day"] == pytest.approx(15.5)
+    assert report["target_sweep"]["15"]["mean_trades_per_day"] == pytest.approx(18.5)
+    assert "base target 12: deployed trades/day mean 15.5" in printed
 
 
 def test_the_previous_design_is_extracted_from_git(tmp_path: Path) -> None:

@@ -23,12 +23,12 @@ def trajectory(trades: list[float], regimes: list[float] | None = None) -> pl.Da
 
 def test_a_controller_on_target_is_healthy() -> None:
     regimes = [0.5 * math.sin(index) for index in range(12)]
-    frame = trajectory([18.0 - 6.0 * regime for regime in regimes], regimes)
+    frame = trajectory([15.0 - 6.0 * regime for regime in regimes], regimes)
     health = controller_health(
         frame,
         CONFIG,
         decisions_per_session=DECISIONS,
-        selection={"trades_per_day": 18.0, "regime_score_mean": 0.0},
+        selection={"trades_per_day": 15.0, "regime_score_mean": 0.0},
     )
     assert health.rollouts == 12
     assert health.trades_error < 0.02
@@ -49,7 +49,7 @@ def test_a_collapsed_agent_is_unhealthy() -> None:
     )
     assert health.trades_error == pytest.approx(1.0)
     assert health.selection_trades_error == pytest.approx(1.0)
-    assert health.idle_error == pytest.approx(18.0 / DECISIONS)
+    assert health.idle_error == pytest.approx(15.0 / DECISIONS)
     assert health.saturation_share == 1.0  # both outputs at their zero floor the whole time
     assert math.isnan(health.behaviour_follows_target)  # constant: undefined, left out of the score
     assert health.score < 0.5
@@ -67,7 +67,7 @@ def test_oscillating_outputs_lower_stability() -> None:
 
 
 def test_without_selection_the_training_error_counts() -> None:
-    health = controller_health(trajectory([9.0] * 4), CONFIG, decisions_per_session=DECISIONS)
+    health = controller_health(trajectory([7.5] * 4), CONFIG, decisions_per_session=DECISIONS)
     assert math.isnan(health.selection_trades_error)
     assert health.trades_error == pytest.approx(0.5, abs=0.01)
     metrics = health.as_metrics()

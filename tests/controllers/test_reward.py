@@ -49,7 +49,7 @@ def test_fresh_controller_is_neutral() -> None:
     assert controller.ticket_cost == config.base_ticket_cost
     assert controller.slow_adjustment == 0.0
     assert controller.target_scale == 1.0
-    assert controller.target_trades_per_day == 18.0
+    assert controller.target_trades_per_day == 15.0
     assert math.isnan(controller.smoothed_trades_per_day)
 
 
@@ -94,7 +94,7 @@ def test_a_churning_greedy_policy_lowers_trading_pressure() -> None:
 def test_a_policy_on_target_leaves_the_outputs_at_their_bases() -> None:
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
-    snapshot = observe(controller, 18.0, rollouts=5)
+    snapshot = observe(controller, 15.0, rollouts=5)
     assert abs(snapshot.error) < 0.01
     assert controller.hold_bonus == pytest.approx(config.base_hold_bonus, rel=0.02)
     assert controller.ticket_cost == pytest.approx(config.base_ticket_cost, rel=0.02)
@@ -104,7 +104,7 @@ def test_outputs_follow_the_documented_formula() -> None:
     config = RewardControllerConfig(bonus_gain=0.3, cost_gain=0.7, trades_span=1)
     controller = AdaptiveRewardController(config)
     observe(controller, 9.0, rollouts=3, regime_score=0.5)
-    target = 18.0 - 6.0 * 0.5
+    target = 15.0 - 6.0 * 0.5
     error = (target - behaviour(9.0).trades_per_day) / target
     slow = controller.slow_adjustment
     assert slow == pytest.approx(3 * 0.1 * error)
@@ -171,7 +171,7 @@ def test_lanes_outputs_and_target_stay_bounded(rollouts: list[tuple[float, float
         snapshot = observe(controller, trades, regime_score=score)
         assert abs(controller.slow_adjustment) <= config.slow_clamp
         assert -1.0 <= snapshot.error <= 1.0
-        assert 10.0 <= controller.target_trades_per_day <= 24.0
+        assert 10.0 <= controller.target_trades_per_day <= 20.0
         assert (
             0.0
             <= controller.hold_bonus
@@ -186,12 +186,14 @@ def test_lanes_outputs_and_target_stay_bounded(rollouts: list[tuple[float, float
 
 def test_regime_score_moves_the_target_within_its_bounds() -> None:
     controller = AdaptiveRewardController()
-    observe(controller, 18.0, regime_score=1.0)
+    observe(controller, 15.0, regime_score=0.5)
     assert controller.target_trades_per_day == pytest.approx(12.0)
-    observe(controller, 18.0, regime_score=-1.0)
-    assert controller.target_trades_per_day == pytest.approx(24.0)
-    observe(controller, 18.0, regime_score=-5.0)
-    assert controller.target_trades_per_day == 24.0
+    observe(controller, 15.0, regime_score=-0.5)
+    assert controller.target_trades_per_day == pytest.approx(18.0)
+    observe(controller, 15.0, regime_score=-5.0)
+    assert controller.target_trades_per_day == 20.0
+    observe(controller, 15.0, regime_score=5.0)
+    assert controller.target_trades_per_day == 10.0
     with pytest.raises(ValueError, match="finite"):
         observe(controller, 18.0, regime_score=math.nan)
 
@@ -200,7 +202,7 @@ def test_outer_loop_rescales_the_setpoint_toward_the_selection_target_and_clamps
     config = RewardControllerConfig()
     controller = AdaptiveRewardController(config)
     scale = controller.adjust_target(behaviour(8.0), regime_score=0.0)
-    assert scale == pytest.approx((18.0 / behaviour(8.0).trades_per_day) ** 0.5)
+    assert scale == pytest.approx((15.0 / behaviour(8.0).trades_per_day) ** 0.5)
     assert scale > 1.0  # trading too little out of sample: steer the training rollouts to trade more
     assert controller.cycle == 1
     observe(controller, 18.0)
@@ -212,8 +214,8 @@ def test_outer_loop_rescales_the_setpoint_toward_the_selection_target_and_clamps
     for _ in range(40):
         controller.adjust_target(behaviour(300.0), regime_score=0.0)
     assert controller.target_scale == pytest.approx(1.0 / config.max_target_scale)
-    observe(controller, 18.0, regime_score=1.0)
-    assert controller.setpoint_trades_per_day == pytest.approx(12.0 / 3.0)
+    observe(controller, 15.0, regime_score=1.0)
+    assert controller.setpoint_trades_per_day == pytest.approx(10.0 / 3.0)
 
 
 def test_outer_loop_is_off_at_zero_gain() -> None:
@@ -326,7 +328,7 @@ def test_a_checkpoint_of_the_first_design_reads_without_its_hold_rate_settings()
     saved = {"target_hold_rate": 0.55, "target_bounds": [0.4, 0.75], "hold_rate_span": 200, "bonus_gain": 0.4}
     config = RewardControllerConfig.model_validate(saved, context={"checkpoint": True})
     assert config.bonus_gain == 0.4
-    assert config.target_trades_per_day == 18.0
+    assert config.target_trades_per_day == 15.0
 
 
 def test_config_is_frozen() -> None:
@@ -345,7 +347,7 @@ def test_trajectory_records_one_row_per_rollout() -> None:
     assert frame["rollouts"].to_list() == [1, 2, 3, 4, 5, 6]
     assert frame.schema["steps"] == pl.Int64
     assert frame.schema["hold_bonus"] == pl.Float64
-    assert frame["target_trades_per_day"].to_list() == pytest.approx([21.0] * 6)
+    assert frame["target_trades_per_day"].to_list() == pytest.approx([18.0] * 6)
     assert frame["sampled_trades_per_day"].null_count() == 6  # not given: recorded as missing, not as zero
     assert json.loads(trajectory.to_json())["rollouts"][-1] == 6
 
