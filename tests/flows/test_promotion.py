@@ -231,7 +231,7 @@ def test_the_signal_rule_is_judged_by_the_same_gate_on_the_same_sessions(
 
 def test_planted_edge_gets_the_agent_promoted_on_half_the_seeds(planted_nights: list[dict[str, Any]]) -> None:
     """Measured with ``benchmarks/bench_gate.py`` on these seeds: 2 of 4 promoted with the kickstart (the
-    others fail on win rate alone, 0.59-0.61 against 0.65), 0 of 4 without it. The bound asserted: 2 of 4."""
+    others fail on win rate alone, 0.59-0.62 against 0.65), 0 of 4 without it. The bound asserted: 2 of 4."""
     promoted = [night for night in planted_nights if night["summary"]["promoted"]]
     assert len(promoted) >= 2, [night["summary"]["gate"]["reason"] for night in planted_nights]
     for night in promoted:
