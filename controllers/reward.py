@@ -306,7 +306,6 @@ class AdaptiveRewardController:
         "steps",
         "rollouts",
         "cycle",
-        "episodes",
         "_alpha",
     )
 
@@ -319,7 +318,6 @@ class AdaptiveRewardController:
         self.steps = 0
         self.rollouts = 0
         self.cycle = 0
-        self.episodes = 0
         self.slow_adjustment = 0.0
         self.target_scale = 1.0
         self.regime_score = 0.0
@@ -331,10 +329,6 @@ class AdaptiveRewardController:
 
     def _target(self, regime_score: float) -> float:
         return regime_target(self.config, regime_score)
-
-    def reset_episode(self) -> None:
-        """Mark an episode boundary: only the counter moves."""
-        self.episodes += 1
 
     # ------------------------------------------------------------------------------------------------------
     # Per rollout: the control step
@@ -591,11 +585,6 @@ class ControllerTrajectory:
                 for name, values in self._columns.items()
             }
         )
-
-
-def empty_trajectory() -> pl.DataFrame:
-    """The trajectory frame with no rows (its schema)."""
-    return ControllerTrajectory().to_frame()
 
 
 def plot_trajectory(

@@ -168,7 +168,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     a risk stop. With a controller, the env reads its ``hold_bonus`` and ``ticket_cost`` every step; the
     controller changes them between rollouts (:mod:`controllers.reward`) and the env never updates it. Without one,
     the reward is the PnL term alone. With ``latency_bars > 1`` the orders that fill in a step were decided
-    ``latency_bars - 1`` steps earlier. The controller's episode counter moves on every reset.
+    ``latency_bars - 1`` steps earlier.
     A non-finite reward raises ``FloatingPointError`` naming the bar.
 
     **Risk** (:class:`RiskConfig`), checked at each close in this order: the maximum drawdown (against the
@@ -198,7 +198,6 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.market = market
         self.config = config
         self.controller = controller
-        self._shaper: AdaptiveRewardController | None = controller
         execution = config.execution
         risk = config.risk
 
@@ -353,8 +352,6 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._trade_cash0 = self._trade_cash1 = 0.0
         self._reset_episode_totals()
         t = self._start_session(start)
-        if self.controller is not None:
-            self.controller.reset_episode()
         info = {"equity": self._equity, "session": int(self.market.session_index[t]), "bar": t}
         return self._session_rows[0], info
 
@@ -618,7 +615,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._equity = equity
         pnl = equity - equity_before
         reward = pnl * self._reward_factor
-        shaper = self._shaper
+        shaper = self.controller
         if shaper is not None:
             if orders:
                 reward -= shaper.ticket_cost * self._ticket_shaping * orders

@@ -456,9 +456,6 @@ class _BrokenController:
     hold_bonus = float("nan")
     ticket_cost = 0.5
 
-    def reset_episode(self) -> None:
-        pass
-
 
 def test_a_non_finite_reward_raises_naming_the_bar() -> None:
     env = DualTickerTradingEnv(flat_market(4), config=config(), controller=_BrokenController())  # type: ignore[arg-type]
