@@ -63,7 +63,7 @@ lock:
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 serve: setup
-	$(PY) -m stairways.serve up --prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT) $(ARGS)
+	$(PY) -m ops.serve up --prefect-port $(PREFECT_PORT) --mlflow-port $(MLFLOW_PORT) $(ARGS)
 
 ## Chromium for the browser tests (Debian package; Playwright drives /usr/bin/chromium, it cannot download
 ## browsers). Never fails the build: without chromium the browser tests skip and say why.
@@ -77,7 +77,7 @@ browsers:
 
 ## Check (or with ARGS=--write, regenerate) the nightly schedule's NYSE-holiday exclusions in prefect.yaml.
 schedule: setup
-	$(PY) -m stairways.serve schedule $(ARGS)
+	$(PY) -m ops.serve schedule $(ARGS)
 
 ## Re-take the two README screenshots (docs/*.png) with the browser tests.
 screenshots: setup browsers

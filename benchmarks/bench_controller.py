@@ -19,8 +19,9 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from controllers.behaviour import BehaviourMeasurement  # noqa: E402
 from controllers.regime import regime_scores  # noqa: E402
-from controllers.reward import AdaptiveRewardController, BehaviourMeasurement  # noqa: E402
+from controllers.reward import AdaptiveRewardController  # noqa: E402
 
 __all__ = ["bench_observe", "bench_regime_scores", "main"]
 

@@ -142,7 +142,7 @@ def _run_previous(seed: int, tree: Path, output_dir: Path) -> dict[str, Any]:
 def _selection_behaviour(checkpoint: Path, seed: int, *, target: float | None = None) -> dict[str, float]:
     """This tree's greedy evaluation of ``checkpoint`` on the night's selection window (``target``: the base
     target trades per day the night was trained with, default the config's)."""
-    from controllers.reward import regime_target
+    from controllers.reward_config import regime_target
     from stairways.config import RetrainConfig
     from training.cycles import evaluate_checkpoint
 
@@ -216,7 +216,7 @@ def summarize(nights: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _controller_defaults() -> Any:
-    from controllers.reward import RewardControllerConfig
+    from controllers.reward_config import RewardControllerConfig
 
     return RewardControllerConfig()
 

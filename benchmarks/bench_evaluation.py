@@ -8,12 +8,12 @@ signal, regime scores) whose first 9 sessions train a tiny PPO checkpoint (:func
 one cycle of 2,048 steps); the ``mixed`` stress scenario (:func:`validation.scenarios.stress_scenarios`,
 ``--episodes`` sessions of the synthetic generator, signal from the forward model) supplies the episodes.
 
-* ``batched``: :func:`validation.evaluation.evaluate_episodes` with the loaded checkpoint
+* ``batched``: :func:`envs.evaluation.evaluate_episodes` with the loaded checkpoint
   (:class:`training.cycles.LoadedPolicy`): every episode its own env and controller, one batched forward
   pass per step.
 * ``sb3``: ``stable_baselines3.common.evaluation.evaluate_policy`` (deterministic, episode rewards
   returned) with the checkpoint's PPO model on ONE env: a ``DummyVecEnv`` over
-  :class:`validation.evaluation.EpisodeSequenceEnv` (the same episodes in order, a fresh env and restored
+  :class:`envs.evaluation.EpisodeSequenceEnv` (the same episodes in order, a fresh env and restored
   controller per episode), wrapped in ``VecNormalize(training=False, norm_reward=False)`` holding the
   checkpoint's normalization statistics, so the model sees the same normalized observations.
 
@@ -48,14 +48,16 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize  # noqa: 
 
 from controllers.regime import RegimeDetectorConfig, regime_scores  # noqa: E402
 from envs.market_arrays import MarketArrays, market_arrays  # noqa: E402
-from market.features import FeatureConfig, build_features, feature_names  # noqa: E402
+from market.feature_config import FeatureConfig, feature_names  # noqa: E402
+from market.features import build_features  # noqa: E402
 from market.labeling import label_bars  # noqa: E402
 from market.signal import SignalModel, causal_signal  # noqa: E402
 from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E402
 from stairways.config import DEFAULT_OBSERVATION_FEATURES, SIGNAL_FEATURE  # noqa: E402
-from training.cycles import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint, run_cycles  # noqa: E402
+from training.checkpoints import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint
+from training.cycles import run_cycles
 from training.ppo import PPOSettings, TrainingConfig, restore_normalization  # noqa: E402
-from validation.evaluation import EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes  # noqa: E402
+from envs.evaluation import EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
 from validation.scenarios import ScenarioConfig, session_markets, stress_scenarios  # noqa: E402
 
 __all__ = ["main", "sb3_episode_rewards", "tiny_checkpoint"]

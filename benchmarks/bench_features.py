@@ -27,7 +27,8 @@ import pandas as pd  # noqa: E402
 import polars as pl  # noqa: E402
 
 from market.calendar import sessions, trading_days  # noqa: E402
-from market.features import FeatureConfig, build_features, feature_names, warmup_bars  # noqa: E402
+from market.feature_config import FeatureConfig, feature_names, warmup_bars  # noqa: E402
+from market.features import build_features  # noqa: E402
 
 __all__ = ["main", "make_bars", "pandas_features"]
 

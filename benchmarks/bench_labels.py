@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from market.labels import ewm_volatility, triple_barrier
+from market.triple_barrier import ewm_volatility, triple_barrier
 
 __all__ = ["main"]
 

@@ -26,7 +26,8 @@ if str(ROOT) not in sys.path:
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 
-from market.features import build_features, feature_names  # noqa: E402
+from market.feature_config import feature_names  # noqa: E402
+from market.features import build_features  # noqa: E402
 from market.labeling import label_bars  # noqa: E402
 from market.signal import causal_signal  # noqa: E402
 from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E402

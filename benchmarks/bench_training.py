@@ -46,7 +46,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
 
 from controllers.regime import regime_scores  # noqa: E402
 from envs.market_arrays import MarketArrays, market_arrays  # noqa: E402
-from market.features import build_features, feature_names  # noqa: E402
+from market.feature_config import feature_names  # noqa: E402
+from market.features import build_features  # noqa: E402
 from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E402
 from training.cycles import run_cycle, run_cycles  # noqa: E402
 from training.ppo import PPOSettings, TrainingConfig, new_model  # noqa: E402

@@ -2,17 +2,12 @@
 
 Prefect-free."""
 
+from controllers.behaviour import BehaviourMeasurement
 from controllers.health import ControllerHealth, HealthWeights, controller_health
 from controllers.regime import RegimeDetector, RegimeDetectorConfig, regime_scores
-from controllers.reward import (
-    AdaptiveRewardController,
-    BehaviourMeasurement,
-    ControllerSnapshot,
-    ControllerTrajectory,
-    RewardControllerConfig,
-    plot_trajectory,
-    regime_target,
-)
+from controllers.reward import AdaptiveRewardController
+from controllers.reward_config import RewardControllerConfig, regime_target
+from controllers.trajectory import ControllerSnapshot, ControllerTrajectory, plot_trajectory
 
 __all__ = [
     "AdaptiveRewardController",

@@ -1,6 +1,6 @@
 """Controller health: is the reward controller doing its job? Per training cycle and per night.
 
-Computed from the controller's trajectory (one row per rollout, :class:`controllers.reward.ControllerTrajectory`)
+Computed from the controller's trajectory (one row per rollout, :class:`controllers.trajectory.ControllerTrajectory`)
 and, when known, the greedy behaviour on the selection window (the deployed figure). Five components:
 
 * **Target achievement**: ``trades_error``, the mean over rollouts of ``|greedy tpd - setpoint| / setpoint``
@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from controllers.reward import RewardControllerConfig, regime_target
+from controllers.reward_config import RewardControllerConfig, regime_target
 
 __all__ = ["ControllerHealth", "HealthWeights", "controller_health"]
 

@@ -13,9 +13,9 @@ so that share says little about trading. Exploration makes the *sampled* actions
 greedy ones (a uniform policy over the nine actions sends an order on most steps), so the sampled rate is
 recorded beside the greedy one and never fed back.
 
-**Measurements** (:class:`BehaviourMeasurement`) reach the controller once per PPO rollout
-(:meth:`AdaptiveRewardController.observe`, from :class:`training.ppo.TrainingMonitor`, which replays the
-greedy policy over the rollout's bars) and once per training cycle from the selection window
+**Measurements** (:class:`~controllers.behaviour.BehaviourMeasurement`) reach the controller once per PPO
+rollout (:meth:`AdaptiveRewardController.observe`, from :class:`training.ppo.TrainingMonitor`, which replays
+the greedy policy over the rollout's bars) and once per training cycle from the selection window
 (:meth:`AdaptiveRewardController.adjust_target`). Per env step the env only reads ``hold_bonus`` and
 ``ticket_cost``: no control arithmetic runs per step.
 
@@ -57,214 +57,22 @@ Nothing is per-episode: the measurements, both lanes and the scale persist acros
 
 With ``enabled: false`` the env gets no controller and the reward is the PnL alone (the benchmark's
 "controller off" arm).
+
+The settings live in :mod:`controllers.reward_config`, the measurements in :mod:`controllers.behaviour`, and
+the per-rollout snapshots with their trajectory and plot in :mod:`controllers.trajectory`.
 """
 
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from controllers.behaviour import BehaviourMeasurement
+from controllers.reward_config import RewardControllerConfig, regime_target
+from controllers.trajectory import ControllerSnapshot
 
-__all__ = [
-    "LEGACY_CONTROLLER_KEYS",
-    "AdaptiveRewardController",
-    "BehaviourMeasurement",
-    "ControllerSnapshot",
-    "ControllerTrajectory",
-    "RewardControllerConfig",
-    "plot_trajectory",
-    "regime_target",
-]
+__all__ = ["AdaptiveRewardController"]
 
 _STATE_VERSION = 2
-LEGACY_CONTROLLER_KEYS: frozenset[str] = frozenset({"target_hold_rate", "target_bounds", "hold_rate_span"})
-"""Settings of the first controller design (it regulated the sampled hold-action rate). A checkpoint written
-by it still loads (they are dropped, see :class:`RewardControllerConfig`); a config that sets them is refused."""
-
-
-class RewardControllerConfig(BaseModel):
-    """Settings of the dual-lane adaptive reward controller; see the module docstring for the rules."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    enabled: bool = Field(
-        True,
-        description="Shape the reward at all; false trains on the PnL alone (no hold bonus, no ticket cost).",
-    )
-    target_trades_per_day: float = Field(
-        15.0,
-        gt=0.0,
-        description=(
-            "Greedy orders per session the controller steers to at a regime score of 0: the middle of the "
-            "gate's 5-25 band and the low end of the reference plan's 15-20 (agents here overshoot more often "
-            "than they undershoot)."
-        ),
-    )
-    regime_sensitivity: float = Field(
-        6.0,
-        ge=0.0,
-        description=(
-            "Trades per day removed from the target per unit of regime score: target = target_trades_per_day "
-            "- regime_sensitivity * score, clipped to trades_per_day_bounds (turbulent markets: fewer trades)."
-        ),
-    )
-    trades_per_day_bounds: tuple[float, float] = Field(
-        (10.0, 20.0),
-        description="Inclusive bounds (low, high) of the regime-moved target; inside the gate's trades/day band.",
-    )
-    bonus_gain: float = Field(
-        1.0, ge=0.0, description="Fast-lane gain on the relative trades error (hold bonus)."
-    )
-    cost_gain: float = Field(
-        1.0, ge=0.0, description="Fast-lane gain on the relative trades error (ticket cost)."
-    )
-    base_hold_bonus: float = Field(
-        0.01,
-        ge=0.0,
-        description="Hold bonus per idle step at zero error and zero slow adjustment (reward units).",
-    )
-    base_ticket_cost: float = Field(
-        1.0, ge=0.0, description="Ticket cost at zero error and zero slow adjustment (times the env's scale)."
-    )
-    probe_sessions: int = Field(
-        6,
-        ge=1,
-        description="Training sessions the greedy policy trades after each rollout to measure its trades per "
-        "day (in turn through the training window; about 5% of the training time at the defaults).",
-    )
-    trades_span: int = Field(
-        3,
-        ge=1,
-        description="Span in rollouts of the EWM of the greedy trades per day (smoothing 2 / (span + 1)).",
-    )
-    slow_interval: int = Field(1, ge=1, description="Rollouts between slow-lane (integral) updates.")
-    slow_gain: float = Field(
-        0.1,
-        ge=0.0,
-        description="Integral gain: each slow update adds slow_gain times the relative error (an idle agent "
-        "saturates the lane in 5 updates).",
-    )
-    slow_clamp: float = Field(
-        0.5, gt=0.0, description="The slow adjustment is clamped to [-slow_clamp, slow_clamp] (anti-wind-up)."
-    )
-    cycle_gain: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="Outer loop: after each cycle the setpoint scale is multiplied by (selection target / "
-        "selection greedy trades per day) ** cycle_gain; 0 switches the outer loop off, 1 corrects in one step.",
-    )
-    max_target_scale: float = Field(
-        3.0, ge=1.0, description="The setpoint scale is clamped to [1 / max_target_scale, max_target_scale]."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_settings(cls, data: Any, info: ValidationInfo) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        legacy = sorted(LEGACY_CONTROLLER_KEYS & set(data))
-        if not legacy:
-            return data
-        if info.context and info.context.get("checkpoint"):
-            # A checkpoint of the first design: its hold-rate settings have no meaning here; the rest carries over.
-            return {key: value for key, value in data.items() if key not in LEGACY_CONTROLLER_KEYS}
-        msg = (
-            f"controller settings {legacy} belong to the earlier design, which regulated the sampled hold-action "
-            "rate; the controller now regulates the greedy policy's trades per day: set target_trades_per_day "
-            "and trades_per_day_bounds instead"
-        )
-        raise ValueError(msg)
-
-    @model_validator(mode="after")
-    def _bounds_are_consistent(self) -> "RewardControllerConfig":
-        low, high = self.trades_per_day_bounds
-        if not (0.0 < low < high):
-            msg = f"trades_per_day_bounds must satisfy 0 < low < high, got {self.trades_per_day_bounds}"
-            raise ValueError(msg)
-        if not (low <= self.target_trades_per_day <= high):
-            msg = (
-                f"target_trades_per_day {self.target_trades_per_day} lies outside trades_per_day_bounds "
-                f"{self.trades_per_day_bounds}"
-            )
-            raise ValueError(msg)
-        return self
-
-
-def regime_target(config: RewardControllerConfig, regime_score: float) -> float:
-    """The target trades per day at ``regime_score``: the base minus the regime slope, within the bounds."""
-    low, high = config.trades_per_day_bounds
-    return min(high, max(low, config.target_trades_per_day - config.regime_sensitivity * regime_score))
-
-
-@dataclass(frozen=True, slots=True)
-class BehaviourMeasurement:
-    """What a policy did, or would do, over ``steps`` decision steps.
-
-    ``orders`` the orders its actions send (a ``buy`` while long sends none), ``idle_steps`` the steps on
-    which it sends none, ``hold_actions`` the steps whose action is ``hold/hold``; ``decisions_per_session``
-    converts a rate per step into one per session (trading day).
-    """
-
-    steps: int
-    orders: int
-    idle_steps: int
-    hold_actions: int
-    decisions_per_session: float
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            msg = f"a behaviour measurement needs at least one step, got {self.steps}"
-            raise ValueError(msg)
-        if not 0 <= self.idle_steps <= self.steps or not 0 <= self.hold_actions <= self.steps:
-            msg = f"idle steps and hold actions must lie in [0, {self.steps}], got {self.idle_steps}, {self.hold_actions}"
-            raise ValueError(msg)
-        if self.orders < 0 or not self.decisions_per_session > 0.0:
-            msg = f"orders must be >= 0 and decisions_per_session > 0, got {self.orders}, {self.decisions_per_session}"
-            raise ValueError(msg)
-
-    @property
-    def trades_per_day(self) -> float:
-        """Orders per session: orders per step times the decision steps of a session."""
-        return self.orders / self.steps * self.decisions_per_session
-
-    @property
-    def idle_rate(self) -> float:
-        """Share of steps with no order (the steps that earn the hold bonus)."""
-        return self.idle_steps / self.steps
-
-    @property
-    def hold_action_rate(self) -> float:
-        """Share of ``hold/hold`` actions (reported, not regulated)."""
-        return self.hold_actions / self.steps
-
-
-@dataclass(frozen=True, slots=True)
-class ControllerSnapshot:
-    """The controller after one rollout's update, for trajectories, plots and health."""
-
-    steps: int
-    rollouts: int
-    cycle: int
-    regime_score: float
-    target_trades_per_day: float
-    setpoint_trades_per_day: float
-    target_scale: float
-    greedy_trades_per_day: float
-    sampled_trades_per_day: float
-    greedy_idle_rate: float
-    greedy_hold_action_rate: float
-    sampled_hold_action_rate: float
-    smoothed_trades_per_day: float
-    error: float
-    slow_adjustment: float
-    hold_bonus: float
-    ticket_cost: float
 
 
 # Keys of ``state_dict`` and whether each holds an int (True) or a float (False).
@@ -550,113 +358,3 @@ def _migrate_version_1(state: Mapping[str, Any], controller: AdaptiveRewardContr
         "hold_bonus": controller.config.base_hold_bonus,
         "ticket_cost": controller.config.base_ticket_cost,
     }
-
-
-_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(ControllerSnapshot))
-_INT_FIELDS = frozenset({"steps", "rollouts", "cycle"})
-
-
-class ControllerTrajectory:
-    """The controller's snapshots, one per rollout, kept as plain Python lists of numbers."""
-
-    __slots__ = ("_columns",)
-
-    def __init__(self) -> None:
-        self._columns: dict[str, list[Any]] = {name: [] for name in _SNAPSHOT_FIELDS}
-
-    def __len__(self) -> int:
-        return len(self._columns["steps"])
-
-    def append(self, snapshot: ControllerSnapshot) -> None:
-        """Record one snapshot."""
-        for name in _SNAPSHOT_FIELDS:
-            self._columns[name].append(getattr(snapshot, name))
-
-    def to_frame(self) -> pl.DataFrame:
-        """One row per rollout; ``steps``, ``rollouts`` and ``cycle`` as Int64, every other column Float64."""
-        schema = {name: (pl.Int64 if name in _INT_FIELDS else pl.Float64) for name in _SNAPSHOT_FIELDS}
-        return pl.DataFrame(self._columns, schema=schema).fill_nan(None)
-
-    def to_json(self) -> str:
-        """The records as a JSON object of column lists (NaN as null)."""
-        return json.dumps(
-            {
-                name: [None if isinstance(value, float) and math.isnan(value) else value for value in values]
-                for name, values in self._columns.items()
-            }
-        )
-
-
-def plot_trajectory(
-    trajectory: ControllerTrajectory | pl.DataFrame,
-    path: Path,
-    *,
-    title: str = "",
-    config: RewardControllerConfig = RewardControllerConfig(),
-) -> Path:
-    """Write a PNG: greedy vs sampled trades/day against the target, idle shares, bonus and cost (as multiples
-    of ``config``'s bases), slow lane, setpoint scale and regime score, per rollout.
-
-    Uses a standalone ``matplotlib.figure.Figure`` with the Agg canvas (no pyplot global state). Returns
-    ``path``; raises ``ValueError`` for an empty trajectory.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    frame = trajectory.to_frame() if isinstance(trajectory, ControllerTrajectory) else trajectory
-    if frame.height == 0:
-        msg = "cannot plot an empty controller trajectory: record at least one rollout"
-        raise ValueError(msg)
-
-    def column(name: str) -> Any:
-        return frame[name].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-
-    steps = frame["steps"].to_numpy()
-    figure = Figure(figsize=(10, 12), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(5, 1, sharex=True)
-    greedy = column("greedy_trades_per_day")
-    setpoint = column("setpoint_trades_per_day")
-    axes[0].plot(steps, greedy, marker="o", label="greedy (deployed)")
-    axes[0].plot(steps, column("target_trades_per_day"), linestyle="--", color="black", label="target")
-    axes[0].plot(steps, setpoint, linestyle=":", color="gray", label="setpoint (target x outer-loop scale)")
-    axes[0].set_ylim(0.0, 1.4 * max(float(np.nanmax(greedy)), float(np.nanmax(setpoint)), 1.0))
-    axes[0].set_ylabel("greedy trades / day")
-    sampled_axis = axes[0].twinx()
-    sampled_axis.plot(steps, column("sampled_trades_per_day"), color="tab:orange", alpha=0.5, label="sampled")
-    sampled_axis.set_ylabel("sampled (exploring) trades / day", color="tab:orange")
-    axes[0].legend(loc="upper right", fontsize="small")
-    axes[1].plot(steps, column("greedy_idle_rate"), marker="o", label="greedy idle share (no order)")
-    axes[1].plot(steps, column("greedy_hold_action_rate"), label="greedy hold/hold share")
-    axes[1].plot(steps, column("sampled_hold_action_rate"), alpha=0.6, label="sampled hold/hold share")
-    axes[1].set_ylim(0.0, 1.02)
-    axes[1].set_ylabel("share of steps")
-    axes[1].legend(loc="center right", fontsize="small")
-    bonus_base = config.base_hold_bonus or 1.0
-    cost_base = config.base_ticket_cost or 1.0
-    axes[2].plot(steps, column("hold_bonus") / bonus_base, color="tab:green", label="hold bonus / base")
-    axes[2].plot(
-        steps, column("ticket_cost") / cost_base, color="tab:red", linestyle="--", label="ticket cost / base"
-    )
-    axes[2].axhline(1.0, color="gray", linewidth=0.8)
-    axes[2].set_ylabel("output / base")
-    axes[2].legend(loc="upper right", fontsize="small")
-    axes[3].plot(steps, column("slow_adjustment"), label="slow lane")
-    axes[3].plot(steps, column("error"), alpha=0.6, label="relative error")
-    axes[3].set_ylim(-1.05, 1.05)
-    axes[3].legend(loc="upper right", fontsize="small")
-    axes[3].set_ylabel("lanes")
-    axes[4].plot(steps, column("regime_score"), label="regime score")
-    axes[4].set_ylim(-1.05, 1.05)
-    axes[4].set_ylabel("regime score")
-    offset_axis = axes[4].twinx()
-    offset_axis.plot(steps, column("target_scale"), color="tab:purple", label="setpoint scale")
-    offset_axis.set_ylabel("setpoint scale (outer loop)")
-    axes[4].set_xlabel("env step")
-    for axis in axes:
-        axis.grid(alpha=0.3)
-    figure.suptitle(title or "Adaptive reward controller (per rollout)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=100)
-    return path

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from core.spec import AgentSpec
 from market.calendar import EXCHANGE_TZ
 
 __all__ = ["MarketArrays", "market_arrays", "require_finite_features"]
@@ -119,6 +120,18 @@ class MarketArrays:
     def bars(self) -> int:
         """Number of decision bars ``T``."""
         return int(self.features.shape[0])
+
+    @property
+    def spec(self) -> AgentSpec:
+        """The observation/action layout of an agent on this market's features."""
+        return AgentSpec(self.feature_names)
+
+    def session_bounds(self) -> list[tuple[int, int]]:
+        """``(first, end)`` bar ranges of the sessions with at least two bars (an episode needs two), in order."""
+        boundaries = np.flatnonzero(np.diff(self.session_index)) + 1
+        firsts = np.concatenate(([0], boundaries)).tolist()
+        ends = np.concatenate((boundaries, [self.bars])).tolist()
+        return [(first, end) for first, end in zip(firsts, ends, strict=True) if end - first >= 2]
 
     def rows(self, start: int, stop: int | None) -> "MarketArrays":
         """Bars ``start`` to ``stop - 1`` (None: to the end) as their own contiguous market (a window, a session)."""

@@ -42,6 +42,11 @@ _DECODE: dict[int, tuple[int, int, bool]] = {
     for second in range(3)
 }
 _NO_ORDER = _DECODE[4]
+_NO_EPISODE = "step() called without a running episode: call reset() (also after terminated or truncated)"
+
+
+def _invalid_action(action: object) -> ValueError:
+    return ValueError(f"action must be an integer in [0, 8], got {action!r}")
 
 
 def decode_action(action: int) -> tuple[int, int]:
@@ -49,9 +54,35 @@ def decode_action(action: int) -> tuple[int, int]:
     try:
         first, second, _ = _DECODE[action]
     except (KeyError, TypeError):
-        msg = f"action must be an integer in [0, 8], got {action!r}"
-        raise ValueError(msg) from None
+        raise _invalid_action(action) from None
     return first, second
+
+
+class _Leg:
+    """One ticker's bar series (as Python floats) and its position: the env's per-ticker state.
+
+    Both tickers run the same order code over one of these, so that code is written once. Slots, because
+    the hot path reads and writes these fields on every order and slot access is the cheapest attribute.
+    """
+
+    __slots__ = ("close", "impact", "open", "proportional", "shares", "trade_cash", "units", "volume")
+
+    def __init__(self, open_: list[float], close: list[float], volume: list[float]) -> None:
+        self.open = open_
+        self.close = close
+        self.volume = volume
+        self.units = 0.0  # position in units, in [-1, 1]
+        self.shares = 0.0  # position in (fractional) shares
+        self.trade_cash = 0.0  # net cash of the open trade so far (costs included); its result at the close
+        # Costs of this leg's latest fill, read by _fill_orders right after it (see there why not returned).
+        self.proportional = 0.0
+        self.impact = 0.0
+
+    def clear(self) -> None:
+        """Flat with no open trade (the caller has booked the closing order, if any)."""
+        self.units = 0.0
+        self.shares = 0.0
+        self.trade_cash = 0.0
 
 
 class RiskConfig(BaseModel):
@@ -230,13 +261,13 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(low=-bound, high=bound, dtype=np.float32)
         self.action_space = spaces.Discrete(9)
 
-        self._open0: list[float] = market.open[:, 0].tolist()
-        self._open1: list[float] = market.open[:, 1].tolist()
-        self._close0: list[float] = market.close[:, 0].tolist()
-        self._close1: list[float] = market.close[:, 1].tolist()
-        self._closes: list[tuple[float, float]] = list(zip(self._close0, self._close1, strict=True))
-        self._volume0: list[float] = market.volume[:, 0].tolist()
-        self._volume1: list[float] = market.volume[:, 1].tolist()
+        self._leg0, self._leg1 = (
+            _Leg(market.open[:, k].tolist(), market.close[:, k].tolist(), market.volume[:, k].tolist())
+            for k in range(2)
+        )
+        self._legs = (self._leg0, self._leg1)
+        # Both closes of a bar in one lookup: marking to market reads them every step.
+        self._closes: list[tuple[float, float]] = list(zip(self._leg0.close, self._leg1.close, strict=True))
 
         self._capital = float(config.initial_capital)
         self._reward_factor = float(config.reward_scale) / self._capital
@@ -270,12 +301,6 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._daily_floor = self._capital * self._daily_keep
         self._blocked = False
         self._losses = 0
-        self._shares0 = 0.0
-        self._shares1 = 0.0
-        self._units0 = 0.0
-        self._units1 = 0.0
-        self._trade_cash0 = 0.0
-        self._trade_cash1 = 0.0
         self._reset_episode_totals()
 
     # ----------------------------------------------------------------------------------------------------
@@ -299,12 +324,12 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     @property
     def positions(self) -> tuple[float, float]:
         """Positions of the two tickers in units (in [-1, 1])."""
-        return self._units0, self._units1
+        return self._leg0.units, self._leg1.units
 
     @property
     def shares(self) -> tuple[float, float]:
         """Positions of the two tickers in (fractional) shares."""
-        return self._shares0, self._shares1
+        return self._leg0.shares, self._leg1.shares
 
     @property
     def agent_orders(self) -> int:
@@ -347,9 +372,8 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._equity = self._capital
         self._peak = self._capital
         self._drawdown_floor = self._capital * self._drawdown_keep
-        self._shares0 = self._shares1 = 0.0
-        self._units0 = self._units1 = 0.0
-        self._trade_cash0 = self._trade_cash1 = 0.0
+        for leg in self._legs:
+            leg.clear()
         self._reset_episode_totals()
         t = self._start_session(start)
         info = {"equity": self._equity, "session": int(self.market.session_index[t]), "bar": t}
@@ -383,9 +407,11 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     # ----------------------------------------------------------------------------------------------------
     # Slow paths: flattening at the close (session end, risk stops)
 
-    def _close_at(self, shares: float, price: float, volume: float, trade_cash: float) -> None:
-        """Close a position of ``shares`` at ``price``, uncapped; book costs and the closed trade's result."""
-        quantity = -shares
+    def _close_leg(self, leg: _Leg, t: int) -> None:
+        """Close a ticker's position at bar ``t``'s close, uncapped; book its costs and the trade's result."""
+        quantity = -leg.shares
+        price = leg.close[t]
+        volume = leg.volume[t]
         proportional = proportional_cost(quantity * price, spread_bps=self._spread_bps, fee_bps=self._fee_bps)
         impact = impact_cost(quantity, price, volume, impact_coefficient=self._impact)
         cost = self._ticket + proportional + impact
@@ -393,21 +419,17 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._cost_spread_fee += proportional
         self._cost_impact += impact
         self._flatten_orders += 1
-        if trade_cash - quantity * price - cost < 0.0:
+        if leg.trade_cash - quantity * price - cost < 0.0:
             self._losses += 1
         else:
             self._losses = 0
 
     def _flatten(self, t: int) -> float:
         """Close both positions at bar ``t``'s close; return the new equity (all cash)."""
-        if self._shares0 != 0.0:
-            self._close_at(self._shares0, self._close0[t], self._volume0[t], self._trade_cash0)
-            self._shares0 = 0.0
-        if self._shares1 != 0.0:
-            self._close_at(self._shares1, self._close1[t], self._volume1[t], self._trade_cash1)
-            self._shares1 = 0.0
-        self._units0 = self._units1 = 0.0
-        self._trade_cash0 = self._trade_cash1 = 0.0
+        for leg in self._legs:
+            if leg.shares != 0.0:
+                self._close_leg(leg, t)
+            leg.clear()
         if self._ring is not None:
             self._ring[:] = [_NO_ORDER] * self._latency
         return self._cash
@@ -441,153 +463,36 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
 
     # ----------------------------------------------------------------------------------------------------
     # The hot path
+    #
+    # step() is a short list of named stages; the rare ones (latency ring, risk stops, session end, episode
+    # summary) are helpers, the per-bar ones stay inline with locals, because an attribute lookup or a call
+    # costs about as much as the arithmetic here (benchmarks/bench_env.py measures it).
 
     def step(self, action: int | np.int64) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Advance one bar: fill due orders at its open, mark at its close, apply the risk limits."""
         try:
-            decided = self._t
-            t = decided + 1  # type: ignore[operator]
+            t = self._t + 1  # type: ignore[operator]
         except TypeError:
-            msg = "step() called without a running episode: call reset() (also after terminated or truncated)"
-            raise RuntimeError(msg) from None
+            raise RuntimeError(_NO_EPISODE) from None
         try:
-            decoded = _DECODE[action]  # type: ignore[index]  # numpy integers hash like ints
+            due = _DECODE[action]  # type: ignore[index]  # numpy integers hash like ints
         except (KeyError, TypeError):
-            msg = f"action must be an integer in [0, 8], got {action!r}"
-            raise ValueError(msg) from None
-        ring = self._ring
-        if ring is None:
-            due = decoded
-        else:
-            slot = self._ring_slot
-            ring[slot] = decoded
-            slot += 1
-            if slot == self._latency:
-                slot = 0
-            self._ring_slot = slot
-            due = ring[slot]
+            raise _invalid_action(action) from None
+        if self._ring is not None:
+            due = self._delay(due)
         self._t = t
         equity_before = self._equity
-        cash = self._cash
-        shares0 = self._shares0
-        shares1 = self._shares1
+
+        # Orders due at this bar's open; a risk stop ignores them until the next session.
         orders = 0
-        proportional_paid = 0.0
-        impact_paid = 0.0
-        closed_trade = False
         if due is not _NO_ORDER and not self._blocked:
-            # Ticker 0 and ticker 1 run the same inlined code (mirrors envs.execution; tests compare both).
-            direction = due[0]
-            if direction:
-                units = self._units0
-                if direction > 0:
-                    target = 0.0 if units < 0.0 else 1.0
-                else:
-                    target = 0.0 if units > 0.0 else -1.0
-                if target != units:
-                    price = self._open0[t]
-                    if target == 0.0:
-                        wanted = -shares0
-                    else:
-                        unit = self._unit_share * equity_before
-                        if unit > self._unit_notional:
-                            unit = self._unit_notional
-                        wanted = (target - units) * unit / price
-                    volume = self._volume0[t]
-                    limit = self._participation * volume
-                    if wanted > limit:
-                        filled = limit
-                    elif wanted < -limit:
-                        filled = -limit
-                    else:
-                        filled = wanted
-                    if filled != 0.0:
-                        size = filled if filled > 0.0 else -filled
-                        notional = size * price
-                        proportional = self._proportional_rate * notional
-                        impact = self._impact * (size / volume) ** 0.5 * notional
-                        cost = self._ticket + proportional + impact
-                        flow = filled * price + cost
-                        cash -= flow
-                        shares0 += filled
-                        proportional_paid += proportional
-                        impact_paid += impact
-                        orders += 1
-                        if filled == wanted:
-                            self._units0 = target
-                        else:
-                            self._units0 = units + filled / wanted * (target - units)
-                            self._partial_fills += 1
-                        if self._units0 == 0.0:
-                            shares0 = 0.0
-                            if self._trade_cash0 - flow < 0.0:
-                                self._losses += 1
-                                closed_trade = True
-                            else:
-                                self._losses = 0
-                            self._trade_cash0 = 0.0
-                        else:
-                            self._trade_cash0 -= flow
-            direction = due[1]
-            if direction:
-                units = self._units1
-                if direction > 0:
-                    target = 0.0 if units < 0.0 else 1.0
-                else:
-                    target = 0.0 if units > 0.0 else -1.0
-                if target != units:
-                    price = self._open1[t]
-                    if target == 0.0:
-                        wanted = -shares1
-                    else:
-                        unit = self._unit_share * equity_before
-                        if unit > self._unit_notional:
-                            unit = self._unit_notional
-                        wanted = (target - units) * unit / price
-                    volume = self._volume1[t]
-                    limit = self._participation * volume
-                    if wanted > limit:
-                        filled = limit
-                    elif wanted < -limit:
-                        filled = -limit
-                    else:
-                        filled = wanted
-                    if filled != 0.0:
-                        size = filled if filled > 0.0 else -filled
-                        notional = size * price
-                        proportional = self._proportional_rate * notional
-                        impact = self._impact * (size / volume) ** 0.5 * notional
-                        cost = self._ticket + proportional + impact
-                        flow = filled * price + cost
-                        cash -= flow
-                        shares1 += filled
-                        proportional_paid += proportional
-                        impact_paid += impact
-                        orders += 1
-                        if filled == wanted:
-                            self._units1 = target
-                        else:
-                            self._units1 = units + filled / wanted * (target - units)
-                            self._partial_fills += 1
-                        if self._units1 == 0.0:
-                            shares1 = 0.0
-                            if self._trade_cash1 - flow < 0.0:
-                                self._losses += 1
-                                closed_trade = True
-                            else:
-                                self._losses = 0
-                            self._trade_cash1 = 0.0
-                        else:
-                            self._trade_cash1 -= flow
-            if orders:
-                self._cash = cash
-                self._shares0 = shares0
-                self._shares1 = shares1
-                self._agent_orders += orders
-                self._cost_spread_fee += proportional_paid
-                self._cost_impact += impact_paid
+            orders = self._fill_orders(due, t, equity_before)
+
+        # Mark to market at the close, then the risk limits in the documented order.
+        leg0 = self._leg0
+        leg1 = self._leg1
         close0, close1 = self._closes[t]
-        equity = cash + shares0 * close0 + shares1 * close1
+        equity = self._cash + leg0.shares * close0 + leg1.shares * close1
         terminated = False
         if equity > self._peak:
             self._peak = equity
@@ -596,23 +501,21 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             equity = self._flatten(t)
             terminated = True
         if not (terminated or self._blocked):
-            if equity < self._daily_floor:
-                equity = self._flatten(t)
-                self._blocked = True
-                self._daily_loss_stops += 1
-            elif closed_trade and self._losses >= self._max_losses:
-                equity = self._flatten(t)
-                self._blocked = True
-                self._loss_streak_stops += 1
+            if equity < self._daily_floor or self._losses >= self._max_losses:
+                equity = self._stop_session(t, equity)
+
+        # The session's last bar: flatten, then end the episode or go on at the next session's first bar.
+        row = t
         truncated = False
         if t == self._last:
             equity = self._flatten(t)
-            if self._session_cursor == self._final_session:
-                truncated = True
-            else:
-                self._equity = equity
-                t = self._start_session(self._session_cursor + 1)
+            truncated = self._session_cursor == self._final_session
+            if not truncated:
+                self._equity = equity  # the next session's daily floor is based on it
+                row = self._start_session(self._session_cursor + 1)
         self._equity = equity
+
+        # Reward: net PnL, plus the controller's shaping (read every step: it changes between rollouts).
         pnl = equity - equity_before
         reward = pnl * self._reward_factor
         shaper = self.controller
@@ -621,17 +524,130 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
                 reward -= shaper.ticket_cost * self._ticket_shaping * orders
             else:
                 reward += shaper.hold_bonus
-        if reward - reward != 0.0:
-            raise self._bad_reward(decided + 1, pnl, reward)  # type: ignore[operator]
-        observation = self._session_rows[t - self._session_first]
-        units = self._units0
+        if reward - reward != 0.0:  # inf or nan, without a function call
+            raise self._bad_reward(t, pnl, reward)
+
+        # The next decision bar's row; its position columns start at zero, so only held positions are written.
+        observation = self._session_rows[row - self._session_first]
+        column = self._position_column
+        units = leg0.units
         if units != 0.0:
-            observation[self._position_column] = units
-        units = self._units1
+            observation[column] = units
+        units = leg1.units
         if units != 0.0:
-            observation[self._position_column + 1] = units
+            observation[column + 1] = units
         info = {"equity": equity}
         if terminated or truncated:
             self._episode_info(info, drawdown_stop=terminated)
             self._t = None
         return observation, reward, terminated, truncated, info
+
+    def _delay(self, decided: tuple[int, int, bool]) -> tuple[int, int, bool]:
+        """Queue the order just decided; return the one decided ``latency_bars - 1`` steps ago, now due."""
+        ring: list[tuple[int, int, bool]] = self._ring  # type: ignore[assignment]  # only called with a ring
+        slot = self._ring_slot
+        ring[slot] = decided
+        slot += 1
+        if slot == self._latency:
+            slot = 0
+        self._ring_slot = slot
+        return ring[slot]
+
+    def _fill_orders(self, due: tuple[int, int, bool], t: int, equity_before: float) -> int:
+        """Fill both tickers' due orders at bar ``t``'s open; book their costs; return how many filled."""
+        first, second, _ = due
+        orders = 0
+        proportional = 0.0
+        impact = 0.0
+        leg = self._leg0
+        if first and self._fill_leg(leg, first, t, equity_before):
+            orders = 1
+            proportional = leg.proportional
+            impact = leg.impact
+        leg = self._leg1
+        if second and self._fill_leg(leg, second, t, equity_before):
+            orders += 1
+            proportional += leg.proportional
+            impact += leg.impact
+        if orders:
+            self._agent_orders += orders
+            # The step's costs join the episode totals in one addition: summing per fill would round
+            # differently, and the totals (cost_breakdown, the final info) must not depend on the refactor.
+            self._cost_spread_fee += proportional
+            self._cost_impact += impact
+        return orders
+
+    def _fill_leg(self, leg: _Leg, direction: int, t: int, equity_before: float) -> bool:
+        """Fill one ticker's order (``direction`` +1 buy, -1 sell) at bar ``t``'s open; False if none filled.
+
+        Books the cash, the position, a partial fill and, when the position returns to flat, the trade's
+        result in the loss streak; leaves the fill's costs in ``leg.proportional`` and ``leg.impact``. The
+        cost formulas are :mod:`envs.execution`'s, inlined (a call per formula would cost more than the
+        maths); the tests compare the two.
+        """
+        units = leg.units
+        if direction > 0:
+            target = 0.0 if units < 0.0 else 1.0
+        else:
+            target = 0.0 if units > 0.0 else -1.0
+        if target == units:
+            return False  # a buy while long or a sell while short: nothing to send
+        price = leg.open[t]
+        if target == 0.0:
+            wanted = -leg.shares
+        else:
+            unit = self._unit_share * equity_before
+            if unit > self._unit_notional:
+                unit = self._unit_notional
+            wanted = (target - units) * unit / price
+        volume = leg.volume[t]
+        limit = self._participation * volume
+        if wanted > limit:
+            filled = limit
+        elif wanted < -limit:
+            filled = -limit
+        else:
+            filled = wanted
+        if filled == 0.0:
+            return False
+
+        size = filled if filled > 0.0 else -filled
+        notional = size * price
+        proportional = self._proportional_rate * notional
+        impact = self._impact * (size / volume) ** 0.5 * notional
+        cost = self._ticket + proportional + impact
+        flow = filled * price + cost
+        self._cash -= flow
+        leg.proportional = proportional
+        leg.impact = impact
+        if filled == wanted:
+            units = target
+        else:
+            units += filled / wanted * (target - units)
+            self._partial_fills += 1
+        leg.units = units
+        if units != 0.0:
+            leg.shares += filled
+            leg.trade_cash -= flow
+            return True
+        # Back to flat: the trade is over; its result (costs included) extends or ends the loss streak.
+        if leg.trade_cash - flow < 0.0:
+            self._losses += 1
+        else:
+            self._losses = 0
+        leg.shares = 0.0
+        leg.trade_cash = 0.0
+        return True
+
+    def _stop_session(self, t: int, equity: float) -> float:
+        """Daily-loss or loss-streak stop: flatten at bar ``t``'s close; ignore orders until the next session.
+
+        ``step()`` calls this only when trading was not blocked at the step's start, so the streak had been
+        below the limit: reaching it now means a losing trade closed in this step (the rule in RiskConfig).
+        """
+        if equity < self._daily_floor:
+            self._daily_loss_stops += 1
+        else:
+            self._loss_streak_stops += 1
+        self._blocked = True
+        return self._flatten(t)

@@ -7,15 +7,12 @@ tracked in one MLflow run. A night either promotes a new champion for a stated r
 leaves the champion untouched for a stated reason.
 """
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
-from stairways import tracking
 from stairways.assessment import ChampionInput
 from stairways.config import RetrainConfig
-from stairways.pipeline import TrainingData, continue_training
 from tasks.data import load_market_data, normalize_market_data, record_dataset
 from tasks.features import build_feature_frame, record_features
 from tasks.labels import build_labels, build_signal, plan_split, record_labels, record_signal
@@ -31,7 +28,7 @@ from tasks.training import (
     work_directory,
 )
 from tasks.validation import assess_candidate, build_validation_scenarios, decide_gate
-from training.cycles import BASELINE_DIRECTORY, CycleResult, best_cycle
+from training.cycles import run_cycles
 
 __all__ = ["nightly_retrain"]
 
@@ -55,12 +52,22 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         record_signal(run, signal, plan)
         data = assemble_training_data(prepared, features, signal, plan, config)
         warm = find_warm_start(config)
-        cycles, stop_reason, candidate = _training_cycles(run, data, warm.checkpoint, config)
+        training = run_cycles(
+            train=data.train,
+            selection=data.selection,
+            config=config.training,
+            seed=config.seed,
+            output_dir=work_directory(),
+            warm_start=warm.checkpoint,
+            on_cycle=lambda result: record_cycle(run, result, config),
+            run_one=train_cycle,  # each cycle is its own retryable, per-run cached task
+        )
+        candidate = training.best_checkpoint
         # The candidate is fixed; only now is the test window read.
         scenarios = build_validation_scenarios(data, signal, prepared, config)
         champion = ChampionInput(warm.checkpoint, warm.version, warm.reason)
         result = assess_candidate(run, candidate, champion, scenarios, prepared, config)
-        decision = decide_gate(run, result, cycles, config)
+        decision = decide_gate(run, result, training.cycles, config)
         registered = register_version(run, candidate, decision, dataset["digest"], config)
         publish_gate_report(run, decision, result, registered, plan.as_dict())
         promotion = promote_and_replay(run, registered, decision, result, scenarios, config, warm.version)
@@ -73,9 +80,10 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         "windows": plan.as_dict(),
         "signal_cv": signal.cv_scores.get("mean", {}),
         "cycles": [
-            {"cycle": c.cycle, "score": c.evaluation["score"], "rolled_back": c.rolled_back} for c in cycles
+            {"cycle": c.cycle, "score": c.evaluation["score"], "rolled_back": c.rolled_back}
+            for c in training.cycles
         ],
-        "training_stop": stop_reason,
+        "training_stop": training.reason,
         "warm_start": warm.reason,
         "gate": {
             "passed": decision.passed,
@@ -90,34 +98,3 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         "champion": promotion.champion,
         "champion_reason": promotion.reason,
     }
-
-
-def _training_cycles(
-    run: tracking.RunHandle, data: TrainingData, warm_start: Path | None, config: RetrainConfig
-) -> tuple[list[CycleResult], str, Path]:
-    """Cycle 1 warm-starts from the champion; each cycle is its own retryable, per-run cached task.
-
-    Returns the cycles, why training stopped, and the candidate: the best kept cycle's checkpoint (the
-    starting weights when every cycle was rolled back).
-    """
-    output_dir = work_directory()
-    previous, baseline = warm_start, None
-    results: list[CycleResult] = []
-    go_on, reason = True, ""
-    while go_on:
-        cycle = len(results) + 1
-        result = train_cycle(
-            cycle,
-            data.train,
-            data.selection,
-            config,
-            previous=previous,
-            baseline=baseline,
-            output_dir=output_dir,
-        )
-        record_cycle(run, result, config)
-        results.append(result)
-        previous, baseline = result.checkpoint, output_dir / BASELINE_DIRECTORY
-        go_on, reason = continue_training(results, config)
-    best = best_cycle(results, trades_band=config.training.selection_trades_band)
-    return results, reason, output_dir / BASELINE_DIRECTORY if best is None else best.checkpoint

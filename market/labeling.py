@@ -1,15 +1,17 @@
 """The labeling stage: triple-barrier labels for every bar of the two-symbol bar frame, and a report.
 
-:func:`label_bars` runs :func:`market.labels.triple_barrier` per symbol and per vertical-barrier horizon with
-events at every bar after the volatility warm-up, and returns one long frame. The choices it makes:
+This is the pipeline step; the labeling primitives it calls (triple barrier, CUSUM, volatility targets) are
+in :mod:`market.triple_barrier`. :func:`label_bars` runs :func:`market.triple_barrier.triple_barrier` per
+symbol and per vertical-barrier horizon with events at every bar after the volatility warm-up, and returns
+one long frame. The choices it makes:
 
 - **Target.** The barrier width is the EWM standard deviation of 1-bar simple returns
-  (:func:`market.labels.ewm_volatility`, span ``volatility_span``) at the event bar, which uses returns up to
-  and including that bar only. With ``scale_target_by_horizon`` the width of a horizon-``h`` event is
-  ``volatility * sqrt(h)``: the standard deviation of an ``h``-bar return under independent increments, so the
-  barriers of every horizon are about equally far in probability and every horizon has a usable mix of
-  touches and vertical exits. Without it every horizon uses the 1-bar volatility (its barriers then sit very
-  close for long horizons, and almost every event touches).
+  (:func:`market.triple_barrier.ewm_volatility`, span ``volatility_span``) at the event bar, which uses
+  returns up to and including that bar only. With ``scale_target_by_horizon`` the width of a horizon-``h``
+  event is ``volatility * sqrt(h)``: the standard deviation of an ``h``-bar return under independent
+  increments, so the barriers of every horizon are about equally far in probability and every horizon has a
+  usable mix of touches and vertical exits. Without it every horizon uses the 1-bar volatility (its barriers
+  then sit very close for long horizons, and almost every event touches).
 - **Warm-up.** The first ``volatility_span`` bars of each symbol are not events: an EWM standard deviation
   needs about one span of returns before it is a stable estimate. Events run from bar ``volatility_span`` to
   the last bar.
@@ -24,10 +26,10 @@ events at every bar after the volatility warm-up, and returns one long frame. Th
   and barrier ``"none"`` (label 0 there means "unknown", not "vertical"); downstream models must not train
   on them.
 
-Output: columns ``symbol``, then :data:`market.labels.LABEL_COLUMNS` (``event_ts``, ``horizon``, ``t1``,
-``barrier``, ``ret``, ``target``, ``side``, ``label``, ``meta_label``; ``side`` and ``meta_label`` are null,
-meta-labels come from the signal stage), then ``holding_bars`` (Int64: bars from the event to ``t1``, null
-without ``t1``); sorted by symbol, horizon, event_ts.
+Output: columns ``symbol``, then :data:`market.triple_barrier.LABEL_COLUMNS` (``event_ts``, ``horizon``,
+``t1``, ``barrier``, ``ret``, ``target``, ``side``, ``label``, ``meta_label``; ``side`` and ``meta_label``
+are null, meta-labels come from the signal stage), then ``holding_bars`` (Int64: bars from the event to
+``t1``, null without ``t1``); sorted by symbol, horizon, event_ts.
 
 :func:`label_report` summarizes a label frame as JSON-ready numbers and :func:`plot_label_report` draws it.
 """
@@ -42,8 +44,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from market.labels import BARRIER_NAMES, LABEL_COLUMNS, ewm_volatility, triple_barrier
-from stairways.errors import ConfigError
+from core.errors import ConfigError
+from market.triple_barrier import BARRIER_NAMES, LABEL_COLUMNS, ewm_volatility, triple_barrier
 
 __all__ = [
     "LABELING_COLUMNS",

@@ -16,7 +16,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from market.calendar import EXCHANGE_TZ
-from stairways.errors import DataLoadError, DataQualityError
+from core.errors import DataLoadError, DataQualityError
 
 __all__ = [
     "CANONICAL_COLUMNS",

@@ -20,7 +20,7 @@ import polars as pl
 
 from market.calendar import EXCHANGE_TZ, sessions, trading_days
 from market.loading import CANONICAL_COLUMNS, infer_bar_minutes
-from stairways.errors import DataQualityError
+from core.errors import DataQualityError
 
 __all__ = [
     "NormalizedBars",

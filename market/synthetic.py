@@ -54,6 +54,10 @@ Modes (:attr:`SyntheticMarketConfig.mode`):
 
 The three modes share the random streams, so one seed gives the same regime sequence in every mode.
 Components draw from independent generators spawned from ``np.random.SeedSequence(seed)``.
+
+This module stays whole although it is over 500 lines, because it is one concept, the generator: its
+parameters (:class:`SyntheticMarketConfig`), the process that turns them into bars and the inverse of its
+planted mode (:func:`block_return_pairs`) are one specification, described once above, and change together.
 """
 
 import math

@@ -1,9 +1,9 @@
 """Judging a candidate: scenarios, batched evaluation of candidate, champion and baselines, and the gate.
 
 Prefect-free; ``tasks/validation.py`` adapts it. Scenario keys are ``"<kind>/<scenario>"``
-(``held_out/mixed``, ``stress/trending``; see ``validation.gate.scenario_key``). The ``held_out`` scenarios
-are slices of the **test window**, which nothing read before the candidate was fixed; the selection
-window that picked the candidate is never used here.
+(``held_out/mixed``, ``stress/trending``; see ``validation.gate_criteria.scenario_key``). The ``held_out``
+scenarios are slices of the **test window**, which nothing read before the candidate was fixed; the
+selection window that picked the candidate is never used here.
 
 The champion is one of three cases: none (no ``champion`` alias), comparable (re-evaluated on the same
 episodes), or incomparable (it exists but cannot run on tonight's observations, or its checkpoint could not
@@ -23,19 +23,17 @@ from market.signal import SignalResult
 from market.synthetic import SyntheticMarketConfig
 from stairways.config import SIGNAL_FEATURE, RetrainConfig
 from stairways.pipeline import TrainingData
-from training.cycles import LoadedPolicy, check_warm_start, load_checkpoint
+from training.checkpoints import LoadedPolicy, checkpoint_mismatch, load_checkpoint
 from training.ppo import torch_threads
-from validation.evaluation import EpisodeRecord, Policy, evaluate_episodes
-from validation.gate import CANDIDATE, GateDecision, GateEvidence, decide, scenario_key
-from validation.metrics import (
-    BuyAndHoldPolicy,
-    FlatPolicy,
-    SignalRulePolicy,
-    aggregate_metrics,
-    plot_equity_curves,
-)
+from envs.evaluation import EpisodeRecord, Policy, evaluate_episodes
+from validation.gate import decide
+from validation.gate_criteria import CANDIDATE, scenario_key
+from validation.gate_decision import GateDecision
+from validation.gate_evidence import GateEvidence
+from envs.policies import BuyAndHoldPolicy, FlatPolicy, SignalRulePolicy
+from validation.metrics import aggregate_metrics, plot_equity_curves
+from validation.pbo import sharpe_ratio
 from validation.scenarios import Scenario, held_out_scenarios, stress_scenarios
-from validation.splits import sharpe_ratio
 
 __all__ = [
     "BASELINES",
@@ -117,12 +115,7 @@ def _champion(champion: ChampionInput, market: MarketArrays) -> tuple[LoadedPoli
             return None, "no champion", None
         problem = f"champion version {champion.version}: {champion.reason}"
         return None, f"champion not comparable: {problem}", problem
-    problem = check_warm_start(
-        champion.checkpoint,
-        observation_size=market.features.shape[1] + 2,
-        action_count=9,
-        feature_names=market.feature_names,
-    )
+    problem = checkpoint_mismatch(champion.checkpoint, market.spec)
     if problem is not None:
         where = f"champion version {champion.version}" if champion.version else "champion"
         problem = f"{where} not comparable on tonight's observations: {problem}"
@@ -209,7 +202,7 @@ def assess(
 
 
 def session_sharpe(returns: Sequence[float]) -> float:
-    """Per-session Sharpe ratio (:func:`validation.splits.sharpe_ratio`); NaN with fewer than two sessions."""
+    """Per-session Sharpe ratio (:func:`validation.pbo.sharpe_ratio`); NaN with fewer than two sessions."""
     values = np.asarray(returns, dtype=np.float64)
     if values.size < 2:
         return math.nan

@@ -12,15 +12,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controllers.regime import RegimeDetectorConfig
-from market.features import FeatureConfig, feature_names
+from market.feature_config import FeatureConfig, feature_names
 from market.labeling import LabelConfig
 from market.loading import ExportSpec
 from market.signal import SignalConfig
 from market.synthetic import SyntheticMarketConfig
-from stairways.errors import ConfigError, describe_validation_error
+from core.errors import ConfigError, describe_validation_error
 from training.ppo import TrainingConfig
-from validation.gate import GateCriteria
-from validation.qc import QCThresholds
+from validation.gate_criteria import GateCriteria
+from validation.qc_thresholds import QCThresholds
 from validation.scenarios import ScenarioConfig
 from validation.windows import WindowConfig
 

@@ -4,7 +4,6 @@ The ``tasks/`` adapters call these; tests call them directly without an orchestr
 """
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,24 +13,23 @@ import polars as pl
 from controllers.regime import regime_scores
 from envs.market_arrays import MarketArrays, market_arrays
 from market.calendar import SESSION_MINUTES
-from market.features import build_features, feature_names, warmup_bars
+from market.feature_config import feature_names, warmup_bars
+from market.features import build_features
 from market.labeling import label_bars
 from market.loading import load_export
 from market.normalize import NormalizedBars, normalize_bars
 from market.signal import SignalResult, causal_signal
 from market.synthetic import generate_market
 from stairways.config import SIGNAL_FEATURE, RetrainConfig
-from stairways.digest import frame_digest
-from stairways.seeding import derive_seed
-from training import cycles
-from training.cycles import CycleResult
-from validation.qc import QCReport, run_qc
+from core.digest import frame_digest
+from core.seeding import derive_seed
+from validation.qc import run_qc
+from validation.qc_report import QCReport
 from validation.windows import WindowPlan, plan_windows
 
 __all__ = [
     "MarketData",
     "TrainingData",
-    "continue_training",
     "training_data",
     "dataset_record",
     "feature_summary",
@@ -211,8 +209,3 @@ def training_data(
     selection = _window_arrays(prepared.bars, frame.filter(plan.selection_mask()), config, bootstrap=train)
     test = _window_arrays(prepared.bars, frame.filter(plan.test_mask()), config, bootstrap=selection)
     return TrainingData(train=train, selection=selection, test=test)
-
-
-def continue_training(results: Sequence[CycleResult], config: RetrainConfig) -> tuple[bool, str]:
-    """Whether another cycle should run, and why (:func:`training.cycles.continue_training`)."""
-    return cycles.continue_training(results, config.training)

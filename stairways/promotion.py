@@ -5,7 +5,7 @@ The order of one promotion of version ``V`` against the champion ``C`` the night
 1. ``V`` is tagged ``promotion.state = verifying``; nothing visible to a reader changes.
 2. A fresh process replays ``models:/<name>/<V>`` (the version, never an alias) on the night's test
    episodes; its PnL must match the logged one. A mismatch tags ``replay_failed`` and raises
-   :class:`~stairways.errors.ReplayMismatch`: no alias has moved, so there is nothing to revert.
+   :class:`~core.errors.ReplayMismatch`: no alias has moved, so there is nothing to revert.
 3. ``V`` is tagged ``verified``. Then, holding the **promotion lock** (:func:`promotion_lock`), the champion
    is read again: if it is no longer ``C`` (another night, a manual run or a rollback moved it meanwhile),
    ``V`` is tagged ``superseded`` and nothing moves: the night reports that it did not promote and why.
@@ -43,7 +43,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from stairways.errors import GateRejected, RegistryError, ReplayMismatch
+from core.errors import GateRejected, RegistryError, ReplayMismatch
 
 __all__ = [
     "ABSENT_CODES",

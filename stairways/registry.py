@@ -21,7 +21,7 @@ checked against the version tags: :func:`champion_checkpoint` checks the downloa
 :func:`load_registered_model` checks every downloaded model file before ``mlflow.pyfunc.load_model``, and
 :meth:`AgentPyfunc.load_context` checks the checkpoint files against the hashes stored in the model's
 ``model_config`` at registration (the same values as the tags; it cannot see the registry). A mismatch or a
-missing file raises :class:`~stairways.errors.IntegrityError` naming the file.
+missing file raises :class:`~core.errors.IntegrityError` naming the file.
 
 **Promotion** lives in :mod:`stairways.promotion`: a version is replayed from the registry before any
 alias moves, and the aliases move under a lock, compare-and-set. A failing candidate keeps its version and
@@ -38,7 +38,6 @@ tags of the same name on a version: they record its latest promotion or rollback
 MLflow run of the experiment :data:`EVENTS_EXPERIMENT` (from, to, reason, forced).
 """
 
-import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -59,8 +58,9 @@ from mlflow.pyfunc import PyFuncModel, PythonModel, PythonModelContext
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
-from envs.trading import ACTION_MEANINGS
-from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from core.digest import file_digest
+from core.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from core.spec import ACTION_MEANINGS, POSITION_COUNT
 from stairways.promotion import (
     ABSENT_CODES,
     STATE_TAG,
@@ -70,7 +70,8 @@ from stairways.promotion import (
     promotion_lock,
     recover_interrupted,
 )
-from training.cycles import (
+from training.checkpoints import (
+    CHECKPOINT_FILES,
     CONTROLLER_FILE,
     META_FILE,
     MODEL_FILE,
@@ -79,12 +80,11 @@ from training.cycles import (
     check_warm_start,
     load_checkpoint,
 )
-from validation.gate import GateDecision
+from validation.gate_decision import GateDecision
 
 __all__ = [
     "CHAMPION_ALIAS",
     "CHECKPOINT_ARTIFACT",
-    "CHECKPOINT_FILES",
     "CHECKPOINT_PATH",
     "CHECKPOINT_TAG",
     "PREVIOUS_CHAMPION_ALIAS",
@@ -99,7 +99,6 @@ __all__ = [
     "checkpoint_hashes",
     "current_champion",
     "download_verified",
-    "file_sha256",
     "load_registered_model",
     "register_candidate",
     "resolve_version",
@@ -114,7 +113,6 @@ CHECKPOINT_TAG = "checkpoint_uri"
 CHECKPOINT_ARTIFACT = "checkpoint"
 CHECKPOINT_PATH = f"artifacts/{CHECKPOINT_ARTIFACT}"
 """Where the checkpoint directory lies inside a logged model."""
-CHECKPOINT_FILES: tuple[str, ...] = (MODEL_FILE, NORMALIZATION_FILE, CONTROLLER_FILE, META_FILE)
 SHA256_TAG_PREFIX = "sha256."
 VERDICT_TAG = "gate.verdict"
 REASON_TAG = "gate.reason"
@@ -175,15 +173,6 @@ class RollbackRecord:
 # Hashes
 
 
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_files(root: Path, expected: Mapping[str, str]) -> None:
     """Check each file ``root / <relative path>`` against its expected SHA-256; ``IntegrityError`` otherwise.
 
@@ -199,7 +188,7 @@ def verify_files(root: Path, expected: Mapping[str, str]) -> None:
         if not path.is_file():
             msg = f"{name} is missing from {root} (expected SHA-256 {digest})"
             raise IntegrityError(msg)
-        actual = file_sha256(path)
+        actual = file_digest(path)
         if actual != digest:
             msg = f"{name} in {root} has SHA-256 {actual}, but {digest} was recorded at registration"
             raise IntegrityError(msg)
@@ -234,7 +223,7 @@ def _model_hashes(tags: Mapping[str, str]) -> dict[str, str]:
 
 def _tree_hashes(root: Path) -> dict[str, str]:
     return {
-        path.relative_to(root).as_posix(): file_sha256(path)
+        path.relative_to(root).as_posix(): file_digest(path)
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
@@ -300,7 +289,10 @@ def _checkpoint_meta(checkpoint: Path, observation_names: Sequence[str]) -> dict
         msg = f"observation_names has {len(names)} names, the checkpoint observes {size} values"
         raise ValueError(msg)
     problem = check_warm_start(
-        checkpoint, observation_size=size, action_count=action_count, feature_names=names[:-2]
+        checkpoint,
+        observation_size=size,
+        action_count=action_count,
+        feature_names=names[: size - POSITION_COUNT],
     )
     if problem is not None:
         msg = f"checkpoint {checkpoint} cannot be registered: {problem}"
@@ -350,7 +342,7 @@ def _log_pyfunc(
         staging.mkdir()
         for name in CHECKPOINT_FILES:
             shutil.copy2(checkpoint / name, staging / name)
-        checkpoint_sha256 = {name: file_sha256(staging / name) for name in CHECKPOINT_FILES}
+        checkpoint_sha256 = {name: file_digest(staging / name) for name in CHECKPOINT_FILES}
         local = Path(folder) / "model"
         mlflow.pyfunc.save_model(
             path=str(local),

@@ -4,14 +4,15 @@ After a promotion, a fresh process (:func:`replay_in_subprocess`, which runs ``p
 loads the champion from the registry, verifying every model file against the version's ``sha256.*`` tags
 (:func:`stairways.registry.load_registered_model`), and replays the ``mixed`` validation episodes saved by
 :func:`save_episodes`. :func:`check_replay` compares the replayed PnL with the logged figures; on a mismatch
-it raises :class:`~stairways.errors.ReplayMismatch` and the caller reverts the promotion.
+it raises :class:`~core.errors.ReplayMismatch` and the caller reverts the promotion.
 
 **Episodes.** Each episode is one session (a :class:`~envs.market_arrays.MarketArrays` whose bars share
 one ``session_index``), played from its first bar to its close in its own
 :class:`~envs.trading.DualTickerTradingEnv` with the given env config (``sessions_per_episode`` forced to
 1) and no reward controller: the controller shapes rewards only, never fills, risk stops or equity.
-All episodes step in lockstep with one batched ``predict`` per step, with one torch thread, so the result
-does not depend on their order.
+All episodes step in lockstep with one batched ``predict`` per step (the one evaluation loop,
+:func:`envs.evaluation.evaluate_episodes`), with one torch thread, so the result does not depend on their
+order.
 
 **PnL** of an episode is its final equity minus ``initial_capital``, in dollars, after all costs.
 
@@ -36,8 +37,9 @@ import numpy as np
 from mlflow.pyfunc import PyFuncModel
 
 from envs.market_arrays import MarketArrays
-from envs.trading import DualTickerTradingEnv, TradingEnvConfig
-from stairways.errors import IntegrityError, ReplayMismatch
+from envs.evaluation import evaluate_episodes
+from envs.trading import TradingEnvConfig
+from core.errors import IntegrityError, ReplayMismatch
 from stairways.registry import load_registered_model
 from training.ppo import torch_threads
 
@@ -109,32 +111,26 @@ def load_episodes(path: Path) -> list[MarketArrays]:
 # Replay
 
 
+class _RegisteredPolicy:
+    """The registered pyfunc as an evaluation policy: int64 actions of shape ``(n,)``, no reward controller."""
+
+    def __init__(self, model: PyFuncModel) -> None:
+        self._model = model
+
+    def predict(self, observations: np.ndarray) -> np.ndarray:
+        batch = np.asarray(observations, dtype=np.float32)
+        return np.asarray(self._model.predict(batch)).reshape(-1).astype(np.int64)
+
+
 def _play(model: PyFuncModel, episodes: Sequence[MarketArrays], config: TradingEnvConfig) -> list[float]:
-    one_session = config.model_copy(update={"sessions_per_episode": 1})
-    envs = []
     for index, episode in enumerate(episodes):
         sessions = np.unique(episode.session_index)
         if sessions.size != 1:
             msg = f"episode {index} spans {sessions.size} sessions; a replay episode is one session"
             raise ValueError(msg)
-        envs.append(DualTickerTradingEnv(episode, config=one_session))
-    observations = [env.reset(seed=0, options={"start_session": 0})[0] for env in envs]
+    records = evaluate_episodes(_RegisteredPolicy(model), episodes, env_config=config)
     capital = float(config.initial_capital)
-    pnl = [math.nan] * len(envs)
-    active = list(range(len(envs)))
-    while active:
-        batch = np.stack([observations[index] for index in active]).astype(np.float32, copy=False)
-        actions: list[int] = np.asarray(model.predict(batch)).reshape(-1).tolist()
-        still_active = []
-        for index, action in zip(active, actions, strict=True):
-            observation, _, terminated, truncated, info = envs[index].step(int(action))
-            if terminated or truncated:
-                pnl[index] = float(info["equity"]) - capital
-            else:
-                observations[index] = observation
-                still_active.append(index)
-        active = still_active
-    return pnl
+    return [float(record.equity[-1]) - capital for record in records]
 
 
 def replay_pnl(

@@ -1,7 +1,7 @@
 """Cache keys for deterministic data steps: the task, the code that computes it, and a digest of its inputs.
 
 A retried or repeated flow run with the same inputs and code reuses the stored result instead of recomputing it.
-Frames are digested by content (``stairways.digest.frame_digest``), not by pickling them.
+Frames are digested by content (``core.digest.frame_digest``), not by pickling them.
 """
 
 import dataclasses
@@ -16,12 +16,12 @@ import polars as pl
 from prefect.context import TaskRunContext
 from pydantic import BaseModel
 
-from stairways.digest import frame_digest, model_digest, value_digest
+from core.digest import frame_digest, model_digest, value_digest
 
 __all__ = ["CACHE_EXPIRATION", "code_version", "input_digest_key"]
 
 CACHE_EXPIRATION = timedelta(days=7)
-_SOURCE_PACKAGES = ("market", "validation", "stairways", "envs", "controllers", "training", "tasks")
+_SOURCE_PACKAGES = ("core", "market", "validation", "stairways", "envs", "controllers", "training", "tasks")
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,8 @@ from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import IO_RETRIES
-from validation.qc import QCReport, raise_for_qc
+from validation.qc import raise_for_qc
+from validation.qc_report import QCReport
 
 __all__ = ["enforce_quality", "record_quality", "run_quality_checks"]
 

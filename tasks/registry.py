@@ -1,32 +1,25 @@
 """Thin Prefect adapters for the registry: register every candidate, report, replay-check, then promote."""
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from stairways import assessment, promotion, registry, tracking
+from stairways import assessment, registry, tracking
 from stairways.config import RetrainConfig
-from stairways.errors import ReplayMismatch
-from stairways.replay import check_replay, replay_in_subprocess, save_episodes
+from core.errors import ReplayMismatch
+from core.spec import AgentSpec
+from stairways.night_promotion import Promotion, promote_night
+from stairways.replay import replay_in_subprocess, save_episodes
 from tasks.retrying import IO_RETRIES
 from tasks.training import work_directory
-from training.cycles import META_FILE
-from validation.gate import GateDecision, gate_report
+from training.checkpoints import META_FILE
+from validation.gate_decision import GateDecision
+from validation.gate_report import gate_report
 from validation.scenarios import Scenario
 
-__all__ = ["Promotion", "promote_and_replay", "publish_gate_report", "register_version"]
-
-
-@dataclass(frozen=True)
-class Promotion:
-    """What the night did to the registry."""
-
-    promoted: bool
-    champion: str | None
-    reason: str
+__all__ = ["promote_and_replay", "publish_gate_report", "register_version"]
 
 
 @task(name="register-candidate", **IO_RETRIES)
@@ -38,8 +31,7 @@ def register_version(
     config: RetrainConfig,
 ) -> registry.RegisteredCandidate:
     """Every candidate becomes a model version with its gate results and file hashes as tags."""
-    meta = json.loads((checkpoint / META_FILE).read_text())
-    names = [*meta["feature_names"], "position:0", "position:1"]
+    names = AgentSpec.from_meta(json.loads((checkpoint / META_FILE).read_text())).observation_names
     registered = registry.register_candidate(
         tracking_uri=handle.tracking_uri,
         model_name=config.registry.model_name,
@@ -101,55 +93,44 @@ def promote_and_replay(
 ) -> Promotion:
     """Replay the version from the registry in a fresh process; only on a match move the aliases (locked).
 
-    ``expected_champion`` is the champion this night compared against: if another night, a manual run or
-    a rollback moved it meanwhile, the night does not promote and says so (:mod:`stairways.promotion`).
+    The policy is :func:`stairways.night_promotion.promote_night`; ``expected_champion`` is the champion this
+    night compared against.
     """
     logger = get_run_logger()
-    name = config.registry.model_name
-    if not decision.passed:
-        champion = registry.current_champion(tracking_uri=handle.tracking_uri, model_name=name)
-        reason = f"gate rejected version {registered.version}: {decision.reason}"
-        logger.info("champion unchanged (%s): %s", champion, reason)
-        return Promotion(promoted=False, champion=champion, reason=reason)
     episodes_file = save_episodes(
         scenarios[assessment.REPLAY_SCENARIO].episodes, work_directory() / "replay" / "episodes.npz"
     )
-    capital = config.training.env.initial_capital
-
-    def replay(model_uri: str) -> tuple[list[float], str | None]:
-        replayed = replay_in_subprocess(
-            model_uri, episodes_file, env_config=config.training.env, tracking_uri=handle.tracking_uri
-        )
-        try:
-            check_replay(result.replay_pnl, replayed, capital=capital)
-        except ReplayMismatch as error:
-            return replayed, str(error)
-        return replayed, None
-
     try:
-        outcome = promotion.promote_verified(
+        outcome = promote_night(
             tracking_uri=handle.tracking_uri,
-            model_name=name,
+            model_name=config.registry.model_name,
             version=registered.version,
+            gate_passed=decision.passed,
+            gate_reason=decision.reason,
+            expected_pnl=result.replay_pnl,
+            episodes_file=episodes_file,
+            env_config=config.training.env,
             expected_champion=expected_champion,
-            reason=decision.reason,
-            replay=replay,
             lock=config.registry.promotion_lock,
+            run_replay=replay_in_subprocess,
         )
     except ReplayMismatch:
         tracking.set_tags(handle, {"registry.promotion": "replay failed"})
         raise
+    if outcome.state == "rejected":
+        logger.info("champion unchanged (%s): %s", outcome.champion, outcome.reason)
+        return outcome
     tracking.log_json(
         handle, {"expected": result.replay_pnl, "replayed": list(outcome.replayed)}, "gate/replay.json"
     )
     if not outcome.promoted:
         tracking.set_tags(handle, {"registry.promotion": "superseded"})
         logger.warning("champion unchanged (%s): %s", outcome.champion, outcome.reason)
-        return Promotion(promoted=False, champion=outcome.champion, reason=outcome.reason)
+        return outcome
     tracking.set_tags(handle, {"registry.promotion": "promoted", "registry.champion": registered.version})
     logger.info(
         "version %s is champion (previous: %s); the replay from the registry matched before any alias moved",
         registered.version,
         expected_champion,
     )
-    return Promotion(promoted=True, champion=outcome.champion, reason=decision.reason)
+    return outcome

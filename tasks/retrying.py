@@ -12,9 +12,9 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from prefect.tasks import exponential_backoff
 
-from stairways.errors import PipelineError
+from core.errors import PipelineError
 
-__all__ = ["IO_RETRIES", "is_transient", "retry_transient"]
+__all__ = ["COMPUTE_RETRIES", "IO_RETRIES", "is_transient", "retry_transient"]
 
 _TRANSIENT_ERRNOS = frozenset(
     {
@@ -71,3 +71,7 @@ IO_RETRIES: dict[str, Any] = {
     "retry_condition_fn": retry_transient,
 }
 """Task options of every I/O task: three retries with exponential backoff, transient errors only."""
+
+COMPUTE_RETRIES: dict[str, Any] = {"retries": 1, "retry_condition_fn": retry_transient}
+"""Task options of every compute task (a training cycle, the assessment): one retry, transient errors only;
+redoing the work is expensive, and a second transient failure in a row is worth a look."""

@@ -12,7 +12,7 @@ from prefect.states import Crashed
 
 from stairways import tracking
 from stairways.config import RetrainConfig
-from stairways.digest import model_digest
+from core.digest import model_digest
 from tasks.retrying import IO_RETRIES
 
 __all__ = ["close_tracking_run", "open_tracking_run", "tracked_run"]

@@ -10,18 +10,19 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 
-from controllers.reward import plot_trajectory
+from controllers.trajectory import plot_trajectory
 from envs.market_arrays import MarketArrays
 from market.normalize import NormalizedBars
 from market.signal import SignalResult
 from stairways import pipeline, promotion, tracking
 from stairways.config import RetrainConfig
-from stairways.errors import IntegrityError, RegistryError
+from core.errors import IntegrityError, RegistryError
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.registry import WarmStart, champion_checkpoint, current_champion
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
-from tasks.retrying import IO_RETRIES, retry_transient
+from tasks.retrying import COMPUTE_RETRIES, IO_RETRIES
 from training.cycles import CycleResult, run_cycle
+from training.ppo import TrainingConfig
 from validation.windows import WindowPlan
 
 __all__ = [
@@ -103,24 +104,20 @@ def find_warm_start(config: RetrainConfig) -> WarmStart:
     return warm
 
 
-@task(
-    name="train-cycle",
-    retries=1,
-    retry_condition_fn=retry_transient,
-    cache_key_fn=input_digest_key,
-    persist_result=True,
-)
+@task(name="train-cycle", cache_key_fn=input_digest_key, persist_result=True, **COMPUTE_RETRIES)
 def train_cycle(
     cycle: int,
+    *,
     train: MarketArrays,
     selection: MarketArrays,
-    config: RetrainConfig,
-    *,
+    config: TrainingConfig,
+    seed: int,
+    output_dir: Path,
     previous: Path | None,
     baseline: Path | None,
-    output_dir: Path,
 ) -> CycleResult:
-    """One PPO cycle from ``previous``, scored on the selection window; the test window is not an input.
+    """One PPO cycle (:func:`training.cycles.run_cycle`) from ``previous``, scored on the selection window;
+    the test window is not an input. The flow hands this task to :func:`training.cycles.run_cycles`.
 
     A retry redoes only this cycle. Completed cycles are cached per run.
     """
@@ -128,8 +125,8 @@ def train_cycle(
         cycle,
         train=train,
         selection=selection,
-        config=config.training,
-        seed=config.seed,
+        config=config,
+        seed=seed,
         output_dir=output_dir,
         previous=previous,
         baseline=baseline,

@@ -12,9 +12,9 @@ from stairways.config import RetrainConfig
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.pipeline import TrainingData
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
-from tasks.retrying import retry_transient
+from tasks.retrying import COMPUTE_RETRIES
 from training.cycles import CycleResult, night_health
-from validation.gate import GateDecision
+from validation.gate_decision import GateDecision
 from validation.scenarios import Scenario
 
 __all__ = ["assess_candidate", "build_validation_scenarios", "decide_gate"]
@@ -46,7 +46,7 @@ def build_validation_scenarios(
     return scenarios
 
 
-@task(name="assess-candidate", retries=1, retry_condition_fn=retry_transient)
+@task(name="assess-candidate", **COMPUTE_RETRIES)
 def assess_candidate(
     handle: tracking.RunHandle,
     candidate: Path,

@@ -3,24 +3,22 @@
 Prefect-free: the flow's tasks call :func:`run_cycle` once per cycle; :func:`run_cycles` is the plain loop.
 """
 
+from training.checkpoints import LoadedPolicy, check_warm_start, load_checkpoint
 from training.cycles import (
     BASELINE_DIRECTORY,
     TIMING_METRICS,
     CycleResult,
-    LoadedPolicy,
     TrainingOutcome,
-    check_warm_start,
     check_windows,
     continue_training,
     cycle_directory,
     evaluate_checkpoint,
-    evaluate_policy,
-    load_checkpoint,
     night_health,
     run_cycle,
     run_cycles,
     should_stop,
 )
+from training.evaluation import evaluate_policy
 from training.evaluation import GreedyProbe, LivePolicy
 from training.ppo import PPOSettings, TrainingConfig, make_training_env, parameter_divergence
 

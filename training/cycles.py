@@ -22,12 +22,7 @@ followed by a deterministic evaluation on the selection window. The rules:
 * **Later cycles** continue ``previous`` (the last kept checkpoint) with ``reset_num_timesteps=False``; an
   unusable ``previous`` raises ``ValueError``. Each cycle builds fresh envs (episodes restart at random
   sessions); PPO hyperparameters always come from ``config``.
-* **Checkpoint** ``output_dir/cycle-N``: ``model.zip`` (SB3), ``vecnormalize.npz`` (normalization
-  statistics), ``controller.json`` (controller state) and ``meta.json`` (features, observation shape, action
-  count, cycle, num_timesteps, config and its hash, seed, train window, library versions and ``files_sha256``
-  of the other three files). SB3 zips contain pickles: :func:`load_checkpoint` verifies the hashes, then reads
-  only the zip's torch tensors (``weights_only``), never its pickled data. A directory is written under a
-  temporary name and renamed into place, so a crash never leaves a half-written ``cycle-N``.
+* **Checkpoint** ``output_dir/cycle-N`` in the format of :mod:`training.checkpoints`.
 * **Divergence.** After training, ``||w - w0|| / ||w0||`` over all policy and value weights, ``w0`` the
   baseline. Above ``config.max_divergence`` the cycle is **rolled back**: its weights, normalization and
   controller state are discarded, the previous checkpoint is kept (``CycleResult.checkpoint``) and
@@ -49,39 +44,40 @@ followed by a deterministic evaluation on the selection window. The rules:
   same ``previous`` checkpoint redoes exactly that cycle (replacing its directory).
 """
 
-import hashlib
 import json
 import math
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import gymnasium
 import numpy as np
 import polars as pl
 import torch
-from gymnasium import spaces
-from pydantic import ValidationError
 from stable_baselines3 import PPO
-from stable_baselines3.common.save_util import load_from_zip_file
-from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from controllers.health import ControllerHealth, controller_health
 from controllers.reward import AdaptiveRewardController
+from core.seeding import derive_seed
+from core.spec import HOLD_ACTION
 from envs.market_arrays import MarketArrays
-from envs.trading import ACTION_MEANINGS
-from stairways.digest import model_digest
-from stairways.seeding import derive_seed
+from envs.policies import SignalRulePolicy
+from training.checkpoints import (
+    checkpoint_mismatch,
+    checkpoint_parameters,
+    config_problem,
+    load_checkpoint,
+    read_meta,
+    restore_state,
+    write_checkpoint,
+)
 from training.evaluation import GreedyProbe, behaviour_of, evaluate_policy, evaluate_sessions
 from training.imitation import clone, teacher_rollouts
 from training.ppo import (
-    HOLD_ACTION,
-    NORMALIZE_REWARD,
     TrainingConfig,
     TrainingMonitor,
     decisions_per_session,
@@ -90,50 +86,32 @@ from training.ppo import (
     parameter_divergence,
     policy_parameters,
     progress_bar_available,
-    restore_normalization,
-    save_normalization,
     torch_threads,
 )
-from validation.metrics import SignalRulePolicy
 
 __all__ = [
     "BASELINE_DIRECTORY",
-    "CONTROLLER_FILE",
-    "META_FILE",
-    "MODEL_FILE",
-    "NORMALIZATION_FILE",
     "SCORE_FLOOR",
     "TIMING_METRICS",
     "CycleResult",
-    "LoadedPolicy",
+    "CycleRunner",
     "TrainingOutcome",
     "best_cycle",
-    "check_warm_start",
     "check_windows",
     "continue_training",
     "cycle_directory",
     "evaluate_checkpoint",
-    "evaluate_policy",
-    "evaluate_sessions",
-    "load_checkpoint",
     "night_health",
     "run_cycle",
     "run_cycles",
     "should_stop",
 ]
 
-MODEL_FILE = "model.zip"
-NORMALIZATION_FILE = "vecnormalize.npz"
-CONTROLLER_FILE = "controller.json"
-META_FILE = "meta.json"
 BASELINE_DIRECTORY = "baseline"
-CHECKPOINT_FORMAT = 1
-ACTION_COUNT = len(ACTION_MEANINGS)
 TIMING_METRICS: frozenset[str] = frozenset({"steps_per_second", "wall_seconds", "probe_seconds"})
 """The only cycle metrics that vary between identical runs (they measure wall time)."""
 SCORE_FLOOR = 0.01
 """Smallest score scale (percentage points) in :func:`should_stop`'s relative improvement."""
-_HASHED_FILES = (MODEL_FILE, NORMALIZATION_FILE, CONTROLLER_FILE)
 
 
 @dataclass(frozen=True)
@@ -173,6 +151,23 @@ class TrainingOutcome:
     reason: str
 
 
+class CycleRunner(Protocol):
+    """Runs one cycle with :func:`run_cycle`'s arguments (the flow's task, or :func:`run_cycle` itself)."""
+
+    def __call__(
+        self,
+        cycle: int,
+        *,
+        train: MarketArrays,
+        selection: MarketArrays,
+        config: TrainingConfig,
+        seed: int,
+        output_dir: Path,
+        previous: Path | None,
+        baseline: Path | None,
+    ) -> CycleResult: ...
+
+
 # --------------------------------------------------------------------------------------------------------
 # Inputs
 
@@ -205,279 +200,6 @@ def cycle_directory(output_dir: Path, cycle: int) -> Path:
 
 def _cycle_seed(seed: int, cycle: int) -> int:
     return derive_seed(seed, f"training-cycle-{cycle}") % 2**31
-
-
-# --------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_meta(directory: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The checkpoint's meta.json and None, or None and the reason it is unusable (files and hashes)."""
-    if not directory.is_dir():
-        return None, f"checkpoint directory {directory} does not exist"
-    meta_path = directory / META_FILE
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        return None, f"{meta_path} is missing"
-    except (OSError, ValueError) as error:
-        return None, f"{meta_path} is unreadable: {error}"
-    if not isinstance(meta, dict):
-        return None, f"{meta_path} does not hold a JSON object"
-    required = (
-        "format_version",
-        "feature_names",
-        "observation_shape",
-        "action_count",
-        "config",
-        "files_sha256",
-    )
-    missing = [key for key in required if key not in meta]
-    if missing:
-        return None, f"{meta_path} lacks {missing}"
-    if meta["format_version"] != CHECKPOINT_FORMAT:
-        return None, f"checkpoint format {meta['format_version']!r} (expected {CHECKPOINT_FORMAT})"
-    hashes = meta["files_sha256"]
-    for name in _HASHED_FILES:
-        path = directory / name
-        if not path.is_file():
-            return None, f"{path} is missing"
-        if not isinstance(hashes, dict) or hashes.get(name) != _sha256(path):
-            return None, f"{path} does not match its SHA-256 in {META_FILE}"
-    return meta, None
-
-
-def check_warm_start(
-    checkpoint: Path | None, *, observation_size: int, action_count: int, feature_names: Sequence[str]
-) -> str | None:
-    """None when ``checkpoint`` can seed training on these spaces, else the reason it cannot.
-
-    Checks that the directory exists with all four files, that the files match the SHA-256 recorded in
-    ``meta.json``, and that its observation size, action count and feature list (names and order) equal the
-    given ones.
-    """
-    if checkpoint is None:
-        return "no warm-start checkpoint given"
-    meta, problem = _read_meta(Path(checkpoint))
-    if meta is None:
-        return problem
-    saved_shape = list(meta["observation_shape"])
-    if saved_shape != [observation_size]:
-        return f"observation shape {saved_shape} differs from [{observation_size}]"
-    if meta["action_count"] != action_count:
-        return f"action count {meta['action_count']} differs from {action_count}"
-    saved_features = list(meta["feature_names"])
-    wanted = list(feature_names)
-    if saved_features != wanted:
-        only_saved = [name for name in saved_features if name not in wanted]
-        only_wanted = [name for name in wanted if name not in saved_features]
-        if only_saved or only_wanted:
-            detail = f"only in checkpoint {only_saved[:5]}, only in data {only_wanted[:5]}"
-        else:
-            detail = "same names in a different order"
-        return f"feature list differs ({detail})"
-    return None
-
-
-def read_training_config(meta: Mapping[str, Any]) -> TrainingConfig:
-    """The training config saved in a checkpoint's meta (settings of an earlier controller design dropped)."""
-    return TrainingConfig.model_validate(meta["config"], context={"checkpoint": True})
-
-
-def _config_problem(meta: Mapping[str, Any], config: TrainingConfig) -> str | None:
-    """Why the checkpoint's network cannot take ``config``'s PPO settings (None when it can)."""
-    try:
-        saved = read_training_config(meta)
-    except ValidationError as error:
-        return f"its training config is not readable with this version: {error.error_count()} errors"
-    if saved.ppo.net_arch != config.ppo.net_arch:
-        return f"network architecture {list(saved.ppo.net_arch)} differs from {list(config.ppo.net_arch)}"
-    return None
-
-
-def _replace_directory(partial: Path, directory: Path) -> None:
-    if directory.exists():
-        stale = directory.with_name(f".{directory.name}.stale")
-        shutil.rmtree(stale, ignore_errors=True)
-        directory.rename(stale)
-        partial.rename(directory)
-        shutil.rmtree(stale)
-    else:
-        partial.rename(directory)
-
-
-def _versions() -> dict[str, str]:
-    versions = {}
-    for distribution in ("stable-baselines3", "torch", "gymnasium", "numpy"):
-        try:
-            versions[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            versions[distribution] = "unknown"
-    return versions
-
-
-def _write_checkpoint(
-    directory: Path,
-    *,
-    model: PPO,
-    env: VecNormalize,
-    controller: AdaptiveRewardController,
-    config: TrainingConfig,
-    seed: int,
-    cycle: int,
-    market: MarketArrays,
-) -> Path:
-    """Write the four checkpoint files under a temporary name, then rename the directory into place."""
-    partial = directory.with_name(f".{directory.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    model.save(partial / MODEL_FILE)
-    save_normalization(env, partial / NORMALIZATION_FILE)
-    (partial / CONTROLLER_FILE).write_text(json.dumps(controller.state_dict(), indent=2) + "\n")
-    meta = {
-        "format_version": CHECKPOINT_FORMAT,
-        "cycle": cycle,
-        "num_timesteps": int(model.num_timesteps),
-        "feature_names": list(market.feature_names),
-        "symbols": list(market.symbols),
-        "observation_shape": [int(market.features.shape[1]) + 2],
-        "action_count": ACTION_COUNT,
-        "normalize_reward": NORMALIZE_REWARD,
-        "seed": seed,
-        "config_hash": model_digest(config),
-        "config": config.model_dump(mode="json"),
-        "train_window": {
-            "first_bar": str(market.timestamps.min()),
-            "last_bar": str(market.timestamps.max()),
-            "bars": market.bars,
-        },
-        "versions": _versions(),
-        "files_sha256": {name: _sha256(partial / name) for name in _HASHED_FILES},
-    }
-    (partial / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    _replace_directory(partial, directory)
-    return directory
-
-
-def _checkpoint_parameters(directory: Path) -> dict[str, torch.Tensor]:
-    """The policy state dict stored in a verified checkpoint's zip (torch tensors only, no pickled data)."""
-    meta, problem = _read_meta(directory)
-    if meta is None:
-        msg = f"cannot read checkpoint {directory}: {problem}"
-        raise ValueError(msg)
-    _, parameters, _ = load_from_zip_file(directory / MODEL_FILE, device="cpu", load_data=False)
-    if parameters is None or "policy" not in parameters:
-        msg = f"{directory / MODEL_FILE} holds no policy parameters"
-        raise ValueError(msg)
-    return dict(parameters["policy"])
-
-
-class _SpacesOnlyEnv(gymnasium.Env[np.ndarray, np.int64]):
-    """An env with the trading env's spaces that is never stepped for real (it lets SB3 build a model)."""
-
-    def __init__(self, observation_size: int) -> None:
-        bound = np.full(observation_size, np.finfo(np.float32).max, dtype=np.float32)
-        bound[-2:] = 1.0
-        self.observation_space = spaces.Box(low=-bound, high=bound, dtype=np.float32)
-        self.action_space = spaces.Discrete(ACTION_COUNT)
-        self._observation = np.zeros(observation_size, dtype=np.float32)
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        return self._observation.copy(), {}
-
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        return self._observation.copy(), 0.0, False, True, {}
-
-
-@dataclass(frozen=True)
-class LoadedPolicy:
-    """A checkpoint loaded for inference: the model, its normalization (frozen), controller state and meta."""
-
-    directory: Path
-    model: PPO
-    normalization: VecNormalize
-    controller_state: dict[str, float | int]
-    meta: dict[str, Any]
-    config: TrainingConfig
-
-    def predict(self, observations: np.ndarray) -> np.ndarray:
-        """Deterministic actions (int64, shape ``(n,)``) for a batch of raw observations ``(n, size)``."""
-        batch = np.asarray(observations, dtype=np.float32)
-        if batch.ndim != 2 or batch.shape[1] != self.meta["observation_shape"][0]:
-            msg = f"observations must have shape (n, {self.meta['observation_shape'][0]}), got {batch.shape}"
-            raise ValueError(msg)
-        normalized = self.normalization.normalize_obs(batch)
-        actions, _ = self.model.policy.predict(normalized, deterministic=True)  # type: ignore[arg-type]
-        return np.asarray(actions, dtype=np.int64).reshape(-1)
-
-    def controller(self) -> AdaptiveRewardController | None:
-        """A new controller with the checkpoint's controller config and state (None: trained without one)."""
-        if not self.config.controller.enabled:
-            return None
-        controller = AdaptiveRewardController(self.config.controller)
-        controller.load_state_dict(self.controller_state)
-        return controller
-
-
-def load_checkpoint(directory: Path, *, market: MarketArrays | None = None) -> LoadedPolicy:
-    """Load a checkpoint written by the cycles for inference; ``ValueError`` if it is unusable.
-
-    The files are verified against ``files_sha256`` first; the model is rebuilt from the saved training
-    config and the zip's tensors (its pickled part is not read). With ``market``, its feature list must equal
-    the checkpoint's.
-    """
-    directory = Path(directory)
-    meta, problem = _read_meta(directory)
-    if meta is None:
-        msg = f"cannot load checkpoint {directory}: {problem}"
-        raise ValueError(msg)
-    if market is not None:
-        problem = check_warm_start(
-            directory,
-            observation_size=market.features.shape[1] + 2,
-            action_count=ACTION_COUNT,
-            feature_names=market.feature_names,
-        )
-        if problem is not None:
-            msg = f"checkpoint {directory} does not fit the market: {problem}"
-            raise ValueError(msg)
-    try:
-        config = read_training_config(meta)
-    except ValidationError as error:
-        msg = f"checkpoint {directory} has a training config this version cannot read"
-        raise ValueError(msg) from error
-    observation_size = int(meta["observation_shape"][0])
-
-    def build() -> _SpacesOnlyEnv:
-        return _SpacesOnlyEnv(observation_size)
-
-    normalization = VecNormalize(
-        DummyVecEnv([build] * config.ppo.n_envs), training=False, norm_obs=True, norm_reward=False
-    )
-    restore_normalization(normalization, directory / NORMALIZATION_FILE)
-    model = new_model(normalization, settings=config.ppo, seed=None)
-    model.set_parameters(str(directory / MODEL_FILE), exact_match=True, device="cpu")
-    model.num_timesteps = int(meta["num_timesteps"])
-    controller_state = json.loads((directory / CONTROLLER_FILE).read_text())
-    return LoadedPolicy(
-        directory=directory,
-        model=model,
-        normalization=normalization,
-        controller_state=controller_state,
-        meta=meta,
-        config=config,
-    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -522,45 +244,16 @@ def should_stop(
     return improvement < min_improvement
 
 
-def _restore_state(
-    directory: Path,
-    *,
-    model: PPO,
-    env: VecNormalize,
-    controller: AdaptiveRewardController,
-    meta: Mapping[str, Any],
-    strict_controller: bool,
-) -> str | None:
-    """Load weights, optimizer, normalization and controller state; a note if the controller was skipped."""
-    model.set_parameters(str(directory / MODEL_FILE), exact_match=True, device="cpu")
-    model.num_timesteps = int(meta["num_timesteps"])
-    restore_normalization(env, directory / NORMALIZATION_FILE)
-    try:
-        controller.load_state_dict(json.loads((directory / CONTROLLER_FILE).read_text()))
-    except ValueError as error:
-        if strict_controller:
-            msg = f"cannot restore the controller state of {directory}: {error}"
-            raise ValueError(msg) from error
-        controller.reset()
-        return f"controller state not restored ({error})"
-    return None
-
-
 def _starting_point(
     cycle: int, previous: Path | None, *, config: TrainingConfig, train: MarketArrays
 ) -> tuple[str, Path | None, dict[str, Any] | None]:
     """The reason string, the checkpoint to start from (None: fresh) and its meta."""
-    problem = check_warm_start(
-        previous,
-        observation_size=train.features.shape[1] + 2,
-        action_count=ACTION_COUNT,
-        feature_names=train.feature_names,
-    )
+    problem = checkpoint_mismatch(previous, train.spec)
     meta = None
     if problem is None and previous is not None:
-        meta, problem = _read_meta(Path(previous))
+        meta, problem = read_meta(Path(previous))
         if meta is not None:
-            problem = _config_problem(meta, config)
+            problem = config_problem(meta, config)
     if cycle == 1:
         if problem is None and previous is not None:
             return f"warm start from {previous}", Path(previous), meta
@@ -652,7 +345,7 @@ def run_cycle(
         reason, source, source_meta = _starting_point(cycle, previous, config=config, train=train)
         controller, env, model = _fresh(train, config=config, seed=cycle_seed)
         if source is not None and source_meta is not None:
-            note = _restore_state(
+            note = restore_state(
                 source,
                 model=model,
                 env=env,
@@ -670,7 +363,7 @@ def run_cycle(
                 env.close()
                 controller, env, model = _fresh(train, config=config, seed=cycle_seed)
         if cycle == 1:
-            baseline_directory = _write_checkpoint(
+            baseline_directory = write_checkpoint(
                 output_dir / BASELINE_DIRECTORY,
                 model=model,
                 env=env,
@@ -683,7 +376,7 @@ def run_cycle(
             baseline_parameters = policy_parameters(model)
         else:
             baseline_directory = Path(baseline)  # type: ignore[arg-type]
-            baseline_parameters = _checkpoint_parameters(baseline_directory)
+            baseline_parameters = checkpoint_parameters(baseline_directory)
 
         probe = GreedyProbe(
             train, env_config=config.env, sessions_per_probe=config.controller.probe_sessions
@@ -735,7 +428,7 @@ def run_cycle(
             rollback_record.write_text(json.dumps(record, indent=2) + "\n")
         else:
             rollback_record.unlink(missing_ok=True)
-            kept = _write_checkpoint(directory, **checkpoint)
+            kept = write_checkpoint(directory, **checkpoint)
         metrics = monitor.metrics(decisions_per_session=decisions_per_session(train))
         metrics |= {
             "timesteps": float(trained_steps),
@@ -753,7 +446,7 @@ def run_cycle(
             # The outer loop: the greedy behaviour on the selection window moves the controller's target
             # offset for the next cycle (and night); the checkpoint is rewritten with the adjusted state.
             controller.adjust_target(behaviour_of(evaluation), regime_score=evaluation["regime_score_mean"])
-            kept = _write_checkpoint(directory, **checkpoint)
+            kept = write_checkpoint(directory, **checkpoint)
         metrics["controller_target_scale_next"] = float(controller.target_scale)
         trajectory = monitor.trajectory.to_frame()
         if trajectory.height:
@@ -861,10 +554,13 @@ def run_cycles(
     output_dir: Path,
     warm_start: Path | None = None,
     on_cycle: Callable[[CycleResult], None] | None = None,
+    run_one: CycleRunner | None = None,
 ) -> TrainingOutcome:
-    """Run up to ``config.cycles`` cycles with :func:`run_cycle`, stopping early, and pick the best one.
+    """Run up to ``config.cycles`` cycles, stopping early, and pick the best one: the one cycle loop.
 
-    Stops when :func:`continue_training` says so. ``on_cycle`` is called with each result as soon as it exists.
+    Each cycle is ``run_one`` (default :func:`run_cycle`; the nightly flow passes its retryable, cached
+    Prefect task, which calls :func:`run_cycle`), called with :func:`run_cycle`'s arguments. Stops when
+    :func:`continue_training` says so. ``on_cycle`` is called with each result as soon as it exists.
     """
     check_windows(train, selection)
     output_dir = Path(output_dir)
@@ -872,8 +568,9 @@ def run_cycles(
     previous = warm_start
     baseline: Path | None = None
     reason = ""
+    runner = run_cycle if run_one is None else run_one
     for cycle in range(1, config.cycles + 1):
-        result = run_cycle(
+        result = runner(
             cycle,
             train=train,
             selection=selection,

@@ -1,11 +1,13 @@
-"""The training side's evaluation loop: the greedy policy on whole sessions, all in lockstep, and the probe
-that measures the greedy policy's trading for the reward controller once per rollout.
+"""The training side's evaluation: the greedy policy's summary on whole sessions, and the probe that measures
+the greedy policy's trading for the reward controller once per rollout. Both run the one evaluation loop,
+:func:`envs.evaluation.evaluate_episodes`.
 
 :func:`evaluate_sessions` scores cycles on the selection window (:mod:`training.cycles`); the same loop, on a
 few training sessions per rollout, is :class:`GreedyProbe`, the reward controller's measurement of what the
 deployed (argmax) policy does, with the env's real rules: costs, partial fills and risk stops.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -15,12 +17,14 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import VecNormalize
 
-from controllers.reward import AdaptiveRewardController, BehaviourMeasurement
+from controllers.behaviour import BehaviourMeasurement
+from controllers.reward import AdaptiveRewardController
+from core.spec import HOLD_ACTION
+from envs.evaluation import evaluate_episodes, session_markets
 from envs.market_arrays import MarketArrays
-from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, TradingEnvConfig
+from envs.trading import TradingEnvConfig
 
 __all__ = [
-    "HOLD_ACTION",
     "GreedyProbe",
     "LivePolicy",
     "Policy",
@@ -28,10 +32,7 @@ __all__ = [
     "evaluate_markets",
     "evaluate_policy",
     "evaluate_sessions",
-    "session_markets",
 ]
-
-HOLD_ACTION: int = ACTION_MEANINGS.index("hold/hold")
 
 
 class Policy(Protocol):
@@ -45,18 +46,6 @@ class Policy(Protocol):
 class _EnvSettings(Protocol):
     @property
     def env(self) -> TradingEnvConfig: ...
-
-
-def session_markets(market: MarketArrays) -> list[MarketArrays]:
-    """One market per usable session (at least two bars), in time order."""
-    boundaries = np.flatnonzero(np.diff(market.session_index)) + 1
-    firsts = np.concatenate(([0], boundaries))
-    ends = np.concatenate((boundaries, [market.bars]))
-    sessions = []
-    for first, end in zip(firsts.tolist(), ends.tolist(), strict=True):
-        if end - first >= 2:
-            sessions.append(market.rows(first, end))
-    return sessions
 
 
 def evaluate_policy(
@@ -99,57 +88,31 @@ def evaluate_markets(
     policy: Policy, markets: Sequence[MarketArrays], *, env_config: TradingEnvConfig
 ) -> tuple[dict[str, float], np.ndarray]:
     """:func:`evaluate_sessions` on given one-session markets (see there for the figures)."""
-    env_config = env_config.model_copy(update={"sessions_per_episode": 1})
-    envs = [
-        DualTickerTradingEnv(session, config=env_config, controller=policy.controller())
-        for session in markets
-    ]
-    observations = [env.reset(seed=0, options={"start_session": 0})[0] for env in envs]
-    count = len(envs)
-    rewards = [0.0] * count
-    returns = [0.0] * count
-    orders = [0] * count
-    costs = [0.0] * count
-    steps = 0
-    holds = 0
-    idle = 0
-    regime = 0.0
-    active = list(range(count))
-    while active:
-        actions = policy.predict(np.stack([observations[index] for index in active])).tolist()
-        still_active = []
-        for index, action in zip(active, actions, strict=True):
-            env = envs[index]
-            regime += float(markets[index].regime_score[env.bar])  # type: ignore[index]
-            before = env.agent_orders
-            observation, reward, terminated, truncated, info = env.step(action)
-            rewards[index] += float(reward)
-            steps += 1
-            holds += action == HOLD_ACTION
-            idle += env.agent_orders == before
-            if terminated or truncated:
-                returns[index] = float(info["episode_return"])
-                orders[index] = int(info["agent_orders"])
-                costs[index] = float(info["cost_total"])
-            else:
-                observations[index] = observation
-                still_active.append(index)
-        active = still_active
+    records = evaluate_episodes(policy, markets, env_config=env_config)
+    count = len(records)
+    steps = sum(record.length for record in records)
+    returns = np.asarray([record.total_return for record in records], dtype=np.float64)
+    # The regime score of each decision bar: the bar the step's action was decided on.
+    regime = math.fsum(
+        value
+        for market, record in zip(markets, records, strict=True)
+        for value in market.regime_score[: record.length].tolist()  # type: ignore[index]
+    )
     mean_return_pct = 100.0 * float(np.mean(returns))
     summary = {
         "sessions": float(count),
         "steps": float(steps),
-        "mean_reward": float(np.mean(rewards)),
+        "mean_reward": float(np.mean([record.reward for record in records])),
         "mean_return_pct": mean_return_pct,
-        "total_return_pct": 100.0 * (float(np.prod(1.0 + np.asarray(returns))) - 1.0),
-        "hold_rate": holds / steps,
-        "idle_rate": idle / steps,
-        "trades_per_day": sum(orders) / count,
-        "regime_score_mean": float(regime) / steps,
-        "cost_total_mean": float(np.mean(costs)),
+        "total_return_pct": 100.0 * (float(np.prod(1.0 + returns)) - 1.0),
+        "hold_rate": sum(int(np.count_nonzero(record.actions == HOLD_ACTION)) for record in records) / steps,
+        "idle_rate": sum(record.idle_steps for record in records) / steps,
+        "trades_per_day": sum(record.agent_orders for record in records) / count,
+        "regime_score_mean": regime / steps,
+        "cost_total_mean": float(np.mean([record.costs["total"] for record in records])),
         "score": mean_return_pct,
     }
-    return summary, np.asarray(returns, dtype=np.float64)
+    return summary, returns
 
 
 def behaviour_of(summary: dict[str, float]) -> BehaviourMeasurement:

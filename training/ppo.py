@@ -42,14 +42,16 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from controllers.reward import AdaptiveRewardController, ControllerTrajectory, RewardControllerConfig
+from controllers.reward import AdaptiveRewardController
+from controllers.reward_config import RewardControllerConfig
+from controllers.trajectory import ControllerTrajectory
 from envs.market_arrays import MarketArrays
 from envs.trading import DualTickerTradingEnv, TradingEnvConfig
-from training.evaluation import HOLD_ACTION, GreedyProbe, LivePolicy
+from core.spec import HOLD_ACTION
+from training.evaluation import GreedyProbe, LivePolicy
 from training.imitation import ImitationConfig
 
 __all__ = [
-    "HOLD_ACTION",
     "NORMALIZATION_BLOCK_STEPS",
     "NORMALIZE_REWARD",
     "BlockVecNormalize",

@@ -1,6 +1,6 @@
-"""Evaluation metrics per episode and per scenario, baseline policies, and the equity-curve plot.
+"""Evaluation metrics per episode and per scenario, and the equity-curve plot.
 
-All figures come from :class:`validation.evaluation.EpisodeRecord` (equity after every step, positions in
+All figures come from :class:`envs.evaluation.EpisodeRecord` (equity after every step, positions in
 units and shares, bar prices, the env's cost totals). Definitions, with ``r`` the per-bar simple returns of
 equity (``equity[k] / equity[k-1] - 1``, one per step, costs included) and ``A = 252 * bars_per_session``
 the number of bars in a trading year:
@@ -54,8 +54,7 @@ concatenated; ``calmar`` is the concatenated returns' annualized mean over the m
 ``total_return_pct_median`` are added; ``episodes`` counts them. With no episodes every figure but
 ``episodes`` (0) is NaN.
 
-Baselines (:class:`FlatPolicy`, :class:`BuyAndHoldPolicy`, :class:`SignalRulePolicy`) are policies over raw
-observations for :func:`validation.evaluation.evaluate_episodes`.
+The baseline policies (flat, buy-and-hold, the signal rule) live in :mod:`envs.policies`.
 """
 
 import math
@@ -68,17 +67,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from envs.trading import ACTION_MEANINGS
-from validation.evaluation import COST_COMPONENTS, EpisodeRecord
+from envs.evaluation import COST_COMPONENTS, EpisodeRecord
 
 __all__ = [
     "AGGREGATE_KEYS",
     "EPISODE_KEYS",
     "TRADING_DAYS_PER_YEAR",
-    "BuyAndHoldPolicy",
-    "FlatPolicy",
     "RoundTrip",
-    "SignalRulePolicy",
     "aggregate_metrics",
     "episode_metrics",
     "plot_equity_curves",
@@ -87,8 +82,6 @@ __all__ = [
 ]
 
 TRADING_DAYS_PER_YEAR: Final = 252
-_HOLD: Final = ACTION_MEANINGS.index("hold/hold")
-_SELL, _STAY, _BUY = 0, 1, 2
 _TAIL: Final = 0.05
 # Per-bar return dispersion below this is float rounding (equity ~1e5 carries ~1e-11 relative noise).
 _ZERO_DISPERSION: Final = 1e-12
@@ -341,131 +334,6 @@ def aggregate_metrics(records: Sequence[EpisodeRecord], *, bars_per_session: flo
         "total_return_pct_median": float(np.median([row["total_return_pct"] for row in per_episode])),
     }
     return {key: float(result[key]) for key in AGGREGATE_KEYS}
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Baselines
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _observations(observations: np.ndarray) -> np.ndarray:
-    batch = np.asarray(observations)
-    if batch.ndim != 2:
-        message = f"observations must be a 2-D array (n, observation size), got shape {batch.shape}"
-        raise ValueError(message)
-    return batch
-
-
-def _columns(batch: np.ndarray, columns: tuple[int, int], *, what: str) -> np.ndarray:
-    width = batch.shape[1]
-    if any(not -width <= column < width for column in columns):
-        message = f"{what} {columns} lie outside observations of width {width}"
-        raise ValueError(message)
-    return batch[:, list(columns)].astype(np.float64)
-
-
-def _actions(codes: np.ndarray) -> np.ndarray:
-    return (3 * codes[:, 0] + codes[:, 1]).astype(np.int64)
-
-
-def _toward(positions: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Per-ticker codes moving each position one ladder step toward its target (hold when there)."""
-    return np.where(positions < targets, _BUY, np.where(positions > targets, _SELL, _STAY))
-
-
-class FlatPolicy:
-    """Never trades: holds both tickers at every step (positions start flat, so they stay flat)."""
-
-    def predict(self, observations: np.ndarray) -> np.ndarray:
-        """The hold-both action for every observation."""
-        return np.full(_observations(observations).shape[0], _HOLD, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class BuyAndHoldPolicy:
-    """Buys both tickers up to a long unit, then holds (the env flattens at the session's close).
-
-    ``position_columns`` are the observation columns of the two positions in units (the env appends them
-    last, hence the default).
-    """
-
-    position_columns: tuple[int, int] = (-2, -1)
-
-    def predict(self, observations: np.ndarray) -> np.ndarray:
-        """Buy a ticker while its position is below +1, else hold it."""
-        batch = _observations(observations)
-        positions = _columns(batch, self.position_columns, what="position_columns")
-        return _actions(_toward(positions, np.ones_like(positions)))
-
-
-@dataclass(frozen=True)
-class SignalRulePolicy:
-    """Follows the signal feature with hysteresis: enters on a strong signal, exits when it turns against it.
-
-    Per ticker, from its signal ``s`` and its current position: a long position is kept while
-    ``s >= -exit_threshold`` and a short one while ``s <= exit_threshold``; otherwise (flat, or a position
-    whose signal turned) the target is +1 when ``s > entry_threshold``, -1 when ``s < -entry_threshold``, else
-    0. Entering only on conviction and exiting only on a reversal keeps a signal that hovers around a single
-    threshold from opening and closing a position every few bars, trips whose costs lose money. The position
-    is read from the observation, so the rule needs no state of its own. Each step buys or sells one ladder
-    step toward the target (the env moves short -> flat -> long one level per order, so reaching the other
-    side takes two steps) and holds once there. ``signal_columns`` and ``position_columns`` index the raw
-    observation.
-    """
-
-    signal_columns: tuple[int, int]
-    position_columns: tuple[int, int] = (-2, -1)
-    entry_threshold: float = 0.5
-    exit_threshold: float = 0.2
-
-    def __post_init__(self) -> None:
-        for name in ("entry_threshold", "exit_threshold"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                message = f"{name} must lie in [0, 1] (the signal's range), got {value}"
-                raise ValueError(message)
-
-    @classmethod
-    def from_feature_names(
-        cls,
-        feature_names: Sequence[str],
-        *,
-        signal_feature: str = "signal",
-        entry_threshold: float = 0.5,
-        exit_threshold: float = 0.2,
-    ) -> "SignalRulePolicy":
-        """The rule on a market's feature list (``MarketArrays.feature_names``, ``"SYMBOL:feature"``)."""
-        columns = [
-            index for index, name in enumerate(feature_names) if name.split(":", 1)[-1] == signal_feature
-        ]
-        if len(columns) != 2:
-            message = (
-                f"expected one {signal_feature!r} column per ticker in the features, found {len(columns)}"
-            )
-            raise ValueError(message)
-        return cls(
-            signal_columns=(columns[0], columns[1]),
-            entry_threshold=entry_threshold,
-            exit_threshold=exit_threshold,
-        )
-
-    def targets(self, observations: np.ndarray) -> np.ndarray:
-        """Target position (-1, 0 or +1 units) per ticker, shape (n, 2)."""
-        batch = _observations(observations)
-        signal = _columns(batch, self.signal_columns, what="signal_columns")
-        positions = _columns(batch, self.position_columns, what="position_columns")
-        entry = np.where(
-            signal > self.entry_threshold, 1.0, np.where(signal < -self.entry_threshold, -1.0, 0.0)
-        )
-        keep_long = (positions > 0.0) & (signal >= -self.exit_threshold)
-        keep_short = (positions < 0.0) & (signal <= self.exit_threshold)
-        return np.where(keep_long, 1.0, np.where(keep_short, -1.0, entry))
-
-    def predict(self, observations: np.ndarray) -> np.ndarray:
-        """One ladder step per ticker toward :meth:`targets`."""
-        batch = _observations(observations)
-        positions = _columns(batch, self.position_columns, what="position_columns")
-        return _actions(_toward(positions, self.targets(batch)))
 
 
 # ------------------------------------------------------------------------------------------------------------

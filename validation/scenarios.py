@@ -46,7 +46,7 @@ regime detector and are not evaluated; independent blocks matter for ``trending`
 drawn once per run of trending sessions (one direction per block rather than one for all episodes).
 Blocks follow each other in calendar order, so every episode has its own date. Each block's bars (1-minute
 bars, aggregated to ``bar_minutes``) go through the same steps as the real data: features with the same
-:class:`~market.features.FeatureConfig`, the production signal from the forward model
+:class:`~market.feature_config.FeatureConfig`, the production signal from the forward model
 (:meth:`market.signal.SignalModel.predict`) as the ``signal`` column, the same observation feature list,
 and regime scores from the same detector over the whole block (warm-up included as history).
 """
@@ -64,11 +64,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from controllers.regime import RegimeDetectorConfig, regime_scores
 from envs.market_arrays import MarketArrays, market_arrays
 from market.calendar import EXCHANGE_TZ
-from market.features import FeatureConfig, build_features, warmup_bars
+from market.feature_config import FeatureConfig, warmup_bars
+from market.features import build_features
 from market.signal import SignalModel
 from market.synthetic import SyntheticMarketConfig, generate_market
-from stairways.errors import ConfigError
-from stairways.seeding import derive_seed
+from core.errors import ConfigError
+from core.seeding import derive_seed
 
 __all__ = [
     "SCENARIO_NAMES",
@@ -199,14 +200,6 @@ class Scenario:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _session_bounds(market: MarketArrays) -> list[tuple[int, int]]:
-    """``(first, end)`` bar ranges of the sessions with at least two bars (an env needs two)."""
-    boundaries = np.flatnonzero(np.diff(market.session_index)) + 1
-    firsts = np.concatenate(([0], boundaries)).tolist()
-    ends = np.concatenate((boundaries, [market.bars])).tolist()
-    return [(first, end) for first, end in zip(firsts, ends, strict=True) if end - first >= 2]
-
-
 def _dates(market: MarketArrays, rows: Sequence[int]) -> list[str]:
     stamps = pl.Series(market.timestamps[list(rows)]).dt.replace_time_zone("UTC")
     return [str(day) for day in stamps.dt.convert_time_zone(EXCHANGE_TZ.key).dt.date().to_list()]
@@ -214,7 +207,7 @@ def _dates(market: MarketArrays, rows: Sequence[int]) -> list[str]:
 
 def session_markets(market: MarketArrays) -> list[tuple[str, MarketArrays]]:
     """One ``(New York date, market)`` per session with at least two bars, in time order (copies)."""
-    bounds = _session_bounds(market)
+    bounds = market.session_bounds()
     dates = _dates(market, [first for first, _ in bounds])
     return [(day, market.rows(first, end)) for day, (first, end) in zip(dates, bounds, strict=True)]
 
@@ -240,7 +233,7 @@ def _session_measures(close: np.ndarray) -> tuple[float, float, float]:
 
 def _realized_volatilities(market: MarketArrays) -> np.ndarray:
     return np.array(
-        [_session_measures(market.close[first:end])[0] for first, end in _session_bounds(market)],
+        [_session_measures(market.close[first:end])[0] for first, end in market.session_bounds()],
         dtype=np.float64,
     )
 
@@ -255,7 +248,7 @@ def classify_sessions(
     undefined), then one Boolean column per name in :data:`SCENARIO_NAMES`. A session's measures use only its
     own bars; the reference uses ``bootstrap`` (see the module docstring for the fallback without it).
     """
-    bounds = _session_bounds(validation)
+    bounds = validation.session_bounds()
     measures = [_session_measures(validation.close[first:end]) for first, end in bounds]
     volatility = np.array([row[0] for row in measures], dtype=np.float64)
     trend = np.array([row[1] for row in measures], dtype=np.float64)
@@ -312,7 +305,7 @@ def held_out_scenarios(
     slices are returned with no episodes.
     """
     table = classify_sessions(validation, bootstrap=bootstrap, config=config)
-    bounds = _session_bounds(validation)
+    bounds = validation.session_bounds()
     markets = [validation.rows(first, end) for first, end in bounds]
     dates = table.get_column("session").to_list()
     scenarios: dict[str, Scenario] = {}

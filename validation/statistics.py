@@ -12,7 +12,7 @@ function:
   (DSR, "The Deflated Sharpe Ratio", 2014) is the PSR against :func:`expected_maximum_sharpe`, the Sharpe
   ratio the best of ``n_trials`` skill-less trials would show by luck.
 
-Sharpe conventions (shared with :func:`validation.splits.sharpe_ratio`):
+Sharpe conventions (shared with :func:`validation.pbo.sharpe_ratio`):
 
 - Sharpe ratios are per period, ``mean / std`` with ``ddof=1``, never annualized. The paper's standard-error
   formula is asymptotic, so ``ddof`` changes the result only at order ``1/T``; ``ddof=1`` keeps ``sharpe``

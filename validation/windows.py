@@ -21,7 +21,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from market.calendar import EXCHANGE_TZ
-from stairways.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = ["WINDOW_NAMES", "WindowConfig", "WindowPlan", "plan_windows"]
 

@@ -6,8 +6,10 @@ import polars as pl
 import pytest
 
 from controllers.health import HealthWeights, controller_health
-from controllers.reward import AdaptiveRewardController, ControllerTrajectory, RewardControllerConfig
-from tests.controllers.test_reward import DECISIONS, observe
+from controllers.reward import AdaptiveRewardController
+from controllers.reward_config import RewardControllerConfig
+from controllers.trajectory import ControllerTrajectory
+from tests.controllers.conftest import DECISIONS, observe
 
 CONFIG = RewardControllerConfig()
 

@@ -1,45 +1,15 @@
 import json
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controllers.reward import (
-    AdaptiveRewardController,
-    BehaviourMeasurement,
-    ControllerSnapshot,
-    ControllerTrajectory,
-    RewardControllerConfig,
-    plot_trajectory,
-)
-
-DECISIONS = 389.0
-
-
-def behaviour(trades_per_day: float, *, steps: int = 3_890) -> BehaviourMeasurement:
-    """A greedy measurement over ``steps`` decision steps trading ``trades_per_day`` orders a session."""
-    orders = round(trades_per_day * steps / DECISIONS)
-    idle = max(0, steps - orders)
-    return BehaviourMeasurement(
-        steps=steps, orders=orders, idle_steps=idle, hold_actions=idle // 2, decisions_per_session=DECISIONS
-    )
-
-
-def observe(
-    controller: AdaptiveRewardController, trades_per_day: float, rollouts: int = 1, regime_score: float = 0.0
-) -> ControllerSnapshot:
-    snapshot = None
-    for _ in range(rollouts):
-        snapshot = controller.observe(
-            behaviour(trades_per_day), regime_score=regime_score, steps=controller.steps + 2_048
-        )
-    assert snapshot is not None
-    return snapshot
+from controllers.reward import AdaptiveRewardController
+from controllers.reward_config import RewardControllerConfig
+from tests.controllers.conftest import behaviour, observe
 
 
 def test_fresh_controller_is_neutral() -> None:
@@ -51,21 +21,6 @@ def test_fresh_controller_is_neutral() -> None:
     assert controller.target_scale == 1.0
     assert controller.target_trades_per_day == 15.0
     assert math.isnan(controller.smoothed_trades_per_day)
-
-
-def test_behaviour_measurement_counts_per_session_and_per_step() -> None:
-    measured = BehaviourMeasurement(
-        steps=778, orders=36, idle_steps=750, hold_actions=400, decisions_per_session=389.0
-    )
-    assert measured.trades_per_day == pytest.approx(18.0)
-    assert measured.idle_rate == pytest.approx(750 / 778)
-    assert measured.hold_action_rate == pytest.approx(400 / 778)
-    with pytest.raises(ValueError, match="at least one step"):
-        BehaviourMeasurement(steps=0, orders=0, idle_steps=0, hold_actions=0, decisions_per_session=1.0)
-    with pytest.raises(ValueError, match="idle steps"):
-        BehaviourMeasurement(steps=5, orders=0, idle_steps=6, hold_actions=0, decisions_per_session=1.0)
-    with pytest.raises(ValueError, match="decisions_per_session"):
-        BehaviourMeasurement(steps=5, orders=1, idle_steps=4, hold_actions=0, decisions_per_session=0.0)
 
 
 def test_a_greedy_policy_that_never_trades_raises_trading_pressure() -> None:
@@ -299,77 +254,3 @@ def test_bad_state_is_rejected_with_a_clear_error(
     with pytest.raises(ValueError, match=fragment):
         controller.load_state_dict(state)
     assert controller.steps == 0
-
-
-@pytest.mark.parametrize(
-    ("overrides", "fragment"),
-    [
-        ({"target_trades_per_day": 0.0}, "target_trades_per_day"),
-        ({"bonus_gain": -0.1}, "bonus_gain"),
-        ({"cost_gain": -1.0}, "cost_gain"),
-        ({"slow_interval": 0}, "slow_interval"),
-        ({"slow_clamp": 0.0}, "slow_clamp"),
-        ({"trades_span": 0}, "trades_span"),
-        ({"probe_sessions": 0}, "probe_sessions"),
-        ({"trades_per_day_bounds": (20.0, 10.0)}, "0 < low < high"),
-        ({"target_trades_per_day": 30.0}, "outside trades_per_day_bounds"),
-        ({"slow_gain": math.nan}, "slow_gain"),
-        ({"hold_bonus": 0.1}, "hold_bonus"),
-        ({"target_hold_rate": 0.55}, "earlier design.*target_trades_per_day"),
-        ({"target_bounds": (0.4, 0.75)}, "earlier design"),
-    ],
-)
-def test_bad_config_raises(overrides: dict[str, object], fragment: str) -> None:
-    with pytest.raises(ValueError, match=fragment):
-        RewardControllerConfig.model_validate(overrides)
-
-
-def test_a_checkpoint_of_the_first_design_reads_without_its_hold_rate_settings() -> None:
-    saved = {"target_hold_rate": 0.55, "target_bounds": [0.4, 0.75], "hold_rate_span": 200, "bonus_gain": 0.4}
-    config = RewardControllerConfig.model_validate(saved, context={"checkpoint": True})
-    assert config.bonus_gain == 0.4
-    assert config.target_trades_per_day == 15.0
-
-
-def test_config_is_frozen() -> None:
-    config = RewardControllerConfig()
-    with pytest.raises(ValueError, match="frozen"):
-        config.bonus_gain = 1.0  # type: ignore[misc]
-
-
-def test_trajectory_records_one_row_per_rollout() -> None:
-    controller = AdaptiveRewardController()
-    trajectory = ControllerTrajectory()
-    for rollout in range(6):
-        trajectory.append(observe(controller, 10.0 * rollout, regime_score=-0.5))
-    frame = trajectory.to_frame()
-    assert frame.height == len(trajectory) == 6
-    assert frame["rollouts"].to_list() == [1, 2, 3, 4, 5, 6]
-    assert frame.schema["steps"] == pl.Int64
-    assert frame.schema["hold_bonus"] == pl.Float64
-    assert frame["target_trades_per_day"].to_list() == pytest.approx([18.0] * 6)
-    assert frame["sampled_trades_per_day"].null_count() == 6  # not given: recorded as missing, not as zero
-    assert json.loads(trajectory.to_json())["rollouts"][-1] == 6
-
-
-def test_empty_trajectory_frame_has_the_schema() -> None:
-    frame = ControllerTrajectory().to_frame()
-    assert frame.height == 0
-    assert frame.columns[:3] == ["steps", "rollouts", "cycle"]
-
-
-def test_plot_trajectory_writes_a_png(tmp_path: Path) -> None:
-    controller = AdaptiveRewardController()
-    trajectory = ControllerTrajectory()
-    for rollout in range(24):
-        trajectory.append(observe(controller, 40.0 - rollout, regime_score=math.sin(rollout / 4.0)))
-    path = plot_trajectory(trajectory, tmp_path / "plots" / "controller.png")
-    assert path == tmp_path / "plots" / "controller.png"
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert path.stat().st_size > 10_000
-
-
-def test_plot_of_empty_trajectory_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="empty"):
-        plot_trajectory(ControllerTrajectory(), tmp_path / "x.png")
-    assert not (tmp_path / "x.png").exists()

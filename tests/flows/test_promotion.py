@@ -17,7 +17,7 @@ from benchmarks import bench_gate
 from flows.retrain import nightly_retrain
 from stairways import registry
 from stairways.config import RetrainConfig
-from stairways.errors import DataQualityError, ReplayMismatch
+from core.errors import DataQualityError, ReplayMismatch
 from tests.conftest import RecordingGateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]

@@ -14,7 +14,7 @@ from prefect.client.schemas.sorting import TaskRunSort
 
 from flows.retrain import nightly_retrain
 from stairways.config import RetrainConfig
-from stairways.errors import ConfigError, DataQualityError
+from core.errors import ConfigError, DataQualityError
 from tasks.training import WORK_ROOT
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

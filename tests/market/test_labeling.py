@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
+from core.errors import ConfigError
 from market.labeling import (
     LABEL_CLASSES,
     LABELING_COLUMNS,
@@ -17,9 +18,8 @@ from market.labeling import (
     label_report,
     plot_label_report,
 )
-from market.labels import BARRIER_NAMES, ewm_volatility, triple_barrier
 from market.synthetic import SyntheticMarketConfig, generate_market
-from stairways.errors import ConfigError
+from market.triple_barrier import BARRIER_NAMES, ewm_volatility, triple_barrier
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

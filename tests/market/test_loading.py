@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from market.calendar import sessions, trading_days
 from market.loading import CANONICAL_COLUMNS, ExportSpec, infer_bar_minutes, load_export
-from stairways.errors import DataLoadError, DataQualityError
+from core.errors import DataLoadError, DataQualityError
 
 NEW_YORK = "America/New_York"
 

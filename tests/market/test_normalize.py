@@ -8,7 +8,7 @@ from polars.testing import assert_frame_equal
 
 from market.normalize import NormalizedBars, normalize_bars, session_volume_ratios, unaligned_key
 from market.synthetic import SyntheticMarketConfig, generate_market
-from stairways.errors import DataQualityError
+from core.errors import DataQualityError
 from tests.market.test_loading import clean_bars
 
 BASE_KEYS = {

@@ -1,4 +1,4 @@
-"""Tests for market/signal.py: every bar's signal comes from a model fitted on labels that ended before it."""
+"""Tests for market/signal/: every bar's signal comes from a model fitted on labels that ended before it."""
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
-from market.features import build_features, feature_names
+from core.errors import ConfigError
+from market.feature_config import feature_names
+from market.features import build_features
 from market.labeling import label_bars
 from market.signal import (
     SIGNAL_COLUMNS,
@@ -29,7 +31,6 @@ from market.signal import (
     training_plan,
 )
 from market.synthetic import SyntheticMarketConfig, generate_market
-from stairways.errors import ConfigError
 
 PRIMARY_HORIZON = 20
 FEATURES = feature_names()

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from stairways.serve import LocalStack, StackSettings, free_port
+from ops.stack import LocalStack, StackSettings
+from ops.supervisor import free_port
 from tests.ops.support import TEST_ARTIFACTS, checkout
 
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from mlflow.tracking import MlflowClient
 
-from stairways.serve import LocalStack
+from ops.stack import LocalStack
 from tests.ops.support import (
     EXPERIMENT_NAME,
     FINAL_STATES,

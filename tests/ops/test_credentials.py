@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from stairways.serve import free_port
+from ops.supervisor import free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

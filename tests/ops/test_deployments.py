@@ -23,7 +23,8 @@ from prefect.client.schemas.schedules import RRuleSchedule
 from prefect.client.schemas.sorting import FlowRunSort
 
 from market.calendar import EXCHANGE_TZ, REGULAR_CLOSE, is_trading_day
-from stairways.serve import NIGHTLY_RUN_TIME, LocalStack, committed_schedule
+from ops.schedule import NIGHTLY_RUN_TIME, committed_schedule
+from ops.stack import LocalStack
 from tests.ops.support import (
     PROMOTABLE_PARAMETERS,
     REPORT_ARTIFACT_KEYS,

@@ -13,7 +13,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.client.orchestration import PrefectClient
 
-from stairways.serve import LocalStack, StackSettings, free_port
+from ops.stack import LocalStack, StackSettings
+from ops.supervisor import free_port
 from tests.ops.support import (
     PROMOTABLE_PARAMETERS,
     TEST_ARTIFACTS,

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from stairways.config import RetrainConfig, load_config
-from stairways.errors import ConfigError
+from core.errors import ConfigError
 
 
 def test_defaults_are_consistent_and_frozen() -> None:

@@ -17,7 +17,8 @@ import pytest
 
 from stairways import pipeline
 from stairways.config import RetrainConfig
-from training.cycles import CONTROLLER_FILE, MODEL_FILE, NORMALIZATION_FILE, run_cycles
+from training.checkpoints import CONTROLLER_FILE, MODEL_FILE, NORMALIZATION_FILE
+from training.cycles import run_cycles
 
 CONFIG = RetrainConfig.model_validate(
     {

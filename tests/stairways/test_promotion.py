@@ -12,7 +12,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stairways import promotion
-from stairways.errors import GateRejected, RegistryError, ReplayMismatch
+from core.errors import GateRejected, RegistryError, ReplayMismatch
+from tests.stairways.registry_support import NAME, add_versions, aliases, client_of, state
 from stairways.promotion import (
     LOCK_ENV,
     STATE_TAG,
@@ -22,55 +23,12 @@ from stairways.promotion import (
     recover,
 )
 
-NAME = "agent"
-
-
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs (no except clause catches a BaseException)."""
 
 
 def matching(model_uri: str) -> tuple[list[float], str | None]:
     return [1.0, 2.0], None
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-def client_of(store: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=store, registry_uri=store)
-
-
-def add_versions(store: str, count: int, *, verdict: str = "passed") -> list[str]:
-    client = client_of(store)
-    try:
-        client.create_registered_model(NAME)
-    except MlflowException:
-        pass
-    return [
-        str(
-            client.create_model_version(
-                NAME, source=f"file:///nowhere/{index}", tags={"gate.verdict": verdict}
-            ).version
-        )
-        for index in range(count)
-    ]
-
-
-def aliases(store: str) -> dict[str, str | None]:
-    client = client_of(store)
-    found: dict[str, str | None] = {"champion": None, "previous-champion": None}
-    for alias in found:
-        try:
-            found[alias] = str(client.get_model_version_by_alias(NAME, alias).version)
-        except MlflowException:
-            pass
-    return found
-
-
-def state(store: str, version: str) -> str | None:
-    return client_of(store).get_model_version(NAME, version).tags.get(STATE_TAG)
 
 
 def promote(

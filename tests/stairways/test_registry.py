@@ -12,11 +12,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from envs.market_arrays import MarketArrays
-from stairways.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from core.digest import file_digest
+from core.errors import ConfigError, GateRejected, IntegrityError, RegistryError
 from stairways.promotion import PromotionOutcome, promote_verified
 from stairways.registry import (
     CHAMPION_ALIAS,
-    CHECKPOINT_FILES,
     CHECKPOINT_PATH,
     CHECKPOINT_TAG,
     PREVIOUS_CHAMPION_ALIAS,
@@ -24,16 +24,19 @@ from stairways.registry import (
     champion_checkpoint,
     checkpoint_hashes,
     current_champion,
-    file_sha256,
     load_registered_model,
     register_candidate,
     rollback,
     verify_checkpoint,
 )
+from training.checkpoints import CHECKPOINT_FILES
 from tests.training.test_cycles import synthetic_windows
-from training.cycles import BASELINE_DIRECTORY, check_warm_start, load_checkpoint, run_cycles
+from training.checkpoints import check_warm_start, load_checkpoint
+from training.cycles import BASELINE_DIRECTORY, run_cycles
 from training.ppo import PPOSettings, TrainingConfig
-from validation.gate import GateCriteria, GateDecision, decide
+from validation.gate import decide
+from validation.gate_criteria import GateCriteria
+from validation.gate_decision import GateDecision
 
 TINY = TrainingConfig(
     cycles=1,
@@ -210,11 +213,11 @@ def test_register_candidate_records_the_gate_lineage_and_hashes(
     assert tags["parent_run_id"] == tracking.run_id
     assert tags["data_digest"] == "digest-of-the-data"
     for name in CHECKPOINT_FILES:
-        assert tags[f"sha256.{CHECKPOINT_PATH}/{name}"] == file_sha256(checkpoints.trained / name)
+        assert tags[f"sha256.{CHECKPOINT_PATH}/{name}"] == file_digest(checkpoints.trained / name)
     assert {"sha256.MLmodel", "sha256.agent_model.py"} <= tags.keys()
     assert not [key for key in tags if key.endswith(".pkl")]  # models-from-code: no pickled wrapper
     assert checkpoint_hashes(tags) == {
-        name: file_sha256(checkpoints.trained / name) for name in CHECKPOINT_FILES
+        name: file_digest(checkpoints.trained / name) for name in CHECKPOINT_FILES
     }
     stored = local_path(tags[CHECKPOINT_TAG])
     assert stored.is_relative_to(tracking.root / "artifacts")
@@ -350,7 +353,7 @@ def test_a_tampered_pyfunc_wrapper_is_refused_before_mlflow_reads_it(
 
 
 def test_verify_checkpoint(checkpoints: Checkpoints, tmp_path: Path) -> None:
-    expected = {name: file_sha256(checkpoints.trained / name) for name in CHECKPOINT_FILES}
+    expected = {name: file_digest(checkpoints.trained / name) for name in CHECKPOINT_FILES}
     verify_checkpoint(checkpoints.trained, expected)
     with pytest.raises(IntegrityError, match="no recorded SHA-256 for \\['controller.json'\\]"):
         verify_checkpoint(checkpoints.trained, {k: v for k, v in expected.items() if k != "controller.json"})
@@ -531,7 +534,7 @@ def test_fetch_model_gives_a_verified_copy_or_refuses(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from stairways.cli import main
+    from ops.cli import main
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.uri)
     candidate = register(tracking, checkpoints)

@@ -7,7 +7,7 @@ import pytest
 
 from envs.market_arrays import MarketArrays
 from envs.trading import TradingEnvConfig
-from stairways.errors import IntegrityError, ReplayMismatch
+from core.errors import IntegrityError, ReplayMismatch
 from stairways.registry import CHAMPION_ALIAS
 from stairways.replay import check_replay, load_episodes, replay_in_subprocess, replay_pnl, save_episodes
 from tests.stairways.test_registry import (
@@ -20,7 +20,8 @@ from tests.stairways.test_registry import (
     promote,
     register,
 )
-from training.cycles import evaluate_policy, load_checkpoint
+from training.checkpoints import load_checkpoint
+from training.evaluation import evaluate_policy
 
 CAPITAL = TINY.env.initial_capital
 

@@ -8,7 +8,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from prefect import flow, task
 
-from stairways.errors import DataQualityError, IntegrityError
+from core.errors import DataQualityError, IntegrityError
 from tasks.retrying import IO_RETRIES, is_transient
 
 

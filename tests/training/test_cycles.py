@@ -11,23 +11,26 @@ import torch
 
 import training.cycles as cycles_module
 from envs.market_arrays import MarketArrays, market_arrays
-from market.features import build_features, feature_names
+from market.feature_config import feature_names
+from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
-from stairways.digest import model_digest
-from training.cycles import (
-    BASELINE_DIRECTORY,
+from core.digest import model_digest
+from training.checkpoints import (
     CONTROLLER_FILE,
     META_FILE,
     MODEL_FILE,
     NORMALIZATION_FILE,
+    check_warm_start,
+    load_checkpoint,
+)
+from training.cycles import (
+    BASELINE_DIRECTORY,
     TIMING_METRICS,
     CycleResult,
     TrainingOutcome,
-    check_warm_start,
     check_windows,
     cycle_directory,
     evaluate_checkpoint,
-    load_checkpoint,
     run_cycle,
     run_cycles,
     should_stop,

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from controllers.reward import BehaviourMeasurement
+from controllers.behaviour import BehaviourMeasurement
 from envs.market_arrays import MarketArrays
 from envs.trading import TradingEnvConfig
 from tests.training.test_ppo import random_market
-from training.evaluation import GreedyProbe, behaviour_of, evaluate_markets, session_markets
+from envs.evaluation import session_markets
+from training.evaluation import GreedyProbe, behaviour_of, evaluate_markets
 
 HOLD, BUY_BOTH, SELL_BOTH = 4, 8, 0
 LOOSE = {"max_consecutive_losses": 10_000, "daily_loss_limit": 0.9, "max_drawdown": 0.9}

@@ -10,10 +10,12 @@ from controllers.reward import AdaptiveRewardController
 from envs.market_arrays import MarketArrays, market_arrays
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
-from training.cycles import BASELINE_DIRECTORY, CycleResult, load_checkpoint, run_cycle
+from training.checkpoints import load_checkpoint
+from training.cycles import BASELINE_DIRECTORY, CycleResult, run_cycle
 from training.imitation import ImitationConfig, clone, teacher_rollouts
-from training.ppo import HOLD_ACTION, PPOSettings, TrainingConfig, make_training_env, new_model
-from validation.metrics import SignalRulePolicy
+from core.spec import HOLD_ACTION
+from training.ppo import PPOSettings, TrainingConfig, make_training_env, new_model
+from envs.policies import SignalRulePolicy
 
 SEED = 3
 COLUMNS = ["log_return_1", "volatility_20", "signal"]

@@ -12,8 +12,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from controllers.reward import AdaptiveRewardController
 from envs.market_arrays import MarketArrays
 from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from core.spec import HOLD_ACTION
 from training.ppo import (
-    HOLD_ACTION,
     BlockVecNormalize,
     PPOSettings,
     TrainingConfig,
@@ -223,10 +223,12 @@ class _ReplayVecEnv(DummyVecEnv):
     def __init__(self, observations: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
         from gymnasium import spaces
 
-        from training.cycles import _SpacesOnlyEnv
+        from core.spec import AgentSpec
+        from training.checkpoints import _SpacesOnlyEnv
 
         size = observations.shape[-1]
-        super().__init__([lambda: _SpacesOnlyEnv(size)] * observations.shape[1])
+        spec = AgentSpec(("feature",) * (size - 2))
+        super().__init__([lambda: _SpacesOnlyEnv(spec)] * observations.shape[1])
         self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self._data = (observations, rewards, dones)
         self._cursor = 0

@@ -1,27 +1,17 @@
-import dataclasses
 import json
 import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
-from validation.gate import (
-    CHAMPION_CRITERION,
-    CRITERION_METRICS,
-    NO_CHAMPION_SCENARIO,
-    CriterionResult,
-    GateCriteria,
-    GateDecision,
-    GateEvidence,
-    decide,
-    default_scenario_criteria,
-    gate_report,
-    scenario_key,
-)
+from validation.gate import decide
+from validation.gate_criteria import CHAMPION_CRITERION, CRITERION_METRICS, NO_CHAMPION_SCENARIO, GateCriteria
+from validation.gate_decision import CriterionResult, GateDecision
+from validation.gate_report import gate_report
 
-# The threshold tests below judge metrics alone; the paired statistics have their own tests further down.
+# The threshold tests below judge metrics alone; the paired statistics have their own tests in
+# test_gate_evidence.py.
 CRITERIA = GateCriteria(paired_baselines=())
 
 
@@ -52,16 +42,6 @@ def result(decision: GateDecision, scenario: str, criterion: str) -> CriterionRe
 
 
 # ----------------------------------------------------------------------------------------------- criteria
-
-
-def test_default_scenario_criteria() -> None:
-    table = default_scenario_criteria()
-    assert len(table) == 10
-    assert table["held_out/mixed"] == table["stress/mixed"] == tuple(CRITERION_METRICS)
-    for kind in ("held_out", "stress"):
-        for name in ("high_volatility", "low_volatility", "trending", "correlation_breakdown"):
-            assert table[scenario_key(kind, name)] == ("max_drawdown", "trades_per_day")
-    assert CRITERIA.required_scenarios == ("held_out/mixed", "stress/mixed")
 
 
 def test_good_metrics_pass_every_criterion_and_list_them() -> None:
@@ -254,27 +234,6 @@ def test_a_champion_without_metrics_on_the_scenario_fails_the_comparison() -> No
     )
 
 
-# ----------------------------------------------------------------------------------------------- config
-
-
-def test_criteria_configuration_is_validated() -> None:
-    with pytest.raises(ValidationError, match="unknown criteria \\['profit'\\]"):
-        GateCriteria(scenario_criteria={"held_out/mixed": ("profit",)}, required_scenarios=())
-    with pytest.raises(ValidationError, match="must look like"):
-        GateCriteria(scenario_criteria={"mixed": ("sharpe",)}, required_scenarios=())
-    with pytest.raises(ValidationError, match="exceeds max_trades_per_day"):
-        GateCriteria(min_trades_per_day=30.0)
-    with pytest.raises(ValidationError, match="required scenario 'stress/mixed' has no entry"):
-        GateCriteria(scenario_criteria={"held_out/mixed": ("sharpe",)})
-    with pytest.raises(ValidationError, match="lists a criterion twice"):
-        GateCriteria(scenario_criteria={"held_out/mixed": ("sharpe", "sharpe")}, required_scenarios=())
-    with pytest.raises(ValidationError):
-        GateCriteria(champion_margin=-0.1)
-    with pytest.raises(ValidationError, match="frozen"):
-        CRITERIA.min_sharpe = 0.0  # type: ignore[misc]
-    assert GateCriteria.model_validate(CRITERIA.model_dump(mode="json")) == CRITERIA
-
-
 # ----------------------------------------------------------------------------------------------- output
 
 
@@ -303,40 +262,6 @@ def test_decision_serializes_and_tags_are_flat_strings() -> None:
         ]
         == "no champion"
     )
-
-
-def test_gate_report_tabulates_candidate_champion_and_baselines() -> None:
-    candidate = everywhere()
-    champion = everywhere(total_return_pct=1.25)
-    baselines = {
-        "flat": everywhere(total_return_pct=0.0),
-        "buy_and_hold": everywhere(total_return_pct=0.75),
-        "signal_rule": everywhere(total_return_pct=-0.5),
-    }
-    decision = decide(candidate, champion, CRITERIA)
-    links = {
-        "MLflow run": "http://mlflow/#/runs/abc",
-        "model version": "http://mlflow/#/models/agent/versions/3",
-    }
-    report = gate_report(decision, candidate=candidate, champion=champion, baselines=baselines, links=links)
-    assert report.startswith("# Promotion gate: PASSED")
-    assert decision.reason in report
-    header = "scenario | n | criterion | metric | threshold | candidate | champion | flat | buy_and_hold | signal_rule"
-    assert f"| {header} | result |" in report
-    assert (
-        "| held_out/mixed | 10 | total_return | total_return_pct | >= 1.0 | 1.5 | 1.25 | 0 | 0.75 | -0.5 | pass |"
-        in report
-    )
-    assert "[http://mlflow/#/runs/abc](http://mlflow/#/runs/abc)" in report
-    assert "model version" in report
-    assert report.count("\n| ") == len(decision.results) + 1
-    rejected = decide(everywhere(trades_per_day=40.0), None, CRITERIA)
-    text = gate_report(
-        rejected, candidate=everywhere(trades_per_day=40.0), champion=None, baselines={}, links={}
-    )
-    assert text.startswith("# Promotion gate: REJECTED")
-    assert "in [5.0, 25.0] | 40 | - | **fail** |" in text
-    assert "## Why" in text
 
 
 # ------------------------------------------------------------------------------------------------ property
@@ -426,141 +351,3 @@ def test_a_required_scenario_with_too_few_episodes_fails_on_ratios() -> None:
     decision = decide(metrics, None, CRITERIA)
     assert not decision.passed
     assert "too few for a required scenario" in result(decision, "held_out/mixed", "sharpe").reason
-
-
-# ------------------------------------------------------------------------------------------ paired statistics
-
-SESSIONS = 12
-
-
-def returns(mean: float, spread: float = 0.002, seed: int = 0) -> list[float]:
-    generator = __import__("numpy").random.default_rng(seed)
-    return list(mean + spread * generator.standard_normal(SESSIONS))
-
-
-def evidence_for(candidate: list[float], **others: list[float]) -> GateEvidence:
-    base = {
-        "flat": [0.0] * SESSIONS,
-        "buy_and_hold": returns(0.0, seed=9),
-        "signal_rule": returns(0.001, seed=8),
-    }
-    return GateEvidence(
-        session_returns={"candidate": candidate, **base, **others},
-        candidates_compared=3,
-        trial_sharpes=(0.5, 0.9, 1.4),
-    )
-
-
-def test_a_clear_per_session_edge_beats_every_baseline_with_confidence() -> None:
-    decision = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
-    assert decision.passed, decision.reason
-    for name in ("flat", "buy_and_hold"):
-        beat = result(decision, "held_out/mixed", f"beats_{name}_ci")
-        assert beat.passed and beat.value is not None and beat.value > 0.0
-    paired = decision.statistics["paired"]
-    assert set(paired) == {"flat", "buy_and_hold", "signal_rule"}
-    assert paired["flat"]["sessions"] == SESSIONS
-    assert paired["flat"]["lower"] < paired["flat"]["estimate"] < paired["flat"]["upper"]
-    assert decision.statistics["deflated_sharpe"]["n_trials"] == 3
-
-
-def test_good_averages_without_confidence_do_not_pass() -> None:
-    # positive on average but as noisy as the edge is small: the interval's lower bound is below zero
-    noisy = returns(0.0005, spread=0.02, seed=3)
-    decision = decide(everywhere(), None, GateCriteria(), evidence_for(noisy))
-    assert not decision.passed
-    assert not result(decision, "held_out/mixed", "beats_flat_ci").passed
-
-
-def test_the_champion_is_beaten_on_paired_sessions_when_there_is_one() -> None:
-    champion_returns = returns(0.0099, seed=1)
-    evidence = evidence_for(returns(0.01), champion=champion_returns)
-    decision = decide(everywhere(), everywhere(total_return_pct=1.0), GateCriteria(), evidence)
-    assert not result(decision, "held_out/mixed", "beats_champion_ci").passed
-    assert not decision.passed
-    # with no champion there is no champion criterion
-    alone = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
-    assert not [item for item in alone.results if item.criterion == "beats_champion_ci"]
-
-
-def test_the_statistics_cannot_be_skipped_by_leaving_out_the_evidence() -> None:
-    decision = decide(everywhere(), None, GateCriteria())
-    assert not decision.passed
-    assert "no paired session returns" in result(decision, "held_out/mixed", "beats_flat_ci").reason
-
-
-def test_the_paired_decision_is_deterministic() -> None:
-    evidence = evidence_for(returns(0.002, spread=0.004, seed=5))
-    first = decide(everywhere(), None, GateCriteria(), evidence)
-    second = decide(everywhere(), None, GateCriteria(), evidence)
-    assert json.dumps(first.to_dict()) == json.dumps(second.to_dict())
-
-
-def test_the_deflated_sharpe_ratio_is_a_criterion_when_configured() -> None:
-    criteria = GateCriteria(min_deflated_sharpe=0.95)
-    strong = decide(everywhere(), None, criteria, evidence_for(returns(0.01)))
-    assert result(strong, "held_out/mixed", "deflated_sharpe").passed
-    weak = decide(everywhere(), None, criteria, evidence_for(returns(0.001, spread=0.004, seed=2)))
-    deflated = result(weak, "held_out/mixed", "deflated_sharpe")
-    assert not deflated.passed and deflated.value is not None and deflated.value < 0.95
-    tags = strong.metric_tags()
-    assert tags["gate.candidates_compared"] == "3"
-    assert 0.0 <= float(tags["gate.deflated_sharpe"]) <= 1.0
-
-
-def test_the_report_shows_intervals_candidates_compared_and_the_rule_verdict() -> None:
-    decision = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
-    report = gate_report(
-        decision,
-        candidate=everywhere(),
-        champion=None,
-        baselines={"signal_rule": everywhere(total_return_pct=0.5)},
-        links={},
-        windows={
-            "train_start": "a",
-            "train_end": "b",
-            "selection_start": "c",
-            "selection_end": "d",
-            "test_start": "e",
-            "test_end": "f",
-            "purge_bars": 50,
-        },
-    )
-    assert "## Paired sessions (held_out/mixed)" in report
-    assert "| flat |" in report and "| signal_rule |" in report
-    assert "the best expected of 3 candidates compared" in report
-    assert "**Agent vs signal rule:** the agent beats the signal rule with confidence" in report
-    assert "train a .. b; selection c .. d; test e .. f (purge gaps of 50 bars)" in report
-
-
-def test_unequal_paired_sessions_are_refused() -> None:
-    with pytest.raises(ValueError, match="same sessions"):
-        GateEvidence(session_returns={"candidate": [0.0, 1.0], "flat": [0.0]})
-
-
-def _with_health(evidence: GateEvidence, score: float | None) -> GateEvidence:
-    health = None if score is None else {"score": score, "rollouts": 24.0, "selection_trades_error": 0.1}
-    return dataclasses.replace(evidence, controller_health=health)
-
-
-def test_controller_health_is_reported_and_judged_only_when_configured() -> None:
-    evidence = _with_health(evidence_for(returns(0.01)), 0.4)
-    reported = decide(everywhere(), None, GateCriteria(), evidence)
-    assert reported.passed
-    assert reported.statistics["controller_health"]["score"] == 0.4
-    assert not [item for item in reported.results if item.criterion == "controller_health"]
-    report = gate_report(reported, candidate=everywhere(), champion=None, baselines={}, links={})
-    assert "**Reward controller health:** 0.4" in report
-
-    judged = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), evidence)
-    assert not judged.passed
-    criterion = result(judged, "training", "controller_health")
-    assert criterion.value == 0.4 and "fails >= 0.5" in criterion.reason
-    healthy = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), _with_health(evidence, 0.8))
-    assert healthy.passed
-
-
-def test_a_required_health_without_a_measurement_fails_closed() -> None:
-    decision = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), evidence_for(returns(0.01)))
-    assert not decision.passed
-    assert "no controller health" in result(decision, "training", "controller_health").reason

@@ -13,13 +13,11 @@ from envs.market_arrays import MarketArrays, market_arrays
 from envs.trading import TradingEnvConfig
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
-from validation.evaluation import COST_COMPONENTS, EpisodeRecord, evaluate_episodes
+from envs.evaluation import COST_COMPONENTS, EpisodeRecord, evaluate_episodes
+from envs.policies import BuyAndHoldPolicy, FlatPolicy, SignalRulePolicy
 from validation.metrics import (
     AGGREGATE_KEYS,
     EPISODE_KEYS,
-    BuyAndHoldPolicy,
-    FlatPolicy,
-    SignalRulePolicy,
     aggregate_metrics,
     episode_metrics,
     plot_equity_curves,

@@ -5,27 +5,15 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from stairways.errors import DataQualityError
+from core.errors import DataQualityError
 from tests.market.test_loading import clean_bars
-from validation.qc import (
-    DEFAULT_SUITE_PATH,
-    SUITE_NAME,
-    SUITE_VERSION,
-    QCReport,
-    QCThresholds,
-    _trailing_robust_z,
-    build_suite,
-    export_suite,
-    raise_for_qc,
-    required_history_sessions,
-    run_qc,
-)
+from validation.qc import raise_for_qc, run_qc
+from validation.qc_report import QCReport
+from validation.qc_suite import SUITE_NAME, SUITE_VERSION
+from validation.qc_thresholds import QCThresholds
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Corruption = Callable[[pl.DataFrame], pl.DataFrame]
@@ -238,29 +226,6 @@ def test_thresholds_are_configurable(bars: pl.DataFrame) -> None:
     assert run_qc(gappy, bar_minutes=1, thresholds=QCThresholds(min_session_completeness=0.9)).passed
 
 
-def test_required_history_covers_outlier_window() -> None:
-    assert required_history_sessions(QCThresholds(), bar_minutes=1) == 5
-    assert required_history_sessions(QCThresholds(), bar_minutes=5) == 7  # 390 returns at 77 per session, +1
-    assert required_history_sessions(QCThresholds(), bar_minutes=1, min_history_sessions=20) == 20
-
-
-def test_suite_is_versioned_and_reflects_thresholds() -> None:
-    suite = build_suite(QCThresholds(outlier_z=8.0, max_outlier_share=0.02), bar_minutes=1)
-    assert suite.name == SUITE_NAME
-    assert suite.meta["version"] == SUITE_VERSION
-    outliers = next(item for item in suite.expectations if item.meta["check"] == "outlier_returns")
-    assert (outliers.min_value, outliers.max_value, outliers.mostly) == (-8.0, 8.0, pytest.approx(0.98))
-    assert len({item.meta["check"] for item in suite.expectations}) == len(suite.expectations) == 42
-
-
-def test_committed_suite_matches_code(tmp_path: Path) -> None:
-    assert DEFAULT_SUITE_PATH == REPO_ROOT / "validation" / "suites" / "stairways_bars.json"
-    generated = export_suite(tmp_path / "suite.json")
-    assert DEFAULT_SUITE_PATH.read_text(encoding="utf-8") == generated.read_text(encoding="utf-8")
-    document = json.loads(generated.read_text(encoding="utf-8"))
-    assert document["name"] == SUITE_NAME and document["meta"]["version"] == SUITE_VERSION
-
-
 def test_markdown_report(bars: pl.DataFrame, clean_report: QCReport) -> None:
     text = clean_report.to_markdown({"exact_duplicates_dropped": 3})
     assert text.startswith("## Bar QC: PASSED")
@@ -284,35 +249,3 @@ def test_import_does_not_load_great_expectations() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=120
     )
     assert completed.stdout.strip() == "False"
-
-
-def _reference_robust_z(values: np.ndarray, window: int) -> np.ndarray:
-    scores = np.full(values.shape, np.nan)
-    for index in range(window, values.size):
-        past = values[index - window : index]
-        center = np.median(past)
-        scale = 1.4826 * np.median(np.abs(past - center))
-        if scale > 0:
-            scores[index] = (values[index] - center) / scale
-    return scores
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    values=st.lists(st.integers(-20, 20), min_size=0, max_size=120),
-    window=st.integers(2, 25),
-)
-def test_robust_z_matches_reference_loop(values: list[int], window: int) -> None:
-    series = np.asarray(values, dtype=np.float64) / 10.0  # coarse values: many ties and zero MADs
-    np.testing.assert_allclose(
-        _trailing_robust_z(series, window=window), _reference_robust_z(series, window), rtol=1e-12, atol=1e-12
-    )
-
-
-def test_robust_z_uses_past_bars_only() -> None:
-    values = np.random.default_rng(3).normal(size=500)
-    changed = values.copy()
-    changed[300:] *= 50.0
-    before, after = _trailing_robust_z(values, window=50), _trailing_robust_z(changed, window=50)
-    np.testing.assert_array_equal(before[:300], after[:300])
-    assert np.isnan(before[:50]).all() and np.isfinite(before[50:]).all()

@@ -14,7 +14,7 @@ import pytest
 
 from market.loading import ExportSpec, load_export
 from market.normalize import NormalizedBars, normalize_bars, unaligned_key
-from stairways.errors import DataLoadError, DataQualityError, PipelineError
+from core.errors import DataLoadError, DataQualityError, PipelineError
 from tests.market.test_loading import clean_bars
 from validation.qc import raise_for_qc, run_qc
 

@@ -9,11 +9,11 @@ import pytest
 
 from controllers.regime import RegimeDetectorConfig
 from envs.market_arrays import MarketArrays
-from market.features import FeatureConfig, feature_names
+from market.feature_config import FeatureConfig, feature_names
 from market.signal import SignalModel, SymbolSignalModel
 from market.synthetic import SyntheticMarketConfig
 from stairways.config import DEFAULT_OBSERVATION_FEATURES, SIGNAL_FEATURE
-from stairways.errors import ConfigError
+from core.errors import ConfigError
 from validation.scenarios import (
     SCENARIO_NAMES,
     SIGNAL_COLUMN,

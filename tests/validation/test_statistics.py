@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from validation.splits import sharpe_ratio
+from validation.pbo import sharpe_ratio
 from validation.statistics import (
     DeflatedSharpe,
     DifferenceInterval,

@@ -5,7 +5,7 @@ import pytest
 from pydantic import ValidationError
 
 from market.calendar import sessions, trading_days
-from stairways.errors import ConfigError
+from core.errors import ConfigError
 from validation.windows import WINDOW_NAMES, WindowConfig, plan_windows
 
 

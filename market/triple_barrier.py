@@ -1,5 +1,11 @@
 """Triple-barrier labels, meta-labels, CUSUM event sampling and volatility targets (AFML chapters 2-3).
 
+This is the library of labeling primitives, usable on any close series; the pipeline's labeling stage over
+the two-symbol bar frame is :mod:`market.labeling`. The module runs past 500 lines on purpose: over a
+third of it turns the accepted inputs (a polars frame, a pandas Series or a positional polars Series; events,
+targets and sides per event or joined by timestamp; bar-count or time-delta vertical barriers) into one
+checked form that every primitive here shares, and that code means nothing apart from them.
+
 Conventions follow López de Prado, *Advances in Financial Machine Learning* (2018), snippets 2.4 and 3.1-3.5:
 
 - Barriers are on the simple return from the event's close, ``close[j] / close[event] - 1``, multiplied by

@@ -2,13 +2,14 @@
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel
 
-__all__ = ["frame_digest", "model_digest", "value_digest"]
+__all__ = ["file_digest", "frame_digest", "model_digest", "value_digest"]
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
@@ -42,3 +43,12 @@ def model_digest(model: BaseModel) -> str:
 def value_digest(value: Any) -> str:
     """SHA-256 of a JSON-serializable value with sorted keys."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,4 +1,4 @@
-"""Tests for validation/evaluation.py: lockstep batched evaluation equals SB3's sequential evaluate_policy."""
+"""Tests for envs/evaluation.py: lockstep batched evaluation equals SB3's sequential evaluate_policy."""
 
 import warnings
 from collections.abc import Iterator
@@ -13,12 +13,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from envs.market_arrays import MarketArrays, market_arrays
 from envs.trading import RiskConfig, TradingEnvConfig
-from market.features import build_features, feature_names
+from market.feature_config import feature_names
+from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
-from training.cycles import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint, run_cycles
+from training.checkpoints import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint
+from training.cycles import run_cycles
 from training.ppo import PPOSettings, TrainingConfig, restore_normalization
-from validation.evaluation import COST_COMPONENTS, EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
-from validation.metrics import BuyAndHoldPolicy, FlatPolicy
+from envs.evaluation import COST_COMPONENTS, EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
+from envs.policies import BuyAndHoldPolicy, FlatPolicy
 from validation.scenarios import session_markets
 
 TINY = TrainingConfig(

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from market.synthetic import SyntheticMarketConfig, generate_market
-from stairways.cli import main
+from ops.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_stairways_run_uses_an_ephemeral_prefect_server(tmp_path: Path) -> None:
     )
     env = _bare_environment(tmp_path)
     completed = subprocess.run(
-        [sys.executable, "-m", "stairways.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "ops.cli", "run", "--config", str(config)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -191,13 +191,13 @@ def test_a_killed_run_does_not_leave_its_temporary_prefect_server_behind(tmp_pat
     import signal
     import time
 
-    from stairways.watchdog import children
+    from ops.watchdog import children
 
     config = tmp_path / "night.yaml"
     config.write_text("training:\n  steps_per_cycle: 200000\n  progress_bar: false\n")
     env = _bare_environment(tmp_path)
     cli = subprocess.Popen(
-        [sys.executable, "-m", "stairways.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "ops.cli", "run", "--config", str(config)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,

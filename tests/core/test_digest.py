@@ -3,8 +3,8 @@ from datetime import UTC, datetime
 import polars as pl
 
 from stairways.config import TrackingConfig
-from stairways.digest import frame_digest, model_digest, value_digest
-from stairways.seeding import derive_seed
+from core.digest import frame_digest, model_digest, value_digest
+from core.seeding import derive_seed
 
 
 def _frame() -> pl.DataFrame:

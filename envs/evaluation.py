@@ -1,4 +1,9 @@
-"""Batched deterministic evaluation: many one-session episodes stepped in lockstep, one policy call per step.
+"""The one evaluation loop: many one-session episodes stepped in lockstep, one policy call per step.
+
+Everything that plays a policy through whole sessions runs :func:`evaluate_episodes`: the training cycles'
+scoring on the selection window and the reward controller's greedy probe (:mod:`training.evaluation`), the
+validation scenarios of the gate (:mod:`stairways.assessment`) and the registry replay check
+(:mod:`stairways.replay`).
 
 :func:`evaluate_episodes` gives every episode its own :class:`~envs.trading.DualTickerTradingEnv` (the
 training env config with ``sessions_per_episode = 1``: same costs, same risk limits) and steps all running
@@ -9,20 +14,20 @@ does not depend on the order of the episodes.
 
 **Policies** are any object with ``predict(observations) -> actions``: raw (unnormalized) float32
 observations ``(n, observation size)`` in, deterministic int64 actions ``(n,)`` out.
-:class:`training.cycles.LoadedPolicy` normalizes the observations itself; the baselines of
-:mod:`validation.metrics` read them raw.
+:class:`training.checkpoints.LoadedPolicy` normalizes the observations itself; the baselines of
+:mod:`envs.policies` read them raw.
 
 **Controller.** The reward shaping of the env (hold bonus, ticket cost) needs the adaptive reward
 controller. Each episode gets its own controller: restored from ``controller_state`` (with
 ``controller_config``) when given, else ``policy.controller()`` when the policy has that method (a
-:class:`~training.cycles.LoadedPolicy` returns one restored from its checkpoint), else none. The controller
+:class:`~training.checkpoints.LoadedPolicy` returns one restored from its checkpoint), else none. The controller
 only changes the reward (``EpisodeRecord.reward``/``rewards``), never the fills, equity or any metric
 computed from equity and positions; the shaping terms enter the reward only.
 
 **Recording.** Everything is written into arrays preallocated for ``(episodes, longest episode)`` (no
 per-step containers): after each step the equity (cash plus positions marked at the bar's close), positions
 in units and in shares, the action and the reward; the bar prices are copied from the episode. Costs and
-order counts come from the env's final-step ``info``. :class:`EpisodeRecord` holds one episode's slices.
+order counts come from the env's final-step ``info``; the idle steps (no agent order filled) are counted. :class:`EpisodeRecord` holds one episode's slices.
 
 :class:`EpisodeSequenceEnv` walks a list of episodes one after the other as a single gymnasium env: the
 reference for checking this evaluator against SB3's ``evaluate_policy`` (``benchmarks/bench_evaluation.py``).
@@ -36,7 +41,8 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium
 import numpy as np
 
-from controllers.reward import AdaptiveRewardController, RewardControllerConfig
+from controllers.reward import AdaptiveRewardController
+from controllers.reward_config import RewardControllerConfig
 from envs.market_arrays import MarketArrays
 from envs.trading import DualTickerTradingEnv, TradingEnvConfig
 
@@ -47,6 +53,7 @@ __all__ = [
     "EpisodeSequenceEnv",
     "Policy",
     "evaluate_episodes",
+    "session_markets",
 ]
 
 ControllerFactory = Callable[[], AdaptiveRewardController | None]
@@ -110,6 +117,8 @@ class EpisodeRecord:
     initial_capital: float
     sessions: int = 1
     """Sessions the episode spans (always 1 from :func:`evaluate_episodes`)."""
+    idle_steps: int = 0
+    """Steps on which no agent order filled (a hold, a buy while long, a sell while short, a refused order)."""
 
     @property
     def returns(self) -> np.ndarray:
@@ -152,6 +161,11 @@ def _controller_factory(
     return lambda: None
 
 
+def session_markets(market: MarketArrays) -> list[MarketArrays]:
+    """One market per session with at least two bars, in time order: the episodes of :func:`evaluate_episodes`."""
+    return [market.rows(first, end) for first, end in market.session_bounds()]
+
+
 def _episode_env(
     market: MarketArrays, *, index: int, config: TradingEnvConfig, controller: AdaptiveRewardController | None
 ) -> DualTickerTradingEnv:
@@ -159,7 +173,7 @@ def _episode_env(
     if len(env.session_starts) != 1:
         message = (
             f"episode {index} holds {len(env.session_starts)} sessions; each episode must be one session "
-            "(split a window with validation.scenarios.session_markets)"
+            "(split a window with envs.evaluation.session_markets)"
         )
         raise ValueError(message)
     return env
@@ -224,6 +238,7 @@ def evaluate_episodes(
     actions = np.zeros((count, steps), dtype=np.int64)
     rewards = np.zeros((count, steps))
     lengths = [0] * count
+    idle = [0] * count
     finals: list[dict[str, Any]] = [{}] * count
     for index, env in enumerate(envs):
         observation, _ = env.reset(seed=0, options={"start_session": 0})
@@ -250,7 +265,10 @@ def evaluate_episodes(
         still_active = []
         for index, action in zip(active, chosen.tolist(), strict=True):
             env = envs[index]
+            orders_before = env.agent_orders
             observation, reward, terminated, truncated, info = env.step(action)
+            if env.agent_orders == orders_before:
+                idle[index] += 1
             slot = index * rows + row
             reward_view[slot - index - 1] = reward
             equity_view[slot] = info["equity"]
@@ -298,6 +316,7 @@ def evaluate_episodes(
                 reward=float(math.fsum(record_rewards.tolist())),
                 bar_minutes=_bar_minutes(market),
                 initial_capital=float(config.initial_capital),
+                idle_steps=idle[index],
             )
         )
     return records

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stairways.errors import ConfigError, PipelineError
+from core.errors import ConfigError, PipelineError
 
 __all__ = ["main"]
 
@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, overrides=_overrides(args))
     from flows.retrain import nightly_retrain
-    from stairways.watchdog import start
+    from ops.watchdog import start
 
     # Without an API, Prefect starts a temporary server as our child: it must not outlive a killed CLI.
     watchdog = None if os.environ.get("PREFECT_API_URL") else start()
@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stairways`` console command."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["serve"]:
-        from stairways.serve import main as serve_main
+        from ops.serve import main as serve_main
 
         return serve_main(arguments[1:])
     # The Makefile's Prefect defaults, for a CLI started without it (no telemetry from the temporary server).

@@ -1,4 +1,4 @@
-"""Tests for market/labels.py: triple barrier vs a per-event loop, hand-checked cases, CUSUM, volatility."""
+"""Tests for market/triple_barrier.py: barriers vs a per-event loop, hand-checked cases, CUSUM, volatility."""
 
 import contextlib
 import datetime
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from market.labels import (
+from market.triple_barrier import (
     BARRIER_NAMES,
     LABEL_COLUMNS,
     cusum_filter,

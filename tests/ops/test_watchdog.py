@@ -1,4 +1,4 @@
-"""stairways/watchdog.py: the children of a killed process are stopped; nothing else is touched."""
+"""ops/watchdog.py: the children of a killed process are stopped; nothing else is touched."""
 
 import os
 import signal
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stairways.watchdog import children, start
+from ops.watchdog import children, start
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 

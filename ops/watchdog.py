@@ -1,7 +1,7 @@
 """A watchdog for ``stairways run``: when the CLI dies (even by ``kill -9``), its child processes go too.
 
 Prefect starts a temporary API server as a child process of a flow run that has no API configured; a
-killed parent leaves that server running as an orphan. ``python -m stairways.watchdog PID`` runs in its own
+killed parent leaves that server running as an orphan. ``python -m ops.watchdog PID`` runs in its own
 session, remembers ``PID``'s child processes once a second (``/proc/<pid>/task/*/children``), and when
 ``PID`` is gone sends SIGTERM (then SIGKILL after a grace period) to each remembered child that still
 exists, was re-parented (its parent is no longer ``PID``) and still has the command line it had. It exits
@@ -100,7 +100,7 @@ def start(pid: int | None = None) -> subprocess.Popen[bytes] | None:
         return None
     target = os.getpid() if pid is None else pid
     return subprocess.Popen(
-        [sys.executable, "-m", "stairways.watchdog", str(target)],
+        [sys.executable, "-m", "ops.watchdog", str(target)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -109,10 +109,10 @@ def start(pid: int | None = None) -> subprocess.Popen[bytes] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m stairways.watchdog PID``."""
+    """``python -m ops.watchdog PID``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if len(arguments) != 1 or not arguments[0].isdigit():
-        print("usage: python -m stairways.watchdog PID", file=sys.stderr)
+        print("usage: python -m ops.watchdog PID", file=sys.stderr)
         return 2
     if Path("/proc/self/task").is_dir():
         watch(int(arguments[0]))

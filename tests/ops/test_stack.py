@@ -1,0 +1,75 @@
+"""The local stack's settings and environments, and the pin its deploy step needs, without a server."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from ops.stack import LocalStack, StackSettings
+
+
+# -- settings and environments -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "example.com"])
+def test_stack_refuses_to_bind_beyond_loopback(host: str) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        StackSettings(host=host)
+
+
+def test_worker_gets_the_servers_and_the_checkout_and_nothing_inherited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://elsewhere:4200/api")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    monkeypatch.setenv("STAIRWAYS_HOME", "/elsewhere")
+    stack = LocalStack(
+        StackSettings(
+            prefect_port=4301,
+            mlflow_port=5301,
+            state_dir=tmp_path / "state",
+            project_dir=tmp_path,
+            worker_environment={"STAIRWAYS_PUSHGATEWAY": "127.0.0.1:9091"},
+        )
+    )
+    worker = stack._worker_environment()
+    assert worker["PREFECT_API_URL"] == "http://127.0.0.1:4301/api"
+    assert worker["PREFECT_UI_API_URL"] == "http://127.0.0.1:4301/api"
+    assert worker["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5301"
+    assert worker["STAIRWAYS_HOME"] == str(tmp_path.resolve())
+    assert worker["STAIRWAYS_PUSHGATEWAY"] == "127.0.0.1:9091"
+    assert worker["PREFECT_HOME"] == str((tmp_path / "state" / "prefect").resolve())
+    deploy = stack.deploy_environment()
+    assert "STAIRWAYS_HOME" not in deploy  # resolved by the worker at run time, never baked in
+    assert deploy["PREFECT_API_URL"] == "http://127.0.0.1:4301/api"
+    server = stack._prefect_server_environment()
+    assert server["PREFECT_UI_API_URL"] == "http://127.0.0.1:4301/api"
+    assert "PREFECT_API_URL" not in server and "MLFLOW_TRACKING_URI" not in server
+    assert stack.mlflow_backend_store_uri == f"sqlite:///{(tmp_path / 'state').resolve() / 'mlflow.db'}"
+
+
+# -- the dependency pin the deploy step needs ----------------------------------------------------------------
+
+
+def test_fastapi_treats_null_body_fields_as_missing() -> None:
+    """Regression guard: `prefect deploy` sends `{"offset": null, "limit": null}` to a server route declared
+    with `offset: int = Body(0)`. fastapi 0.151+ rejects that with 422, so `prefect deploy` fails; 0.150
+    applies the defaults (pin fastapi<0.151 with prefect 3.8.8)."""
+    import httpx
+    from fastapi import Body, FastAPI
+
+    app = FastAPI()
+
+    @app.post("/filter")
+    async def read(offset: int = Body(0, ge=0), limit: int = Body(10)) -> dict[str, int]:
+        return {"offset": offset, "limit": limit}
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            return await client.post("/filter", json={"offset": None, "limit": None})
+
+    response = asyncio.run(post())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"offset": 0, "limit": 10}
