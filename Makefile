@@ -25,8 +25,9 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/stairways run $(ARGS)
 
-## Fast test suite (the default).
+## Fast test suite (the default), after the import contracts of pyproject.toml (layers only point down).
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(ARGS)
 
 ## Slow tests only (training, end-to-end); CI runs them after `make test`.

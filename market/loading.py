@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from market.calendar import EXCHANGE_TZ
 from core.errors import DataLoadError, DataQualityError
+from market.calendar import EXCHANGE_TZ
 
 __all__ = [
     "CANONICAL_COLUMNS",

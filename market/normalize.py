@@ -18,9 +18,9 @@ from datetime import date, timedelta
 
 import polars as pl
 
+from core.errors import DataQualityError
 from market.calendar import EXCHANGE_TZ, sessions, trading_days
 from market.loading import CANONICAL_COLUMNS, infer_bar_minutes
-from core.errors import DataQualityError
 
 __all__ = [
     "NormalizedBars",

@@ -150,7 +150,7 @@ def _qc(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     from stairways.config import load_config
-    from stairways.registry import rollback
+    from stairways.rollback import rollback
     from stairways.tracking import resolve_tracking_uri
 
     config = load_config(args.config)

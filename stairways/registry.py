@@ -1,9 +1,10 @@
-"""The MLflow model registry: candidates as pyfunc model versions, promotion by alias, rollback, warm start.
+"""The MLflow model registry: candidates as pyfunc model versions, registration and reading (warm start, serving).
 
 **One registered model** (configurable name) holds every candidate as a model version. A version's source is
-an MLflow 3 logged model (linked to the flow's parent run) in the pyfunc format: :class:`AgentPyfunc` with the
-training checkpoint bundled as the artifact ``checkpoint`` (at :data:`CHECKPOINT_PATH` inside the model:
-``model.zip``, ``vecnormalize.npz``, ``controller.json``, ``meta.json``), a signature (input: float32 tensor
+an MLflow 3 logged model (linked to the flow's parent run) in the pyfunc format:
+:class:`~stairways.agent_pyfunc.AgentPyfunc` with the training checkpoint bundled as the artifact
+``checkpoint`` (at :data:`~stairways.integrity.CHECKPOINT_PATH` inside the model: ``model.zip``,
+``vecnormalize.npz``, ``controller.json``, ``meta.json``), a signature (input: float32 tensor
 ``(-1, observation size)``, the observation features then the two positions, named in the model's metadata;
 output: int64 actions ``(-1,)``) and an input example. ``mlflow.pyfunc.load_model("models:/<name>@champion")
 .predict(observations)`` returns the deterministic actions of the checkpoint's policy.
@@ -16,26 +17,15 @@ model's root (``sha256.artifacts/checkpoint/model.zip``, ``sha256.agent_model.py
 pyfunc is MLflow models-from-code (``stairways/agent_model.py`` is saved into the model): loading a version
 unpickles nothing of ours.
 
-**Integrity.** SB3 files and the pyfunc wrapper contain pickles, so no file is loaded before its SHA-256 is
-checked against the version tags: :func:`champion_checkpoint` checks the downloaded checkpoint,
-:func:`load_registered_model` checks every downloaded model file before ``mlflow.pyfunc.load_model``, and
-:meth:`AgentPyfunc.load_context` checks the checkpoint files against the hashes stored in the model's
-``model_config`` at registration (the same values as the tags; it cannot see the registry). A mismatch or a
-missing file raises :class:`~core.errors.IntegrityError` naming the file.
+**Integrity** (:mod:`stairways.integrity`): no file is loaded before its SHA-256 is checked against the
+version tags: :func:`champion_checkpoint` checks the downloaded checkpoint, :func:`load_registered_model`
+checks every downloaded model file before ``mlflow.pyfunc.load_model``, and the pyfunc's ``load_context``
+checks the checkpoint files against the hashes stored in the model's ``model_config`` at registration. A
+mismatch or a missing file raises :class:`~core.errors.IntegrityError` naming the file.
 
 **Promotion** lives in :mod:`stairways.promotion`: a version is replayed from the registry before any
 alias moves, and the aliases move under a lock, compare-and-set. A failing candidate keeps its version and
-tags and gets no alias.
-
-**Rollback** (:func:`rollback`): needs a non-empty reason; the target's files are downloaded and checked
-against its ``sha256.*`` tags first (a tampered version is refused); a version whose gate failed, or that
-was never verified by a replay from the registry (``promotion.state``), needs ``force``; the move takes the promotion lock (after repairing interrupted promotions). ``champion`` moves
-to the ``previous-champion`` version (or a named version); the demoted version is tagged ``rolled_back_at``, ``rollback_reason``, ``rolled_back_to``, the
-restored one ``restored_at`` and ``restore_reason``. ``previous-champion`` then moves to the restored
-version's own predecessor (its ``promoted_from`` tag) or is removed when it has none, so rolling back again
-walks further back in history instead of returning to the version just demoted. Each event overwrites the
-tags of the same name on a version: they record its latest promotion or rollback. Every rollback is also an
-MLflow run of the experiment :data:`EVENTS_EXPERIMENT` (from, to, reason, forced).
+tags and gets no alias. **Rollback** lives in :mod:`stairways.rollback`.
 """
 
 import importlib.metadata
@@ -44,7 +34,6 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,76 +43,53 @@ from mlflow.entities import LoggedModel, LoggedModelOutput
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
-from mlflow.pyfunc import PyFuncModel, PythonModel, PythonModelContext
+from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
 from core.digest import file_digest
-from core.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from core.errors import IntegrityError, RegistryError
 from core.spec import ACTION_MEANINGS, POSITION_COUNT
-from stairways.promotion import (
-    ABSENT_CODES,
-    STATE_TAG,
-    VERIFIED_STATES,
-    alias_version,
-    model_version,
-    promotion_lock,
-    recover_interrupted,
+from stairways.integrity import (
+    CHECKPOINT_ARTIFACT,
+    CHECKPOINT_PATH,
+    SHA256_TAG_PREFIX,
+    checkpoint_hashes,
+    model_hashes,
+    tree_hashes,
+    verify_checkpoint,
+    verify_files,
 )
-from training.checkpoints import (
-    CHECKPOINT_FILES,
-    CONTROLLER_FILE,
-    META_FILE,
-    MODEL_FILE,
-    NORMALIZATION_FILE,
-    LoadedPolicy,
-    check_warm_start,
-    load_checkpoint,
-)
+from stairways.promotion import ABSENT_CODES, alias_version, model_version
+from training.checkpoints import CHECKPOINT_FILES, META_FILE, check_warm_start
 from validation.gate_decision import GateDecision
 
 __all__ = [
     "CHAMPION_ALIAS",
-    "CHECKPOINT_ARTIFACT",
-    "CHECKPOINT_PATH",
     "CHECKPOINT_TAG",
+    "MODEL_CODE_FILE",
     "PREVIOUS_CHAMPION_ALIAS",
-    "SHA256_TAG_PREFIX",
     "VERDICT_TAG",
-    "EVENTS_EXPERIMENT",
-    "AgentPyfunc",
     "RegisteredCandidate",
-    "RollbackRecord",
     "WarmStart",
     "champion_checkpoint",
-    "checkpoint_hashes",
     "current_champion",
     "download_verified",
     "load_registered_model",
     "register_candidate",
     "resolve_version",
-    "rollback",
-    "verify_checkpoint",
-    "verify_files",
 ]
 
 CHAMPION_ALIAS = "champion"
 PREVIOUS_CHAMPION_ALIAS = "previous-champion"
 CHECKPOINT_TAG = "checkpoint_uri"
-CHECKPOINT_ARTIFACT = "checkpoint"
-CHECKPOINT_PATH = f"artifacts/{CHECKPOINT_ARTIFACT}"
-"""Where the checkpoint directory lies inside a logged model."""
-SHA256_TAG_PREFIX = "sha256."
 VERDICT_TAG = "gate.verdict"
 REASON_TAG = "gate.reason"
 PARENT_RUN_TAG = "parent_run_id"
 DATA_DIGEST_TAG = "data_digest"
-PROMOTED_FROM_TAG = "promoted_from"
 LOGGED_MODEL_NAME = "agent"
-EVENTS_EXPERIMENT = "stairways-registry-events"
 MODEL_CODE_FILE = Path(__file__).with_name("agent_model.py")
 """The models-from-code file that defines the pyfunc of every version."""
-"""MLflow experiment holding one run per manual registry event (rollbacks)."""
 _MAX_REASON = 4000
 _REQUIREMENTS = ("mlflow", "stable-baselines3", "torch", "gymnasium", "numpy", "pydantic", "cloudpickle")
 
@@ -155,114 +121,8 @@ class RegisteredCandidate:
     tags: dict[str, str]
 
 
-@dataclass(frozen=True)
-class RollbackRecord:
-    """A rollback: the restored champion, the demoted version, and the new ``previous-champion``."""
-
-    model_name: str
-    champion: str
-    rolled_back: str | None
-    previous_champion: str | None
-    reason: str
-    rolled_back_at: str
-    forced: bool = False
-    event_run_id: str | None = None
-
-
 # --------------------------------------------------------------------------------------------------------
-# Hashes
-
-
-def verify_files(root: Path, expected: Mapping[str, str]) -> None:
-    """Check each file ``root / <relative path>`` against its expected SHA-256; ``IntegrityError`` otherwise.
-
-    ``expected`` maps relative paths (POSIX separators) to hex digests and must not be empty. Files under
-    ``root`` that ``expected`` does not name are not checked (nothing here loads them).
-    """
-    root = Path(root)
-    if not expected:
-        msg = f"no SHA-256 to check the files under {root} against: refusing to load them"
-        raise IntegrityError(msg)
-    for name, digest in sorted(expected.items()):
-        path = root / name
-        if not path.is_file():
-            msg = f"{name} is missing from {root} (expected SHA-256 {digest})"
-            raise IntegrityError(msg)
-        actual = file_digest(path)
-        if actual != digest:
-            msg = f"{name} in {root} has SHA-256 {actual}, but {digest} was recorded at registration"
-            raise IntegrityError(msg)
-
-
-def verify_checkpoint(directory: Path, expected: Mapping[str, str]) -> None:
-    """Check a checkpoint directory's files against ``expected`` (file name -> SHA-256).
-
-    Every file of :data:`CHECKPOINT_FILES` must be named in ``expected`` and match; ``IntegrityError`` names
-    the first file that is missing or differs.
-    """
-    unlisted = [name for name in CHECKPOINT_FILES if name not in expected]
-    if unlisted:
-        msg = f"no recorded SHA-256 for {unlisted} of checkpoint {directory}: refusing to load it"
-        raise IntegrityError(msg)
-    verify_files(Path(directory), expected)
-
-
-def checkpoint_hashes(tags: Mapping[str, str]) -> dict[str, str]:
-    """The checkpoint's file name -> SHA-256 from a version's ``sha256.artifacts/checkpoint/<file>`` tags."""
-    prefix = f"{SHA256_TAG_PREFIX}{CHECKPOINT_PATH}/"
-    return {key[len(prefix) :]: value for key, value in tags.items() if key.startswith(prefix)}
-
-
-def _model_hashes(tags: Mapping[str, str]) -> dict[str, str]:
-    return {
-        key[len(SHA256_TAG_PREFIX) :]: value
-        for key, value in tags.items()
-        if key.startswith(SHA256_TAG_PREFIX)
-    }
-
-
-def _tree_hashes(root: Path) -> dict[str, str]:
-    return {
-        path.relative_to(root).as_posix(): file_digest(path)
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
-# --------------------------------------------------------------------------------------------------------
-# The pyfunc model
-
-
-class AgentPyfunc(PythonModel):
-    """The trading agent as an MLflow pyfunc: raw observations in, deterministic int64 actions out.
-
-    ``load_context`` verifies the bundled checkpoint against the SHA-256 stored in ``model_config`` (key
-    ``files_sha256``) before reading any of its files, then loads it with
-    :func:`training.cycles.load_checkpoint`.
-    """
-
-    def __init__(self) -> None:
-        self._policy: LoadedPolicy | None = None
-
-    def load_context(self, context: PythonModelContext) -> None:
-        """Verify and load the checkpoint artifact."""
-        directory = Path(context.artifacts[CHECKPOINT_ARTIFACT])
-        expected = (context.model_config or {}).get("files_sha256")
-        if not isinstance(expected, Mapping):
-            msg = f"the model's config holds no files_sha256: refusing to load checkpoint {directory}"
-            raise IntegrityError(msg)
-        verify_checkpoint(directory, expected)
-        self._policy = load_checkpoint(directory)
-
-    def predict(
-        self, context: PythonModelContext, model_input: np.ndarray, params: dict[str, str] | None = None
-    ) -> np.ndarray:
-        """Actions (int64, shape ``(n,)``) for observations of shape ``(n, observation size)``."""
-        # ``np.ndarray`` is a hint MLflow infers no schema from: the explicit signature alone applies.
-        if self._policy is None:
-            msg = "the agent model is not loaded: load it with mlflow.pyfunc.load_model"
-            raise RegistryError(msg)
-        return self._policy.predict(np.asarray(model_input, dtype=np.float32))
+# Registration
 
 
 def _requirements() -> list[str]:
@@ -298,10 +158,6 @@ def _checkpoint_meta(checkpoint: Path, observation_names: Sequence[str]) -> dict
         msg = f"checkpoint {checkpoint} cannot be registered: {problem}"
         raise ValueError(msg)
     return meta
-
-
-# --------------------------------------------------------------------------------------------------------
-# Registration
 
 
 def _client(tracking_uri: str) -> MlflowClient:
@@ -367,7 +223,7 @@ def _log_pyfunc(
                 model_id=logged.model_id,
             ),
         )
-        hashes = _tree_hashes(local)
+        hashes = tree_hashes(local)
         missing = [name for name in CHECKPOINT_FILES if f"{CHECKPOINT_PATH}/{name}" not in hashes]
         if missing:
             msg = f"the saved model does not hold the checkpoint at {CHECKPOINT_PATH}: {missing} missing"
@@ -389,7 +245,7 @@ def register_candidate(
     """Log ``checkpoint`` as a pyfunc model linked to run ``run_id`` and register it as a new version.
 
     The version carries the gate's verdict and metrics, the run id, ``data_digest``, the SHA-256 of every
-    model file and ``checkpoint_uri`` (see the module docstring); it gets no alias (see :func:`promote`).
+    model file and ``checkpoint_uri`` (see the module docstring); it gets no alias (see :func:`stairways.promotion.promote_verified`).
     ``observation_names`` names the observation columns: the checkpoint's features in order, then the two
     positions. Raises ``ValueError`` for an unusable checkpoint or names that do not fit it.
     """
@@ -493,7 +349,7 @@ def download_verified(model_uri: str, *, tracking_uri: str, destination: Path) -
     Reads nothing it downloads: ``IntegrityError`` on a missing, extra-changed or tampered file.
     """
     version = resolve_version(model_uri, tracking_uri=tracking_uri)
-    expected = _model_hashes(version.tags)
+    expected = model_hashes(version.tags)
     # The version's storage location, not a models:/ URI: MLflow resolves those through the global registry.
     location = _client(tracking_uri).get_model_version_download_uri(version.name, version.version)
     Path(destination).mkdir(parents=True, exist_ok=True)
@@ -531,143 +387,3 @@ def champion_checkpoint(*, tracking_uri: str, model_name: str, destination: Path
     return WarmStart(
         Path(local), f"champion version {version.version} of '{model_name}'", str(version.version)
     )
-
-
-# --------------------------------------------------------------------------------------------------------
-# Promotion and rollback
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _existing(client: MlflowClient, model_name: str, version: str | None) -> str | None:
-    """``version`` when it names an existing version of the model, else None."""
-    if not version:
-        return None
-    try:
-        return str(model_version(client, model_name, version).version)
-    except RegistryError:
-        return None
-
-
-def rollback(
-    tracking_uri: str,
-    model_name: str,
-    *,
-    to_version: str | None,
-    reason: str,
-    force: bool = False,
-    lock: str | None = None,
-) -> RollbackRecord:
-    """Move ``champion`` to ``to_version`` (None: the ``previous-champion`` version) and record why.
-
-    Raises ``ConfigError`` for an empty reason; ``RegistryError`` when there is nothing to roll back to (no
-    ``previous-champion`` and no ``to_version``), when ``to_version`` does not exist, or when the target
-    already is the champion; ``IntegrityError`` when the target's files differ from its recorded SHA-256;
-    ``GateRejected`` when the target's gate failed and ``force`` is not set. See the module docstring.
-    """
-    if not reason or not reason.strip():
-        msg = 'a rollback needs a reason (--reason "..."): it is recorded on the versions and in a run'
-        raise ConfigError(msg)
-    client = _client(tracking_uri)
-    with promotion_lock(tracking_uri, model_name, lock=lock):
-        recover_interrupted(client, model_name)
-        return _rollback_locked(
-            client, tracking_uri, model_name, to_version=to_version, reason=reason, force=force
-        )
-
-
-def _record_event(client: MlflowClient, *, model_name: str, kind: str, tags: Mapping[str, str]) -> str:
-    experiment = client.get_experiment_by_name(EVENTS_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id if experiment is not None else client.create_experiment(EVENTS_EXPERIMENT)
-    )
-    run = client.create_run(
-        experiment_id,
-        run_name=f"{kind} {model_name}",
-        tags={
-            "event": kind,
-            "model": model_name,
-            **{key: value[:_MAX_REASON] for key, value in tags.items()},
-        },
-    )
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
-
-
-def _rollback_locked(
-    client: MlflowClient,
-    tracking_uri: str,
-    model_name: str,
-    *,
-    to_version: str | None,
-    reason: str,
-    force: bool,
-) -> RollbackRecord:
-    champion = alias_version(client, model_name, CHAMPION_ALIAS)
-    if to_version is None:
-        previous = alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS)
-        if previous is None:
-            msg = (
-                f"nothing to roll back to: registered model '{model_name}' has no "
-                f"'{PREVIOUS_CHAMPION_ALIAS}' alias; name a version"
-            )
-            raise RegistryError(msg)
-        target = previous
-    else:
-        target = model_version(client, model_name, to_version)
-    number = str(target.version)
-    demoted = None if champion is None else str(champion.version)
-    if demoted == number:
-        msg = f"version {number} of '{model_name}' already is the champion: nothing to roll back"
-        raise RegistryError(msg)
-    verdict = target.tags.get(VERDICT_TAG)
-    if verdict != "passed" and not force:
-        msg = (
-            f"version {number} of '{model_name}' did not pass the gate ({VERDICT_TAG}={verdict!r}); restoring it "
-            "needs --force"
-        )
-        raise GateRejected(msg)
-    state = target.tags.get(STATE_TAG)
-    if state not in VERIFIED_STATES and not force:
-        msg = (
-            f"version {number} of '{model_name}' was never verified by a replay from the registry "
-            f"({STATE_TAG}={state!r}); restoring it needs --force"
-        )
-        raise GateRejected(msg)
-    with tempfile.TemporaryDirectory(prefix="stairways-rollback-") as folder:
-        try:
-            download_verified(
-                f"models:/{model_name}/{number}", tracking_uri=tracking_uri, destination=Path(folder)
-            )
-        except IntegrityError as error:
-            msg = f"version {number} of '{model_name}' is not restored: {error}"
-            raise IntegrityError(msg) from error
-
-    # previous-champion first, champion last (the commit point): a crash in between leaves the old champion in
-    # place and a rollback that can simply be run again, never previous-champion == champion.
-    earlier = _existing(client, model_name, target.tags.get(PROMOTED_FROM_TAG))
-    if earlier is not None and earlier != number:
-        client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS, earlier)
-    else:
-        earlier = None
-        if alias_version(client, model_name, PREVIOUS_CHAMPION_ALIAS) is not None:
-            client.delete_registered_model_alias(model_name, PREVIOUS_CHAMPION_ALIAS)
-    client.set_registered_model_alias(model_name, CHAMPION_ALIAS, number)
-    rolled_back_at = _now()
-    if demoted is not None:
-        client.set_model_version_tag(model_name, demoted, "rolled_back_at", rolled_back_at)
-        client.set_model_version_tag(model_name, demoted, "rollback_reason", reason[:_MAX_REASON])
-        client.set_model_version_tag(model_name, demoted, "rolled_back_to", number)
-    client.set_model_version_tag(model_name, number, "restored_at", rolled_back_at)
-    client.set_model_version_tag(model_name, number, "restore_reason", reason[:_MAX_REASON])
-    if force:
-        client.set_model_version_tag(model_name, number, "restore_forced", "true")
-    event = _record_event(
-        client,
-        model_name=model_name,
-        kind="rollback",
-        tags={"from": demoted or "", "to": number, "reason": reason, "forced": str(force).lower()},
-    )
-    return RollbackRecord(model_name, number, demoted, earlier, reason, rolled_back_at, force, event)

@@ -5,10 +5,11 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.support import RecordedPush, RecordingGateway
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="stairways-tests-"))
 os.environ["PREFECT_HOME"] = str(_SESSION_HOME / "prefect")
@@ -20,17 +21,8 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_HOME / 'mlflow.db'}"
 os.environ.pop("PREFECT_API_URL", None)
 
 
-@dataclass
-class RecordedPush:
-    method: str
-    path: str
-    body: str
 
 
-@dataclass
-class RecordingGateway:
-    address: str
-    pushes: list[RecordedPush] = field(default_factory=list)
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from training.cycles import (
     run_cycles,
     should_stop,
 )
-from training.evaluation import evaluate_policy
-from training.evaluation import GreedyProbe, LivePolicy
+from training.evaluation import GreedyProbe, LivePolicy, evaluate_policy
 from training.ppo import PPOSettings, TrainingConfig, make_training_env, parameter_divergence
 
 __all__ = [

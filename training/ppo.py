@@ -45,9 +45,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, Ve
 from controllers.reward import AdaptiveRewardController
 from controllers.reward_config import RewardControllerConfig
 from controllers.trajectory import ControllerTrajectory
+from core.spec import HOLD_ACTION
 from envs.market_arrays import MarketArrays
 from envs.trading import DualTickerTradingEnv, TradingEnvConfig
-from core.spec import HOLD_ACTION
 from training.evaluation import GreedyProbe, LivePolicy
 from training.imitation import ImitationConfig
 

@@ -67,6 +67,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from core.spec import HOLD_ACTION
 from envs.evaluation import COST_COMPONENTS, EpisodeRecord
 
 __all__ = [
@@ -285,7 +286,7 @@ def episode_metrics(record: EpisodeRecord, *, bars_per_session: float) -> dict[s
         "calmar": _calmar(returns, drawdown, bars_per_year),
         "win_rate": sum(trip.pnl > 0.0 for trip in trips) / len(trips) if trips else 0.0,
         "round_trips": float(len(trips)),
-        "hold_rate": float(np.mean(record.actions == _HOLD)) if record.length else 0.0,
+        "hold_rate": float(np.mean(record.actions == HOLD_ACTION)) if record.length else 0.0,
         "average_holding_bars": float(np.mean([trip.holding_bars for trip in trips])) if trips else 0.0,
         "turnover": float(_traded_notional(record).sum()) / record.initial_capital / sessions,
         "var_95_pct": 100.0 * value_at_risk,

@@ -62,14 +62,14 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controllers.regime import RegimeDetectorConfig, regime_scores
+from core.errors import ConfigError
+from core.seeding import derive_seed
 from envs.market_arrays import MarketArrays, market_arrays
 from market.calendar import EXCHANGE_TZ
 from market.feature_config import FeatureConfig, warmup_bars
 from market.features import build_features
 from market.signal import SignalModel
 from market.synthetic import SyntheticMarketConfig, generate_market
-from core.errors import ConfigError
-from core.seeding import derive_seed
 
 __all__ = [
     "SCENARIO_NAMES",

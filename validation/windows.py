@@ -20,8 +20,8 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from market.calendar import EXCHANGE_TZ
 from core.errors import ConfigError
+from market.calendar import EXCHANGE_TZ
 
 __all__ = ["WINDOW_NAMES", "WindowConfig", "WindowPlan", "plan_windows"]
 

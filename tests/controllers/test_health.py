@@ -9,7 +9,7 @@ from controllers.health import HealthWeights, controller_health
 from controllers.reward import AdaptiveRewardController
 from controllers.reward_config import RewardControllerConfig
 from controllers.trajectory import ControllerTrajectory
-from tests.controllers.conftest import DECISIONS, observe
+from tests.controllers.support import DECISIONS, observe
 
 CONFIG = RewardControllerConfig()
 

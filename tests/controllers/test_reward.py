@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from controllers.reward import AdaptiveRewardController
 from controllers.reward_config import RewardControllerConfig
-from tests.controllers.conftest import behaviour, observe
+from tests.controllers.support import behaviour, observe
 
 
 def test_fresh_controller_is_neutral() -> None:

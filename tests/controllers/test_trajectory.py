@@ -9,7 +9,7 @@ import pytest
 
 from controllers.reward import AdaptiveRewardController
 from controllers.trajectory import ControllerTrajectory, plot_trajectory
-from tests.controllers.conftest import observe
+from tests.controllers.support import observe
 
 
 def test_trajectory_records_one_row_per_rollout() -> None:

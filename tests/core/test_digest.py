@@ -2,9 +2,9 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from stairways.config import TrackingConfig
 from core.digest import frame_digest, model_digest, value_digest
 from core.seeding import derive_seed
+from stairways.config import TrackingConfig
 
 
 def _frame() -> pl.DataFrame:

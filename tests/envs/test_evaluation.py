@@ -11,7 +11,9 @@ import torch
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+from envs.evaluation import COST_COMPONENTS, EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
 from envs.market_arrays import MarketArrays, market_arrays
+from envs.policies import BuyAndHoldPolicy, FlatPolicy
 from envs.trading import RiskConfig, TradingEnvConfig
 from market.feature_config import feature_names
 from market.features import build_features
@@ -19,8 +21,6 @@ from market.synthetic import SyntheticMarketConfig, generate_market
 from training.checkpoints import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint
 from training.cycles import run_cycles
 from training.ppo import PPOSettings, TrainingConfig, restore_normalization
-from envs.evaluation import COST_COMPONENTS, EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
-from envs.policies import BuyAndHoldPolicy, FlatPolicy
 from validation.scenarios import session_markets
 
 TINY = TrainingConfig(

@@ -14,11 +14,11 @@ from mlflow.tracking import MlflowClient
 import tasks.registry
 import tasks.training
 from benchmarks import bench_gate
+from core.errors import DataQualityError, ReplayMismatch
 from flows.retrain import nightly_retrain
 from stairways import registry
 from stairways.config import RetrainConfig
-from core.errors import DataQualityError, ReplayMismatch
-from tests.conftest import RecordingGateway
+from tests.support import RecordingGateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 

@@ -12,9 +12,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.sorting import TaskRunSort
 
+from core.errors import ConfigError, DataQualityError
 from flows.retrain import nightly_retrain
 from stairways.config import RetrainConfig
-from core.errors import ConfigError, DataQualityError
 from tasks.training import WORK_ROOT
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

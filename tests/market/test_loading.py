@@ -1,66 +1,19 @@
 import gzip
-from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
-from market.calendar import sessions, trading_days
-from market.loading import CANONICAL_COLUMNS, ExportSpec, infer_bar_minutes, load_export
 from core.errors import DataLoadError, DataQualityError
+from market.loading import CANONICAL_COLUMNS, ExportSpec, infer_bar_minutes, load_export
+from tests.support import clean_bars
 
 NEW_YORK = "America/New_York"
 
 
-def clean_bars(
-    *,
-    session_count: int = 8,
-    symbols: Sequence[str] = ("MSFT", "NVDA"),
-    bar_minutes: int = 1,
-    start: date = date(2024, 3, 4),
-    seed: int = 0,
-) -> pl.DataFrame:
-    """Canonical, clean bars: every regular-session bar of ``session_count`` trading days from ``start``.
-
-    Test helper shared by the market and validation tests (a random walk with consistent OHLC, float volume).
-    """
-    days = trading_days(start, start + timedelta(days=3 * session_count + 14))[:session_count]
-    bounds = sessions(days)
-    starts = [
-        np.arange(
-            np.datetime64(open_.replace(tzinfo=None), "ns"),
-            np.datetime64(close.replace(tzinfo=None), "ns"),
-            np.timedelta64(bar_minutes, "m"),
-        )
-        for open_, close in bounds.select("open", "close").iter_rows()
-    ]
-    ts = pl.Series("ts", np.concatenate(starts)).dt.replace_time_zone("UTC")
-    rng = np.random.default_rng(seed)
-    frames = []
-    for number, symbol in enumerate(symbols):
-        size = ts.len()
-        close = 100.0 * (number + 1) * np.exp(np.cumsum(rng.normal(0.0, 1e-3, size)))
-        open_ = np.concatenate([[close[0]], close[:-1]])
-        high = np.maximum(open_, close) * (1 + np.abs(rng.normal(0.0, 2e-4, size)))
-        low = np.minimum(open_, close) * (1 - np.abs(rng.normal(0.0, 2e-4, size)))
-        frames.append(
-            pl.DataFrame(
-                {
-                    "ts": ts,
-                    "symbol": [symbol] * size,
-                    "open": open_,
-                    "high": high,
-                    "low": low,
-                    "close": close,
-                    "volume": rng.uniform(1e3, 1e4, size),
-                }
-            )
-        )
-    return pl.concat(frames).select(CANONICAL_COLUMNS)
 
 
 def local_text(ts: pl.Expr, *, fmt: str = "%Y-%m-%d %H:%M:%S") -> pl.Expr:

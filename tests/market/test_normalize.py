@@ -6,10 +6,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from core.errors import DataQualityError
 from market.normalize import NormalizedBars, normalize_bars, session_volume_ratios, unaligned_key
 from market.synthetic import SyntheticMarketConfig, generate_market
-from core.errors import DataQualityError
-from tests.market.test_loading import clean_bars
+from tests.support import clean_bars
 
 BASE_KEYS = {
     "converted_to_utc",

@@ -11,7 +11,7 @@ from stairways.monitoring import (
     push_metrics,
     resolve_pushgateway,
 )
-from tests.conftest import RecordingGateway
+from tests.support import RecordingGateway
 
 
 def _dead_address() -> str:

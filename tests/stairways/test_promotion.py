@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from stairways import promotion
@@ -16,7 +15,6 @@ from core.errors import GateRejected, RegistryError, ReplayMismatch
 from tests.stairways.registry_support import NAME, add_versions, aliases, client_of, state
 from stairways.promotion import (
     LOCK_ENV,
-    STATE_TAG,
     lock_target,
     promote_verified,
     promotion_lock,

@@ -11,27 +11,24 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from envs.market_arrays import MarketArrays
 from core.digest import file_digest
 from core.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from envs.market_arrays import MarketArrays
+from stairways.integrity import CHECKPOINT_PATH, checkpoint_hashes, verify_checkpoint
 from stairways.promotion import PromotionOutcome, promote_verified
 from stairways.registry import (
     CHAMPION_ALIAS,
-    CHECKPOINT_PATH,
     CHECKPOINT_TAG,
     PREVIOUS_CHAMPION_ALIAS,
     RegisteredCandidate,
     champion_checkpoint,
-    checkpoint_hashes,
     current_champion,
     load_registered_model,
     register_candidate,
-    rollback,
-    verify_checkpoint,
 )
-from training.checkpoints import CHECKPOINT_FILES
+from stairways.rollback import rollback
 from tests.training.test_cycles import synthetic_windows
-from training.checkpoints import check_warm_start, load_checkpoint
+from training.checkpoints import CHECKPOINT_FILES, check_warm_start, load_checkpoint
 from training.cycles import BASELINE_DIRECTORY, run_cycles
 from training.ppo import PPOSettings, TrainingConfig
 from validation.gate import decide

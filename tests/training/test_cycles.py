@@ -10,11 +10,10 @@ import pytest
 import torch
 
 import training.cycles as cycles_module
-from envs.market_arrays import MarketArrays, market_arrays
-from market.feature_config import feature_names
-from market.features import build_features
-from market.synthetic import SyntheticMarketConfig, generate_market
 from core.digest import model_digest
+from envs.market_arrays import MarketArrays
+from market.feature_config import feature_names
+from tests.training.support import synthetic_windows
 from training.checkpoints import (
     CONTROLLER_FILE,
     META_FILE,
@@ -118,23 +117,6 @@ MAY_BE_NAN = {
     "controller_health.target_follows_regime",
     "controller_health.behaviour_follows_target",
 }
-
-
-def synthetic_windows(
-    *,
-    sessions: int = 12,
-    minute_step: int = 10,
-    columns: list[str] | None = None,
-    validation_sessions: int = 3,
-) -> tuple[MarketArrays, MarketArrays]:
-    """Synthetic one-minute bars sampled every ``minute_step`` minutes (short sessions keep tests fast)."""
-    bars = generate_market(SyntheticMarketConfig(sessions=sessions), seed=1).bars
-    if minute_step > 1:
-        bars = bars.filter(pl.col("ts").dt.minute() % minute_step == 0)
-    market = market_arrays(bars, build_features(bars), feature_columns=columns or feature_names())
-    last = int(market.session_index[-1])
-    cut = int(np.flatnonzero(market.session_index > last - validation_sessions)[0])
-    return market.rows(0, cut), market.rows(cut, None)
 
 
 @pytest.fixture(scope="module")

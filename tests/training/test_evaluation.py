@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from controllers.behaviour import BehaviourMeasurement
+from envs.evaluation import session_markets
 from envs.market_arrays import MarketArrays
 from envs.trading import TradingEnvConfig
-from tests.training.test_ppo import random_market
-from envs.evaluation import session_markets
+from tests.training.support import random_market
 from training.evaluation import GreedyProbe, behaviour_of, evaluate_markets
 
 HOLD, BUY_BOTH, SELL_BOTH = 4, 8, 0
@@ -109,7 +109,7 @@ def test_a_probe_needs_sessions() -> None:
 
 def test_the_live_policy_acts_like_sb3_predict() -> None:
     from controllers.reward import AdaptiveRewardController
-    from tests.training.test_ppo import TINY
+    from tests.training.support import TINY
     from training.evaluation import LivePolicy
     from training.ppo import make_training_env, new_model
 

@@ -7,15 +7,15 @@ import polars as pl
 import pytest
 
 from controllers.reward import AdaptiveRewardController
+from core.spec import HOLD_ACTION
 from envs.market_arrays import MarketArrays, market_arrays
+from envs.policies import SignalRulePolicy
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
 from training.checkpoints import load_checkpoint
 from training.cycles import BASELINE_DIRECTORY, CycleResult, run_cycle
 from training.imitation import ImitationConfig, clone, teacher_rollouts
-from core.spec import HOLD_ACTION
 from training.ppo import PPOSettings, TrainingConfig, make_training_env, new_model
-from envs.policies import SignalRulePolicy
 
 SEED = 3
 COLUMNS = ["log_return_1", "volatility_20", "signal"]

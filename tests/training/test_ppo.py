@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from controllers.reward import AdaptiveRewardController
-from envs.market_arrays import MarketArrays
-from envs.trading import DualTickerTradingEnv, TradingEnvConfig
 from core.spec import HOLD_ACTION
+from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from tests.training.support import TINY, random_market
 from training.ppo import (
     BlockVecNormalize,
     PPOSettings,
@@ -28,41 +28,6 @@ from training.ppo import (
     torch_threads,
 )
 from training.ppo import _FreshInfoVecEnv as FreshInfoVecEnv
-
-START = np.datetime64("2024-01-02T14:30", "ns")
-
-
-def random_market(sessions: int, bars_per_session: int, *, seed: int, features: int = 3) -> MarketArrays:
-    rng = np.random.default_rng(seed)
-    bars = sessions * bars_per_session
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, (bars, 2)), axis=0))
-    open_ = close * np.exp(rng.normal(0.0, 5e-4, (bars, 2)))
-    session_index = np.repeat(np.arange(sessions, dtype=np.int64), bars_per_session)
-    offsets = np.tile(np.arange(bars_per_session), sessions) * np.timedelta64(60, "s")
-    return MarketArrays(
-        features=(rng.normal(size=(bars, 2 * features)) * np.linspace(0.1, 50.0, 2 * features)).astype(
-            np.float32
-        ),
-        feature_names=tuple(
-            f"{symbol}:feature_{index}" for symbol in ("A", "B") for index in range(features)
-        ),
-        open=open_,
-        close=close,
-        volume=rng.lognormal(11.0, 0.5, (bars, 2)),
-        session_index=session_index,
-        timestamps=START + session_index * np.timedelta64(1, "D") + offsets,
-        regime_score=np.clip(rng.normal(0.0, 0.5, bars), -1.0, 1.0).astype(np.float32),
-        symbols=("A", "B"),
-    )
-
-
-TINY = TrainingConfig(
-    cycles=1,
-    steps_per_cycle=256,
-    progress_bar=False,
-    ppo=PPOSettings(n_envs=2, n_steps=32, batch_size=32),
-)
-
 
 # ---------------------------------------------------------------------------------------------- settings
 

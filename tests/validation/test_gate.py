@@ -5,14 +5,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.validation.support import CRITERIA, GOOD, everywhere, result
 from validation.gate import decide
 from validation.gate_criteria import CHAMPION_CRITERION, CRITERION_METRICS, NO_CHAMPION_SCENARIO, GateCriteria
-from validation.gate_decision import CriterionResult, GateDecision
 from validation.gate_report import gate_report
 
 # The threshold tests below judge metrics alone; the paired statistics have their own tests in
 # test_gate_evidence.py.
-CRITERIA = GateCriteria(paired_baselines=())
 
 
 def legacy(**settings: object) -> GateCriteria:
@@ -20,25 +19,10 @@ def legacy(**settings: object) -> GateCriteria:
     return GateCriteria(paired_baselines=(), **settings)  # type: ignore[arg-type]
 
 
-GOOD = {
-    "total_return_pct": 1.5,
-    "max_drawdown_pct": 1.0,
-    "trades_per_day": 10.0,
-    "sharpe": 1.2,
-    "win_rate": 0.7,
-    "episodes": 10.0,
-}
 
 
-def everywhere(**changes: float) -> dict[str, dict[str, float]]:
-    """Good metrics on every default scenario, with ``changes`` applied to all of them."""
-    return {key: {**GOOD, **changes} for key in CRITERIA.scenario_criteria}
 
 
-def result(decision: GateDecision, scenario: str, criterion: str) -> CriterionResult:
-    matches = [item for item in decision.results if (item.scenario, item.criterion) == (scenario, criterion)]
-    assert len(matches) == 1, matches
-    return matches[0]
 
 
 # ----------------------------------------------------------------------------------------------- criteria

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from tests.validation.test_gate import CRITERIA
+from tests.validation.support import CRITERIA
 from validation.gate_criteria import CRITERION_METRICS, GateCriteria, default_scenario_criteria, scenario_key
 
 

@@ -3,31 +3,11 @@ import json
 
 import pytest
 
-from tests.validation.test_gate import everywhere, result
+from tests.validation.support import SESSIONS, everywhere, evidence_for, result, returns
 from validation.gate import decide
 from validation.gate_criteria import GateCriteria
 from validation.gate_evidence import GateEvidence
 from validation.gate_report import gate_report
-
-SESSIONS = 12
-
-
-def returns(mean: float, spread: float = 0.002, seed: int = 0) -> list[float]:
-    generator = __import__("numpy").random.default_rng(seed)
-    return list(mean + spread * generator.standard_normal(SESSIONS))
-
-
-def evidence_for(candidate: list[float], **others: list[float]) -> GateEvidence:
-    base = {
-        "flat": [0.0] * SESSIONS,
-        "buy_and_hold": returns(0.0, seed=9),
-        "signal_rule": returns(0.001, seed=8),
-    }
-    return GateEvidence(
-        session_returns={"candidate": candidate, **base, **others},
-        candidates_compared=3,
-        trial_sharpes=(0.5, 0.9, 1.4),
-    )
 
 
 def test_a_clear_per_session_edge_beats_every_baseline_with_confidence() -> None:

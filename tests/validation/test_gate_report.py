@@ -1,5 +1,4 @@
-from tests.validation.test_gate import CRITERIA, everywhere
-from tests.validation.test_gate_evidence import evidence_for, returns
+from tests.validation.support import CRITERIA, everywhere, evidence_for, returns
 from validation.gate import decide
 from validation.gate_criteria import GateCriteria
 from validation.gate_report import gate_report

@@ -3,19 +3,18 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import date, timedelta
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from core.errors import DataQualityError
-from tests.market.test_loading import clean_bars
+from tests.support import clean_bars
+from tests.validation.support import REPO_ROOT
 from validation.qc import raise_for_qc, run_qc
 from validation.qc_report import QCReport
 from validation.qc_suite import SUITE_NAME, SUITE_VERSION
 from validation.qc_thresholds import QCThresholds
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 Corruption = Callable[[pl.DataFrame], pl.DataFrame]
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from core.errors import DataLoadError, DataQualityError, PipelineError
 from market.loading import ExportSpec, load_export
 from market.normalize import NormalizedBars, normalize_bars, unaligned_key
-from core.errors import DataLoadError, DataQualityError, PipelineError
-from tests.market.test_loading import clean_bars
+from tests.support import clean_bars
 from validation.qc import raise_for_qc, run_qc
 
 SYMBOLS = ("MSFT", "NVDA")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.validation.test_qc import REPO_ROOT
+from tests.validation.support import REPO_ROOT
 from validation.qc_suite import (
     DEFAULT_SUITE_PATH,
     SUITE_NAME,

@@ -8,12 +8,12 @@ import pydantic
 import pytest
 
 from controllers.regime import RegimeDetectorConfig
+from core.errors import ConfigError
 from envs.market_arrays import MarketArrays
 from market.feature_config import FeatureConfig, feature_names
 from market.signal import SignalModel, SymbolSignalModel
 from market.synthetic import SyntheticMarketConfig
 from stairways.config import DEFAULT_OBSERVATION_FEATURES, SIGNAL_FEATURE
-from core.errors import ConfigError
 from validation.scenarios import (
     SCENARIO_NAMES,
     SIGNAL_COLUMN,

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from market.calendar import sessions, trading_days
 from core.errors import ConfigError
+from market.calendar import sessions, trading_days
 from validation.windows import WINDOW_NAMES, WindowConfig, plan_windows
 
 
