@@ -97,7 +97,7 @@ def night(
     decision = judge(assessment, config, trials=trials)
     mixed = assessment.candidate[REPLAY_SCENARIO]
     try:
-        from training.cycles import night_health
+        from training.outcome import night_health
     except ImportError:  # the previous tree has no health figures
         health = None
     else:

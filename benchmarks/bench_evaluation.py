@@ -47,6 +47,7 @@ from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize  # noqa: E402
 
 from controllers.regime import RegimeDetectorConfig, regime_scores  # noqa: E402
+from envs.evaluation import EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
 from envs.market_arrays import MarketArrays, market_arrays  # noqa: E402
 from market.feature_config import FeatureConfig, feature_names  # noqa: E402
 from market.features import build_features  # noqa: E402
@@ -56,8 +57,8 @@ from market.synthetic import SyntheticMarketConfig, generate_market  # noqa: E40
 from stairways.config import DEFAULT_OBSERVATION_FEATURES, SIGNAL_FEATURE  # noqa: E402
 from training.checkpoints import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint
 from training.cycles import run_cycles
-from training.ppo import PPOSettings, TrainingConfig, restore_normalization  # noqa: E402
-from envs.evaluation import EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
+from training.normalization import restore_normalization
+from training.ppo import PPOSettings, TrainingConfig
 from validation.scenarios import ScenarioConfig, session_markets, stress_scenarios  # noqa: E402
 
 __all__ = ["main", "sb3_episode_rewards", "tiny_checkpoint"]

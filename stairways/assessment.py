@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.evaluation import EpisodeRecord, Policy, evaluate_episodes
 from envs.market_arrays import MarketArrays
+from envs.policies import BuyAndHoldPolicy, FlatPolicy, SignalRulePolicy
 from market.calendar import SESSION_MINUTES
 from market.signal import SignalResult
 from market.synthetic import SyntheticMarketConfig
@@ -25,12 +27,10 @@ from stairways.config import SIGNAL_FEATURE, RetrainConfig
 from stairways.pipeline import TrainingData
 from training.checkpoints import LoadedPolicy, checkpoint_mismatch, load_checkpoint
 from training.ppo import torch_threads
-from envs.evaluation import EpisodeRecord, Policy, evaluate_episodes
 from validation.gate import decide
 from validation.gate_criteria import CANDIDATE, scenario_key
 from validation.gate_decision import GateDecision
 from validation.gate_evidence import GateEvidence
-from envs.policies import BuyAndHoldPolicy, FlatPolicy, SignalRulePolicy
 from validation.metrics import aggregate_metrics, plot_equity_curves
 from validation.pbo import sharpe_ratio
 from validation.scenarios import Scenario, held_out_scenarios, stress_scenarios

@@ -12,12 +12,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from controllers.regime import RegimeDetectorConfig
+from core.errors import ConfigError, describe_validation_error
 from market.feature_config import FeatureConfig, feature_names
 from market.labeling import LabelConfig
 from market.loading import ExportSpec
 from market.signal import SignalConfig
 from market.synthetic import SyntheticMarketConfig
-from core.errors import ConfigError, describe_validation_error
 from training.ppo import TrainingConfig
 from validation.gate_criteria import GateCriteria
 from validation.qc_thresholds import QCThresholds

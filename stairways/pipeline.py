@@ -11,6 +11,8 @@ from typing import Any
 import polars as pl
 
 from controllers.regime import regime_scores
+from core.digest import frame_digest
+from core.seeding import derive_seed
 from envs.market_arrays import MarketArrays, market_arrays
 from market.calendar import SESSION_MINUTES
 from market.feature_config import feature_names, warmup_bars
@@ -21,8 +23,6 @@ from market.normalize import NormalizedBars, normalize_bars
 from market.signal import SignalResult, causal_signal
 from market.synthetic import generate_market
 from stairways.config import SIGNAL_FEATURE, RetrainConfig
-from core.digest import frame_digest
-from core.seeding import derive_seed
 from validation.qc import run_qc
 from validation.qc_report import QCReport
 from validation.windows import WindowPlan, plan_windows

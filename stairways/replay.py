@@ -36,10 +36,10 @@ import mlflow
 import numpy as np
 from mlflow.pyfunc import PyFuncModel
 
-from envs.market_arrays import MarketArrays
-from envs.evaluation import evaluate_episodes
-from envs.trading import TradingEnvConfig
 from core.errors import IntegrityError, ReplayMismatch
+from envs.evaluation import evaluate_episodes
+from envs.market_arrays import MarketArrays
+from envs.trading import TradingEnvConfig
 from stairways.registry import load_registered_model
 from training.ppo import torch_threads
 

@@ -6,10 +6,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-from stairways import assessment, registry, tracking
-from stairways.config import RetrainConfig
 from core.errors import ReplayMismatch
 from core.spec import AgentSpec
+from stairways import assessment, registry, tracking
+from stairways.config import RetrainConfig
 from stairways.night_promotion import Promotion, promote_night
 from stairways.replay import replay_in_subprocess, save_episodes
 from tasks.retrying import IO_RETRIES

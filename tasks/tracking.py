@@ -10,9 +10,9 @@ from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Crashed
 
+from core.digest import model_digest
 from stairways import tracking
 from stairways.config import RetrainConfig
-from core.digest import model_digest
 from tasks.retrying import IO_RETRIES
 
 __all__ = ["close_tracking_run", "open_tracking_run", "tracked_run"]

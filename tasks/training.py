@@ -11,17 +11,18 @@ from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 
 from controllers.trajectory import plot_trajectory
+from core.errors import IntegrityError, RegistryError
 from envs.market_arrays import MarketArrays
 from market.normalize import NormalizedBars
 from market.signal import SignalResult
 from stairways import pipeline, promotion, tracking
 from stairways.config import RetrainConfig
-from core.errors import IntegrityError, RegistryError
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.registry import WarmStart, champion_checkpoint, current_champion
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import COMPUTE_RETRIES, IO_RETRIES
-from training.cycles import CycleResult, run_cycle
+from training.cycles import run_cycle
+from training.outcome import CycleResult
 from training.ppo import TrainingConfig
 from validation.windows import WindowPlan
 

@@ -13,7 +13,7 @@ from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.pipeline import TrainingData
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import COMPUTE_RETRIES
-from training.cycles import CycleResult, night_health
+from training.outcome import CycleResult, night_health
 from validation.gate_decision import GateDecision
 from validation.scenarios import Scenario
 

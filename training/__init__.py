@@ -6,19 +6,21 @@ Prefect-free: the flow's tasks call :func:`run_cycle` once per cycle; :func:`run
 from training.checkpoints import LoadedPolicy, check_warm_start, load_checkpoint
 from training.cycles import (
     BASELINE_DIRECTORY,
+    check_windows,
+    cycle_directory,
+    evaluate_checkpoint,
+    run_cycle,
+    run_cycles,
+)
+from training.evaluation import GreedyProbe, LivePolicy, evaluate_policy
+from training.outcome import (
     TIMING_METRICS,
     CycleResult,
     TrainingOutcome,
-    check_windows,
     continue_training,
-    cycle_directory,
-    evaluate_checkpoint,
     night_health,
-    run_cycle,
-    run_cycles,
     should_stop,
 )
-from training.evaluation import GreedyProbe, LivePolicy, evaluate_policy
 from training.ppo import PPOSettings, TrainingConfig, make_training_env, parameter_divergence
 
 __all__ = [

@@ -32,13 +32,8 @@ from controllers.reward import AdaptiveRewardController
 from core.digest import file_digest, model_digest
 from core.spec import AgentSpec, layout_mismatch
 from envs.market_arrays import MarketArrays
-from training.ppo import (
-    NORMALIZE_REWARD,
-    TrainingConfig,
-    new_model,
-    restore_normalization,
-    save_normalization,
-)
+from training.normalization import restore_normalization, save_normalization
+from training.ppo import NORMALIZE_REWARD, TrainingConfig, new_model
 
 __all__ = [
     "CHECKPOINT_FILES",

@@ -20,7 +20,8 @@ from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
 from training.checkpoints import NORMALIZATION_FILE, LoadedPolicy, load_checkpoint
 from training.cycles import run_cycles
-from training.ppo import PPOSettings, TrainingConfig, restore_normalization
+from training.normalization import restore_normalization
+from training.ppo import PPOSettings, TrainingConfig
 from validation.scenarios import session_markets
 
 TINY = TrainingConfig(

@@ -7,7 +7,6 @@ import pytest
 
 from ops.stack import LocalStack, StackSettings
 
-
 # -- settings and environments -------------------------------------------------------------------------------
 
 

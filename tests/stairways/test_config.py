@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from stairways.config import RetrainConfig, load_config
 from core.errors import ConfigError
+from stairways.config import RetrainConfig, load_config
 
 
 def test_defaults_are_consistent_and_frozen() -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from stairways import promotion
 from core.errors import GateRejected, RegistryError, ReplayMismatch
-from tests.stairways.registry_support import NAME, add_versions, aliases, client_of, state
+from stairways import promotion
 from stairways.promotion import (
     LOCK_ENV,
     lock_target,
@@ -20,6 +19,8 @@ from stairways.promotion import (
     promotion_lock,
     recover,
 )
+from tests.stairways.registry_support import NAME, add_versions, aliases, client_of, state
+
 
 class Crash(BaseException):
     """Stands for the process dying: nothing after it runs (no except clause catches a BaseException)."""

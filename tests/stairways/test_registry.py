@@ -1,139 +1,38 @@
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import mlflow
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from core.digest import file_digest
 from core.errors import ConfigError, GateRejected, IntegrityError, RegistryError
 from envs.market_arrays import MarketArrays
 from stairways.integrity import CHECKPOINT_PATH, checkpoint_hashes, verify_checkpoint
-from stairways.promotion import PromotionOutcome, promote_verified
 from stairways.registry import (
     CHAMPION_ALIAS,
     CHECKPOINT_TAG,
     PREVIOUS_CHAMPION_ALIAS,
-    RegisteredCandidate,
     champion_checkpoint,
     current_champion,
     load_registered_model,
     register_candidate,
 )
 from stairways.rollback import rollback
-from tests.training.test_cycles import synthetic_windows
-from training.checkpoints import CHECKPOINT_FILES, check_warm_start, load_checkpoint
-from training.cycles import BASELINE_DIRECTORY, run_cycles
-from training.ppo import PPOSettings, TrainingConfig
-from validation.gate import decide
-from validation.gate_criteria import GateCriteria
-from validation.gate_decision import GateDecision
-
-TINY = TrainingConfig(
-    cycles=1,
-    steps_per_cycle=256,
-    progress_bar=False,
-    ppo=PPOSettings(n_envs=2, n_steps=64, batch_size=64),
+from tests.stairways.registry_support import (
+    Checkpoints,
+    Tracking,
+    build_checkpoints,
+    failing_decision,
+    local_path,
+    new_tracking,
+    passing_decision,
+    promote,
+    register,
 )
-GOOD = {
-    "total_return_pct": 1.5,
-    "max_drawdown_pct": 1.0,
-    "trades_per_day": 10.0,
-    "sharpe": 1.2,
-    "win_rate": 0.7,
-    "episodes": 10.0,
-}
-
-
-@dataclass(frozen=True)
-class Checkpoints:
-    """A trained checkpoint, the untrained baseline of the same run, and the held-out market."""
-
-    trained: Path
-    baseline: Path
-    validation: MarketArrays
-    observation_names: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Tracking:
-    """A tracking store, a registered-model name of the test's own, and one parent run whose artifacts stay
-    under the test's folder."""
-
-    uri: str
-    run_id: str
-    root: Path
-    model_name: str
-
-    def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-
-
-def build_checkpoints(output: Path) -> Checkpoints:
-    train, validation = synthetic_windows()
-    outcome = run_cycles(train=train, selection=validation, config=TINY, seed=7, output_dir=output)
-    return Checkpoints(
-        trained=outcome.best_checkpoint,
-        baseline=output / BASELINE_DIRECTORY,
-        validation=validation,
-        observation_names=(*train.feature_names, "position_0", "position_1"),
-    )
-
-
-def new_tracking(uri: str, root: Path) -> Tracking:
-    """A fresh experiment (artifacts under ``root``), run and model name in the store at ``uri``."""
-    client = MlflowClient(tracking_uri=uri)
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    experiment = client.create_experiment(name, artifact_location=(root / "artifacts").as_uri())
-    run = client.create_run(experiment, run_name="parent")
-    return Tracking(uri=uri, run_id=run.info.run_id, root=root, model_name=f"agent-{name}")
-
-
-def promote(*, tracking_uri: str, model_name: str, version: str, reason: str) -> PromotionOutcome:
-    """Test setup: promote ``version`` through the real transaction, its replay taken as matching."""
-    return promote_verified(
-        tracking_uri=tracking_uri,
-        model_name=model_name,
-        version=version,
-        expected_champion=current_champion(tracking_uri=tracking_uri, model_name=model_name),
-        reason=reason,
-        replay=lambda model_uri: ([], None),
-    )
-
-
-def passing_decision() -> GateDecision:
-    criteria = GateCriteria(paired_baselines=())
-    return decide({key: dict(GOOD) for key in criteria.scenario_criteria}, None, criteria)
-
-
-def failing_decision() -> GateDecision:
-    criteria = GateCriteria(paired_baselines=())
-    candidate = {key: {**GOOD, "max_drawdown_pct": 3.5} for key in criteria.scenario_criteria}
-    return decide(candidate, None, criteria)
-
-
-def register(
-    tracking: Tracking,
-    checkpoints: Checkpoints,
-    *,
-    decision: GateDecision | None = None,
-    checkpoint: Path | None = None,
-) -> RegisteredCandidate:
-    return register_candidate(
-        tracking_uri=tracking.uri,
-        model_name=tracking.model_name,
-        run_id=tracking.run_id,
-        checkpoint=checkpoint or checkpoints.trained,
-        decision=decision or passing_decision(),
-        data_digest="digest-of-the-data",
-        observation_names=checkpoints.observation_names,
-    )
+from training.checkpoints import CHECKPOINT_FILES, check_warm_start, load_checkpoint
 
 
 def observations(market: MarketArrays, rows: int = 64, *, seed: int = 0) -> np.ndarray:
@@ -145,9 +44,6 @@ def observations(market: MarketArrays, rows: int = 64, *, seed: int = 0) -> np.n
     return batch
 
 
-def local_path(uri: str) -> Path:
-    parsed = urlparse(uri)
-    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
 
 
 def aliases_by_version(tracking: Tracking) -> dict[str, list[str]]:

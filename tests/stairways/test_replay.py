@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.errors import IntegrityError, ReplayMismatch
 from envs.market_arrays import MarketArrays
 from envs.trading import TradingEnvConfig
-from core.errors import IntegrityError, ReplayMismatch
 from stairways.registry import CHAMPION_ALIAS
 from stairways.replay import check_replay, load_episodes, replay_in_subprocess, replay_pnl, save_episodes
-from tests.stairways.test_registry import (
+from tests.stairways.registry_support import (
     TINY,
     Checkpoints,
     Tracking,

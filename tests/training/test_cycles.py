@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import training.cycles as cycles_module
+import training.outcome as outcome_module
 from core.digest import model_digest
 from envs.market_arrays import MarketArrays
 from market.feature_config import feature_names
@@ -24,16 +25,13 @@ from training.checkpoints import (
 )
 from training.cycles import (
     BASELINE_DIRECTORY,
-    TIMING_METRICS,
-    CycleResult,
-    TrainingOutcome,
     check_windows,
     cycle_directory,
     evaluate_checkpoint,
     run_cycle,
     run_cycles,
-    should_stop,
 )
+from training.outcome import TIMING_METRICS, CycleResult, TrainingOutcome, should_stop
 from training.ppo import PPOSettings, TrainingConfig, parameter_divergence
 
 SEED = 7
@@ -642,7 +640,7 @@ def test_full_default_run_on_twenty_sessions(tmp_path: Path) -> None:
         assert result.metrics["episodes"] > 0
         assert all(math.isfinite(value) for key, value in result.metrics.items() if key not in MAY_BE_NAN)
         assert all(math.isfinite(value) for value in result.evaluation.values())
-    best = cycles_module.best_cycle(outcome.cycles, trades_band=config.selection_trades_band)
+    best = outcome_module.best_cycle(outcome.cycles, trades_band=config.selection_trades_band)
     if best is not None:
         assert outcome.best_checkpoint == best.checkpoint
     load_checkpoint(outcome.best_checkpoint, market=validation)
@@ -663,24 +661,24 @@ def _fake_result(cycle: int, score: float, trades: float, *, rolled_back: bool =
 
 def test_the_best_cycle_is_picked_among_those_trading_inside_the_band() -> None:
     results = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 18.0), _fake_result(3, 0.20, 3.0)]
-    assert cycles_module.best_cycle(results).cycle == 1  # type: ignore[union-attr]
-    assert cycles_module.best_cycle(results, trades_band=(5.0, 25.0)).cycle == 2  # type: ignore[union-attr]
+    assert outcome_module.best_cycle(results).cycle == 1  # type: ignore[union-attr]
+    assert outcome_module.best_cycle(results, trades_band=(5.0, 25.0)).cycle == 2  # type: ignore[union-attr]
     outside = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.40, 30.0, rolled_back=True)]
-    assert cycles_module.best_cycle(outside, trades_band=(5.0, 25.0)).cycle == 1  # type: ignore[union-attr]
+    assert outcome_module.best_cycle(outside, trades_band=(5.0, 25.0)).cycle == 1  # type: ignore[union-attr]
 
 
 def test_training_goes_on_past_an_early_stop_while_no_cycle_trades_inside_the_band() -> None:
     config = TrainingConfig(cycles=4, selection_trades_band=(5.0, 25.0))
     worse = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 38.0)]
-    go_on, reason = cycles_module.continue_training(worse, config)
+    go_on, reason = outcome_module.continue_training(worse, config)
     assert go_on and "no cycle trades inside [5.0, 25.0]" in reason
     settled = [_fake_result(1, 0.30, 20.0), _fake_result(2, 0.10, 38.0)]
-    assert cycles_module.continue_training(settled, config)[0] is False
-    assert cycles_module.continue_training(worse, config.model_copy(update={"selection_trades_band": None}))[0] is False
+    assert outcome_module.continue_training(settled, config)[0] is False
+    assert outcome_module.continue_training(worse, config.model_copy(update={"selection_trades_band": None}))[0] is False
     spent = [*worse, _fake_result(3, 0.1, 40.0), _fake_result(4, 0.1, 40.0)]
-    assert cycles_module.continue_training(spent, config) == (False, "ran all 4 cycles")
+    assert outcome_module.continue_training(spent, config) == (False, "ran all 4 cycles")
     rolled = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 38.0, rolled_back=True)]
-    assert "rolled back" in cycles_module.continue_training(rolled, config)[1]
+    assert "rolled back" in outcome_module.continue_training(rolled, config)[1]
 
 
 def test_the_outer_loop_rescales_the_setpoint_and_the_rewritten_checkpoint_verifies(

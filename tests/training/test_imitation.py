@@ -13,8 +13,9 @@ from envs.policies import SignalRulePolicy
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
 from training.checkpoints import load_checkpoint
-from training.cycles import BASELINE_DIRECTORY, CycleResult, run_cycle
+from training.cycles import BASELINE_DIRECTORY, run_cycle
 from training.imitation import ImitationConfig, clone, teacher_rollouts
+from training.outcome import CycleResult
 from training.ppo import PPOSettings, TrainingConfig, make_training_env, new_model
 
 SEED = 3

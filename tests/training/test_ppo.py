@@ -13,8 +13,8 @@ from controllers.reward import AdaptiveRewardController
 from core.spec import HOLD_ACTION
 from envs.trading import DualTickerTradingEnv, TradingEnvConfig
 from tests.training.support import TINY, random_market
+from training.normalization import BlockVecNormalize, restore_normalization, save_normalization
 from training.ppo import (
-    BlockVecNormalize,
     PPOSettings,
     TrainingConfig,
     decisions_per_session,
@@ -23,8 +23,6 @@ from training.ppo import (
     parameter_divergence,
     policy_parameters,
     progress_bar_available,
-    restore_normalization,
-    save_normalization,
     torch_threads,
 )
 from training.ppo import _FreshInfoVecEnv as FreshInfoVecEnv
