@@ -34,14 +34,14 @@ ACTION_MEANINGS: tuple[str, ...] = tuple(
     f"{first}/{second}" for first in _CODE_NAMES for second in _CODE_NAMES
 )
 
-# action -> (ticker 0 step, ticker 1 step, both held); steps are -1 (sell), 0 (hold), +1 (buy).
+# action -> (ticker 0 step, ticker 1 step); steps are -1.0 (sell), 0.0 (hold), +1.0 (buy). Floats, because
+# the order path compares them with float positions (a float-int comparison is several times slower).
 # A dict (not a list) so that a negative or out-of-range action raises instead of wrapping around.
-_DECODE: dict[int, tuple[int, int, bool]] = {
-    3 * first + second: (first - 1, second - 1, first == 1 and second == 1)
-    for first in range(3)
-    for second in range(3)
+_Order = tuple[float, float]
+_DECODE: dict[int, _Order] = {
+    3 * first + second: (float(first - 1), float(second - 1)) for first in range(3) for second in range(3)
 }
-_NO_ORDER = _DECODE[4]
+_NO_ORDER = _DECODE[4]  # compared by identity: the one order that sends nothing
 _NO_EPISODE = "step() called without a running episode: call reset() (also after terminated or truncated)"
 
 
@@ -52,10 +52,10 @@ def _invalid_action(action: object) -> ValueError:
 def decode_action(action: int) -> tuple[int, int]:
     """Per-ticker steps of an action: ``-1`` sell, ``0`` hold, ``+1`` buy (action = 3 * s0 + s1 + 4)."""
     try:
-        first, second, _ = _DECODE[action]
+        first, second = _DECODE[action]
     except (KeyError, TypeError):
         raise _invalid_action(action) from None
-    return first, second
+    return int(first), int(second)
 
 
 class _Leg:
@@ -65,12 +65,14 @@ class _Leg:
     the hot path reads and writes these fields on every order and slot access is the cheapest attribute.
     """
 
-    __slots__ = ("close", "impact", "open", "proportional", "shares", "trade_cash", "units", "volume")
+    __slots__ = ("close", "impact", "limit", "open", "proportional", "shares", "trade_cash", "units", "volume")
 
-    def __init__(self, open_: list[float], close: list[float], volume: list[float]) -> None:
+    def __init__(self, open_: list[float], close: list[float], volume: list[float], participation: float) -> None:
         self.open = open_
         self.close = close
         self.volume = volume
+        # Most shares an order may fill at each bar (the participation cap), computed once instead of per order.
+        self.limit = [participation * bar_volume for bar_volume in volume]
         self.units = 0.0  # position in units, in [-1, 1]
         self.shares = 0.0  # position in (fractional) shares
         self.trade_cash = 0.0  # net cash of the open trade so far (costs included); its result at the close
@@ -261,8 +263,11 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(low=-bound, high=bound, dtype=np.float32)
         self.action_space = spaces.Discrete(9)
 
+        participation = float(execution.participation_cap)
         self._leg0, self._leg1 = (
-            _Leg(market.open[:, k].tolist(), market.close[:, k].tolist(), market.volume[:, k].tolist())
+            _Leg(
+                market.open[:, k].tolist(), market.close[:, k].tolist(), market.volume[:, k].tolist(), participation
+            )
             for k in range(2)
         )
         self._legs = (self._leg0, self._leg1)
@@ -279,13 +284,12 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._fee_bps = float(execution.fee_bps)
         self._proportional_rate = (self._spread_bps + self._fee_bps) * BASIS_POINT
         self._impact = float(execution.impact_coefficient)
-        self._participation = float(execution.participation_cap)
         self._latency = int(execution.latency_bars)
         self._daily_keep = 1.0 - float(risk.daily_loss_limit)
         self._drawdown_keep = 1.0 - float(risk.max_drawdown)
         self._max_losses = int(risk.max_consecutive_losses)
         # Orders decided but not yet due; None when latency is one bar (an order fills in its own step).
-        self._ring: list[tuple[int, int, bool]] | None = (
+        self._ring: list[_Order] | None = (
             None if self._latency == 1 else [_NO_ORDER] * self._latency
         )
         self._ring_slot = 0
@@ -489,8 +493,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             orders = self._fill_orders(due, t, equity_before)
 
         # Mark to market at the close, then the risk limits in the documented order.
-        leg0 = self._leg0
-        leg1 = self._leg1
+        leg0, leg1 = self._legs
         close0, close1 = self._closes[t]
         equity = self._cash + leg0.shares * close0 + leg1.shares * close1
         terminated = False
@@ -542,9 +545,9 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             self._t = None
         return observation, reward, terminated, truncated, info
 
-    def _delay(self, decided: tuple[int, int, bool]) -> tuple[int, int, bool]:
+    def _delay(self, decided: _Order) -> _Order:
         """Queue the order just decided; return the one decided ``latency_bars - 1`` steps ago, now due."""
-        ring: list[tuple[int, int, bool]] = self._ring  # type: ignore[assignment]  # only called with a ring
+        ring: list[_Order] = self._ring  # type: ignore[assignment]  # only called with a ring
         slot = self._ring_slot
         ring[slot] = decided
         slot += 1
@@ -553,22 +556,23 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._ring_slot = slot
         return ring[slot]
 
-    def _fill_orders(self, due: tuple[int, int, bool], t: int, equity_before: float) -> int:
+    def _fill_orders(self, due: _Order, t: int, equity_before: float) -> int:
         """Fill both tickers' due orders at bar ``t``'s open; book their costs; return how many filled."""
-        first, second, _ = due
+        first, second = due
         orders = 0
         proportional = 0.0
         impact = 0.0
-        leg = self._leg0
-        if first and self._fill_leg(leg, first, t, equity_before):
+        # A ticker's order moves it unless it is already at that end of the ladder (units == direction):
+        # checked here, because a third of random orders are such no-ops and a call costs more than the test.
+        leg0, leg1 = self._legs
+        if first and leg0.units != first and self._fill_leg(leg0, first, t, equity_before):
             orders = 1
-            proportional = leg.proportional
-            impact = leg.impact
-        leg = self._leg1
-        if second and self._fill_leg(leg, second, t, equity_before):
+            proportional = leg0.proportional
+            impact = leg0.impact
+        if second and leg1.units != second and self._fill_leg(leg1, second, t, equity_before):
             orders += 1
-            proportional += leg.proportional
-            impact += leg.impact
+            proportional += leg1.proportional
+            impact += leg1.impact
         if orders:
             self._agent_orders += orders
             # The step's costs join the episode totals in one addition: summing per fill would round
@@ -577,8 +581,10 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             self._cost_impact += impact
         return orders
 
-    def _fill_leg(self, leg: _Leg, direction: int, t: int, equity_before: float) -> bool:
+    def _fill_leg(self, leg: _Leg, direction: float, t: int, equity_before: float) -> bool:
         """Fill one ticker's order (``direction`` +1 buy, -1 sell) at bar ``t``'s open; False if none filled.
+
+        Only for an order that moves the position (``leg.units != direction``).
 
         Books the cash, the position, a partial fill and, when the position returns to flat, the trade's
         result in the loss streak; leaves the fill's costs in ``leg.proportional`` and ``leg.impact``. The
@@ -586,12 +592,10 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         maths); the tests compare the two.
         """
         units = leg.units
-        if direction > 0:
+        if direction > 0.0:
             target = 0.0 if units < 0.0 else 1.0
         else:
             target = 0.0 if units > 0.0 else -1.0
-        if target == units:
-            return False  # a buy while long or a sell while short: nothing to send
         price = leg.open[t]
         if target == 0.0:
             wanted = -leg.shares
@@ -600,8 +604,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             if unit > self._unit_notional:
                 unit = self._unit_notional
             wanted = (target - units) * unit / price
-        volume = leg.volume[t]
-        limit = self._participation * volume
+        limit = leg.limit[t]
         if wanted > limit:
             filled = limit
         elif wanted < -limit:
@@ -614,7 +617,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         size = filled if filled > 0.0 else -filled
         notional = size * price
         proportional = self._proportional_rate * notional
-        impact = self._impact * (size / volume) ** 0.5 * notional
+        impact = self._impact * (size / leg.volume[t]) ** 0.5 * notional
         cost = self._ticket + proportional + impact
         flow = filled * price + cost
         self._cash -= flow

@@ -1,10 +1,14 @@
 """Helpers shared by the registry tests: a tiny trained agent, tracking stores, versions, aliases and promotions."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import mlflow
+import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -159,3 +163,27 @@ def register(
 def local_path(uri: str) -> Path:
     parsed = urlparse(uri)
     return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
+
+
+def aliases_by_version(tracking: Tracking) -> dict[str, list[str]]:
+    client = tracking.client()
+    numbers = [
+        str(version.version) for version in client.search_model_versions(f"name='{tracking.model_name}'")
+    ]
+    # search results carry no aliases: read each version
+    return {
+        number: sorted(client.get_model_version(tracking.model_name, number).aliases)
+        for number in sorted(numbers)
+    }
+
+
+@contextmanager
+def global_tracking_uri(uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """MLflow's process-wide tracking URI set to ``uri`` for the block, restored afterwards."""
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)

@@ -1,6 +1,6 @@
+"""Tests for stairways/registry.py: registering a candidate, the pyfunc, champion checkpoints, promotion."""
+
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from core.digest import file_digest
-from core.errors import ConfigError, GateRejected, IntegrityError, RegistryError
+from core.errors import GateRejected, RegistryError
 from envs.market_arrays import MarketArrays
-from stairways.integrity import CHECKPOINT_PATH, checkpoint_hashes, verify_checkpoint
+from stairways.integrity import CHECKPOINT_PATH, checkpoint_hashes
 from stairways.registry import (
     CHAMPION_ALIAS,
     CHECKPOINT_TAG,
@@ -20,14 +20,13 @@ from stairways.registry import (
     load_registered_model,
     register_candidate,
 )
-from stairways.rollback import rollback
 from tests.stairways.registry_support import (
     Checkpoints,
     Tracking,
-    build_checkpoints,
+    aliases_by_version,
     failing_decision,
+    global_tracking_uri,
     local_path,
-    new_tracking,
     passing_decision,
     promote,
     register,
@@ -42,48 +41,6 @@ def observations(market: MarketArrays, rows: int = 64, *, seed: int = 0) -> np.n
     batch[:, :-2] = market.features[:rows]
     batch[:, -2:] = generator.integers(-1, 2, size=(rows, 2))
     return batch
-
-
-
-
-def aliases_by_version(tracking: Tracking) -> dict[str, list[str]]:
-    client = tracking.client()
-    numbers = [
-        str(version.version) for version in client.search_model_versions(f"name='{tracking.model_name}'")
-    ]
-    # search results carry no aliases: read each version
-    return {
-        number: sorted(client.get_model_version(tracking.model_name, number).aliases)
-        for number in sorted(numbers)
-    }
-
-
-@contextmanager
-def global_tracking_uri(uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """MLflow's process-wide tracking URI set to ``uri`` for the block, restored afterwards."""
-    previous = mlflow.get_tracking_uri()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Checkpoints:
-    return build_checkpoints(tmp_path_factory.mktemp("checkpoints"))
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One SQLite store per module (creating one costs seconds); each test has its own model name."""
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-
-
-@pytest.fixture
-def tracking(store: str, tmp_path: Path) -> Tracking:
-    return new_tracking(store, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------- register
@@ -181,7 +138,7 @@ def test_pyfunc_by_alias_predicts_the_checkpoint_policy_actions(
         model.predict(batch.astype(np.float64))
 
 
-# --------------------------------------------------------------------------------------------- integrity
+# ----------------------------------------------------------------------------------- champion checkpoint
 
 
 def test_champion_checkpoint_is_verified_and_fits_training(
@@ -211,49 +168,6 @@ def test_champion_checkpoint_is_verified_and_fits_training(
         feature_names=checkpoints.observation_names[:-2],
     )
     assert problem is None
-
-
-def test_a_tampered_model_file_is_never_loaded(
-    tracking: Tracking, checkpoints: Checkpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    candidate = register(tracking, checkpoints)
-    promote(
-        tracking_uri=tracking.uri, model_name=tracking.model_name, version=candidate.version, reason="first"
-    )
-    stored = local_path(candidate.checkpoint_uri) / "model.zip"
-    stored.write_bytes(stored.read_bytes() + b"\0")
-
-    with pytest.raises(IntegrityError, match="model.zip"):
-        champion_checkpoint(
-            tracking_uri=tracking.uri, model_name=tracking.model_name, destination=tmp_path / "warm"
-        )
-    with pytest.raises(IntegrityError, match="model.zip"):
-        load_registered_model(candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / "load")
-    # Loaded by plain MLflow, the pyfunc's load_context checks the hashes stored in the model's config.
-    with global_tracking_uri(tracking.uri, monkeypatch), pytest.raises(IntegrityError, match="model.zip"):
-        mlflow.pyfunc.load_model(f"models:/{tracking.model_name}@{CHAMPION_ALIAS}")
-
-
-def test_a_tampered_pyfunc_wrapper_is_refused_before_mlflow_reads_it(
-    tracking: Tracking, checkpoints: Checkpoints, tmp_path: Path
-) -> None:
-    candidate = register(tracking, checkpoints)
-    wrapper = local_path(candidate.checkpoint_uri).parent.parent / "agent_model.py"
-    assert wrapper.is_file()
-    wrapper.write_bytes(b"not the registered wrapper")
-    with pytest.raises(IntegrityError, match="agent_model.py"):
-        load_registered_model(candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / "load")
-
-
-def test_verify_checkpoint(checkpoints: Checkpoints, tmp_path: Path) -> None:
-    expected = {name: file_digest(checkpoints.trained / name) for name in CHECKPOINT_FILES}
-    verify_checkpoint(checkpoints.trained, expected)
-    with pytest.raises(IntegrityError, match="no recorded SHA-256 for \\['controller.json'\\]"):
-        verify_checkpoint(checkpoints.trained, {k: v for k, v in expected.items() if k != "controller.json"})
-    with pytest.raises(IntegrityError, match="vecnormalize.npz .* has SHA-256"):
-        verify_checkpoint(checkpoints.trained, {**expected, "vecnormalize.npz": "0" * 64})
-    with pytest.raises(IntegrityError, match="controller.json is missing"):
-        verify_checkpoint(tmp_path, expected)
 
 
 # ------------------------------------------------------------------------------------------- promotion
@@ -302,122 +216,7 @@ def test_a_failing_candidate_keeps_its_version_and_gets_no_alias(
     assert "promoted_at" not in tags
 
 
-# -------------------------------------------------------------------------------------------- rollback
-
-
-def test_rollback_to_the_previous_champion_and_to_a_named_version(
-    tracking: Tracking, checkpoints: Checkpoints
-) -> None:
-    for night in (1, 2, 3):
-        candidate = register(tracking, checkpoints)
-        promote(
-            tracking_uri=tracking.uri,
-            model_name=tracking.model_name,
-            version=candidate.version,
-            reason=f"night {night}",
-        )
-    assert aliases_by_version(tracking) == {"1": [], "2": [PREVIOUS_CHAMPION_ALIAS], "3": [CHAMPION_ALIAS]}
-
-    record = rollback(tracking.uri, tracking.model_name, to_version=None, reason="replay mismatch")
-    assert (record.champion, record.rolled_back, record.previous_champion) == ("2", "3", "1")
-    assert aliases_by_version(tracking) == {"1": [PREVIOUS_CHAMPION_ALIAS], "2": [CHAMPION_ALIAS], "3": []}
-    demoted = tracking.client().get_model_version(tracking.model_name, "3").tags
-    assert demoted["rollback_reason"] == "replay mismatch"
-    assert demoted["rolled_back_at"] == record.rolled_back_at
-    assert demoted["rolled_back_to"] == "2"
-    assert (
-        tracking.client().get_model_version(tracking.model_name, "2").tags["restore_reason"]
-        == "replay mismatch"
-    )
-
-    record = rollback(tracking.uri, tracking.model_name, to_version="3", reason="false alarm")
-    assert (record.champion, record.rolled_back, record.previous_champion) == ("3", "2", "2")
-    assert aliases_by_version(tracking) == {"1": [], "2": [PREVIOUS_CHAMPION_ALIAS], "3": [CHAMPION_ALIAS]}
-
-    record = rollback(tracking.uri, tracking.model_name, to_version="1", reason="back to the first")
-    assert (record.champion, record.rolled_back, record.previous_champion) == ("1", "3", None)
-    assert aliases_by_version(tracking) == {"1": [CHAMPION_ALIAS], "2": [], "3": []}
-    with pytest.raises(RegistryError, match="nothing to roll back to"):
-        rollback(tracking.uri, tracking.model_name, to_version=None, reason="again")
-    with pytest.raises(RegistryError, match="already is the champion"):
-        rollback(tracking.uri, tracking.model_name, to_version="1", reason="same")
-    with pytest.raises(RegistryError, match="has no version '99'"):
-        rollback(tracking.uri, tracking.model_name, to_version="99", reason="typo")
-    assert aliases_by_version(tracking) == {"1": [CHAMPION_ALIAS], "2": [], "3": []}
-
-
-def test_rollback_without_a_registered_model_is_a_registry_error(tracking: Tracking) -> None:
-    with pytest.raises(RegistryError, match="nothing to roll back to"):
-        rollback(tracking.uri, "no-such-model", to_version=None, reason="x")
-    with pytest.raises(RegistryError, match="no version '1'"):
-        rollback(tracking.uri, "no-such-model", to_version="1", reason="x")
-
-
-def test_rollback_refuses_an_empty_reason_a_tampered_target_and_an_unforced_rejected_one(
-    tracking: Tracking, checkpoints: Checkpoints
-) -> None:
-    good = register(tracking, checkpoints)
-    promote(tracking_uri=tracking.uri, model_name=tracking.model_name, version=good.version, reason="night 1")
-    rejected = register(tracking, checkpoints, decision=failing_decision())
-    tampered = register(tracking, checkpoints)
-    stored = local_path(tampered.checkpoint_uri) / "model.zip"
-    stored.write_bytes(stored.read_bytes() + b"\0")
-
-    for empty in ("", "   "):
-        with pytest.raises(ConfigError, match="needs a reason"):
-            rollback(tracking.uri, tracking.model_name, to_version=rejected.version, reason=empty)
-    with pytest.raises(GateRejected, match="needs --force"):
-        rollback(tracking.uri, tracking.model_name, to_version=rejected.version, reason="try it")
-    unverified = register(tracking, checkpoints)  # passed the gate, never replayed from the registry
-    with pytest.raises(GateRejected, match="never verified by a replay"):
-        rollback(tracking.uri, tracking.model_name, to_version=unverified.version, reason="try it")
-    with pytest.raises(IntegrityError, match="model.zip"):
-        rollback(tracking.uri, tracking.model_name, to_version=tampered.version, reason="try it", force=True)
-    assert current_champion(tracking_uri=tracking.uri, model_name=tracking.model_name) == good.version
-
-    record = rollback(
-        tracking.uri, tracking.model_name, to_version=rejected.version, reason="ops", force=True
-    )
-    assert (record.champion, record.forced) == (rejected.version, True)
-    tags = tracking.client().get_model_version(tracking.model_name, rejected.version).tags
-    assert tags["restore_forced"] == "true" and tags["restore_reason"] == "ops"
-    event = tracking.client().get_run(record.event_run_id)
-    assert event.data.tags["event"] == "rollback"
-    assert (event.data.tags["from"], event.data.tags["to"], event.data.tags["forced"]) == (
-        good.version,
-        rejected.version,
-        "true",
-    )
-
-
-def _model_files(root: Path) -> list[str]:
-    return sorted(path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file())
-
-
-def test_one_tampered_byte_in_any_file_of_a_version_is_refused_before_loading(
-    tracking: Tracking, checkpoints: Checkpoints, tmp_path: Path
-) -> None:
-    candidate = register(tracking, checkpoints)
-    root = local_path(candidate.checkpoint_uri).parent.parent
-    files = _model_files(root)
-    assert {"MLmodel", "agent_model.py", "artifacts/checkpoint/model.zip"} <= set(files)
-    for index, name in enumerate(files):
-        path = root / name
-        original = path.read_bytes()
-        tampered = bytearray(original)
-        tampered[len(tampered) // 2] ^= 0x01
-        path.write_bytes(bytes(tampered))
-        try:
-            with pytest.raises(IntegrityError, match=name.replace(".", r"\.")):
-                load_registered_model(
-                    candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / f"load-{index}"
-                )
-        finally:
-            path.write_bytes(original)
-    model, version = load_registered_model(
-        candidate.model_uri, tracking_uri=tracking.uri, destination=tmp_path / "clean"
-    )
-    assert str(version.version) == candidate.version
+# ----------------------------------------------------------------------------------------- fetch-model
 
 
 def test_fetch_model_gives_a_verified_copy_or_refuses(

@@ -9,7 +9,7 @@ from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
 from training.ppo import PPOSettings, TrainingConfig
 
-__all__ = ["START", "TINY", "random_market", "synthetic_windows"]
+__all__ = ["SEED", "START", "TINY", "TINY_CYCLES", "random_market", "synthetic_windows"]
 
 START = np.datetime64("2024-01-02T14:30", "ns")
 
@@ -44,6 +44,16 @@ TINY = TrainingConfig(
     progress_bar=False,
     ppo=PPOSettings(n_envs=2, n_steps=32, batch_size=32),
 )
+
+SEED = 7
+TINY_CYCLES = TrainingConfig(
+    cycles=2,
+    steps_per_cycle=512,
+    progress_bar=False,
+    ppo=PPOSettings(n_envs=2, n_steps=64, batch_size=64),
+    selection_trades_band=None,  # the band's rules have their own tests (tests/training/test_outcome.py)
+)
+"""The cycle tests' run: two cycles of 512 steps (the ``tiny_run`` fixture of ``conftest.py``)."""
 
 
 def synthetic_windows(

@@ -1,20 +1,19 @@
-import hashlib
+"""Tests for training/cycles.py: the cycle loop (training, warm start, determinism, windows, rollback)."""
+
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
 import training.cycles as cycles_module
 import training.outcome as outcome_module
-from core.digest import model_digest
 from envs.market_arrays import MarketArrays
 from market.feature_config import feature_names
-from tests.training.support import synthetic_windows
+from tests.training.support import SEED, synthetic_windows
+from tests.training.support import TINY_CYCLES as TINY
 from training.checkpoints import (
     CONTROLLER_FILE,
     META_FILE,
@@ -31,17 +30,9 @@ from training.cycles import (
     run_cycle,
     run_cycles,
 )
-from training.outcome import TIMING_METRICS, CycleResult, TrainingOutcome, should_stop
-from training.ppo import PPOSettings, TrainingConfig, parameter_divergence
+from training.outcome import TIMING_METRICS, CycleResult, TrainingOutcome
+from training.ppo import TrainingConfig, parameter_divergence
 
-SEED = 7
-TINY = TrainingConfig(
-    cycles=2,
-    steps_per_cycle=512,
-    progress_bar=False,
-    ppo=PPOSettings(n_envs=2, n_steps=64, batch_size=64),
-    selection_trades_band=None,  # the band's rules have their own tests below
-)
 METRIC_KEYS = {
     "episodes",
     "episode_reward_mean",
@@ -117,21 +108,6 @@ MAY_BE_NAN = {
 }
 
 
-@pytest.fixture(scope="module")
-def windows() -> tuple[MarketArrays, MarketArrays]:
-    return synthetic_windows()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(
-    windows: tuple[MarketArrays, MarketArrays], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[TrainingOutcome, Path]]:
-    train, validation = windows
-    output = tmp_path_factory.mktemp("tiny-run")
-    outcome = run_cycles(train=train, selection=validation, config=TINY, seed=SEED, output_dir=output)
-    yield outcome, output
-
-
 def test_each_cycle_keeps_its_selection_session_returns(tiny_run: tuple[TrainingOutcome, Path]) -> None:
     """The per-session returns behind the score: what the deflated Sharpe ratio counts as one trial."""
     outcome, _ = tiny_run
@@ -202,49 +178,6 @@ def test_tiny_run_trains_checkpoints_and_reports(tiny_run: tuple[TrainingOutcome
     assert (output / BASELINE_DIRECTORY / MODEL_FILE).is_file()
 
 
-def test_checkpoint_meta_describes_the_checkpoint(
-    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
-) -> None:
-    outcome, output = tiny_run
-    train, _ = windows
-    meta = json.loads((cycle_directory(output, 2) / META_FILE).read_text())
-    assert meta["cycle"] == 2
-    assert meta["num_timesteps"] == 1024
-    assert meta["feature_names"] == list(train.feature_names)
-    assert meta["observation_shape"] == [train.features.shape[1] + 2]
-    assert meta["action_count"] == 9
-    assert meta["config_hash"] == model_digest(TINY)
-    assert TrainingConfig.model_validate(meta["config"]) == TINY
-    assert meta["seed"] == SEED
-    for name in (MODEL_FILE, NORMALIZATION_FILE, CONTROLLER_FILE):
-        digest = hashlib.sha256((cycle_directory(output, 2) / name).read_bytes()).hexdigest()
-        assert meta["files_sha256"][name] == digest
-    controller = json.loads((cycle_directory(output, 2) / CONTROLLER_FILE).read_text())
-    assert controller["hold_bonus"] == outcome.cycles[1].metrics["controller_hold_bonus"]
-    baseline = json.loads((output / BASELINE_DIRECTORY / META_FILE).read_text())
-    assert baseline["cycle"] == 0
-    assert baseline["num_timesteps"] == 0
-
-
-def test_loaded_policy_predicts_actions(
-    tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
-) -> None:
-    _, output = tiny_run
-    _, validation = windows
-    policy = load_checkpoint(cycle_directory(output, 2), market=validation)
-    assert not policy.normalization.training
-    observations = np.zeros((5, validation.features.shape[1] + 2), dtype=np.float32)
-    observations[:, :-2] = validation.features[:5]
-    actions = policy.predict(observations)
-    assert actions.dtype == np.int64
-    assert actions.shape == (5,)
-    assert ((actions >= 0) & (actions < 9)).all()
-    np.testing.assert_array_equal(actions, policy.predict(observations))
-    with pytest.raises(ValueError, match="shape"):
-        policy.predict(observations[:, :-1])
-    assert policy.controller().state_dict() == policy.controller_state
-
-
 def test_evaluate_checkpoint_counts_sessions(
     tiny_run: tuple[TrainingOutcome, Path], windows: tuple[MarketArrays, MarketArrays]
 ) -> None:
@@ -257,24 +190,6 @@ def test_evaluate_checkpoint_counts_sessions(
     assert one["steps"] < everything["steps"]
     clamped = evaluate_checkpoint(cycle_directory(output, 2), validation, config=TINY, sessions=50)
     assert clamped == everything
-
-
-def test_load_checkpoint_refuses_tampered_or_mismatched_files(
-    tiny_run: tuple[TrainingOutcome, Path], tmp_path: Path
-) -> None:
-    _, output = tiny_run
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for path in cycle_directory(output, 1).iterdir():
-        (copy / path.name).write_bytes(path.read_bytes())
-    load_checkpoint(copy)
-    with (copy / MODEL_FILE).open("ab") as handle:
-        handle.write(b"\0")
-    with pytest.raises(ValueError, match="SHA-256"):
-        load_checkpoint(copy)
-    other_train, _ = synthetic_windows(columns=feature_names()[:-1])
-    with pytest.raises(ValueError, match="does not fit the market"):
-        load_checkpoint(cycle_directory(output, 1), market=other_train)
 
 
 # ------------------------------------------------------------------------------------------ determinism
@@ -384,52 +299,6 @@ def test_compatible_checkpoint_warm_starts_with_its_weights(
     assert result.metrics["num_timesteps"] == 1024 + 512
     divergence = parameter_divergence(_weights(result.checkpoint), _weights(champion))
     assert divergence == pytest.approx(result.divergence, rel=1e-12)
-
-
-def test_incompatible_checkpoints_give_a_fresh_start_with_the_reason(
-    tiny_run: tuple[TrainingOutcome, Path], tmp_path: Path
-) -> None:
-    _, output = tiny_run
-    champion = cycle_directory(output, 2)
-    columns = feature_names()
-    fewer_train, fewer_validation = synthetic_windows(columns=columns[:-1])
-    reordered_train, _ = synthetic_windows(columns=[*columns[1:], columns[0]])
-
-    def reason(train: MarketArrays) -> str | None:
-        return check_warm_start(
-            champion,
-            observation_size=train.features.shape[1] + 2,
-            action_count=9,
-            feature_names=train.feature_names,
-        )
-
-    assert "observation shape" in (reason(fewer_train) or "")
-    assert "same names in a different order" in (reason(reordered_train) or "")
-    assert "action count" in (
-        check_warm_start(
-            champion,
-            observation_size=reordered_train.features.shape[1] + 2,
-            action_count=3,
-            feature_names=reordered_train.feature_names,
-        )
-        or ""
-    )
-    assert "does not exist" in (
-        check_warm_start(tmp_path / "missing", observation_size=1, action_count=9, feature_names=[]) or ""
-    )
-    assert check_warm_start(None, observation_size=1, action_count=9, feature_names=[]) is not None
-    result = run_cycle(
-        1,
-        train=fewer_train,
-        selection=fewer_validation,
-        config=TINY,
-        seed=SEED,
-        output_dir=tmp_path / "fresh",
-        previous=champion,
-        baseline=None,
-    )
-    assert result.warm_start_reason.startswith("fresh start: observation shape")
-    assert result.metrics["num_timesteps"] == 512.0
 
 
 def test_a_different_network_architecture_starts_fresh(
@@ -564,38 +433,6 @@ def test_a_rolled_back_later_cycle_keeps_the_previous_checkpoint(
 # -------------------------------------------------------------------------------------------- early stop
 
 
-@pytest.mark.parametrize(
-    ("history", "stop"),
-    [
-        ([], False),
-        ([1.0], False),
-        ([1.0, 1.06], False),
-        ([1.0, 1.04], True),
-        ([1.0, 0.5], True),
-        ([1.0, 2.0, 2.05], True),  # against the best earlier score, not the first
-        ([2.0, 1.0, 2.2], False),
-        ([-2.0, -1.0], False),  # improving a negative score: +50%
-        ([-1.0, -0.99], True),  # +1%
-        ([-1.0, -1.5], True),
-        ([0.0, 0.005], False),  # best at zero: the 0.01 floor makes this +50%
-        ([0.0, 0.0004], True),  # +4%
-        ([0.0, 0.0], True),
-        ([1.0, float("nan")], True),
-        ([float("nan"), 1.0], False),
-        ([float("nan"), 1.0, 1.01], True),
-    ],
-)
-def test_should_stop(history: list[float], stop: bool) -> None:
-    assert should_stop(history, min_improvement=0.05) is stop
-
-
-def test_should_stop_respects_the_threshold_and_floor() -> None:
-    assert should_stop([1.0, 1.19], min_improvement=0.2)
-    assert not should_stop([1.0, 1.21], min_improvement=0.2)
-    assert not should_stop([1.0, 1.0], min_improvement=0.0)
-    assert should_stop([0.0, 0.005], min_improvement=0.05, score_floor=1.0)
-
-
 def test_run_cycles_stops_early_on_a_fake_evaluation_sequence(
     windows: tuple[MarketArrays, MarketArrays], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -646,41 +483,6 @@ def test_full_default_run_on_twenty_sessions(tmp_path: Path) -> None:
     load_checkpoint(outcome.best_checkpoint, market=validation)
 
 
-def _fake_result(cycle: int, score: float, trades: float, *, rolled_back: bool = False) -> CycleResult:
-    return CycleResult(
-        cycle=cycle,
-        checkpoint=Path(f"cycle-{cycle}"),
-        metrics={},
-        evaluation={"score": score, "trades_per_day": trades},
-        divergence=0.01,
-        rolled_back=rolled_back,
-        warm_start_reason="",
-        trajectory=pl.DataFrame(),
-    )
-
-
-def test_the_best_cycle_is_picked_among_those_trading_inside_the_band() -> None:
-    results = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 18.0), _fake_result(3, 0.20, 3.0)]
-    assert outcome_module.best_cycle(results).cycle == 1  # type: ignore[union-attr]
-    assert outcome_module.best_cycle(results, trades_band=(5.0, 25.0)).cycle == 2  # type: ignore[union-attr]
-    outside = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.40, 30.0, rolled_back=True)]
-    assert outcome_module.best_cycle(outside, trades_band=(5.0, 25.0)).cycle == 1  # type: ignore[union-attr]
-
-
-def test_training_goes_on_past_an_early_stop_while_no_cycle_trades_inside_the_band() -> None:
-    config = TrainingConfig(cycles=4, selection_trades_band=(5.0, 25.0))
-    worse = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 38.0)]
-    go_on, reason = outcome_module.continue_training(worse, config)
-    assert go_on and "no cycle trades inside [5.0, 25.0]" in reason
-    settled = [_fake_result(1, 0.30, 20.0), _fake_result(2, 0.10, 38.0)]
-    assert outcome_module.continue_training(settled, config)[0] is False
-    assert outcome_module.continue_training(worse, config.model_copy(update={"selection_trades_band": None}))[0] is False
-    spent = [*worse, _fake_result(3, 0.1, 40.0), _fake_result(4, 0.1, 40.0)]
-    assert outcome_module.continue_training(spent, config) == (False, "ran all 4 cycles")
-    rolled = [_fake_result(1, 0.30, 40.0), _fake_result(2, 0.10, 38.0, rolled_back=True)]
-    assert "rolled back" in outcome_module.continue_training(rolled, config)[1]
-
-
 def test_the_outer_loop_rescales_the_setpoint_and_the_rewritten_checkpoint_verifies(
     tiny_run: tuple[TrainingOutcome, Path],
 ) -> None:
@@ -697,41 +499,3 @@ def test_the_outer_loop_rescales_the_setpoint_and_the_rewritten_checkpoint_verif
             assert scale > result.metrics["controller_target_scale"]
         elif trades > 20.0:
             assert scale < result.metrics["controller_target_scale"]
-
-
-def test_a_checkpoint_without_controller_gives_no_controller(tmp_path: Path) -> None:
-    train, validation = synthetic_windows(columns=feature_names()[:4])
-    config = TINY.model_copy(
-        update={"cycles": 1, "steps_per_cycle": 128, "controller": TINY.controller.model_copy(update={"enabled": False})}
-    )
-    result = run_cycle(
-        1, train=train, selection=validation, config=config, seed=SEED, output_dir=tmp_path, previous=None, baseline=None
-    )
-    policy = load_checkpoint(result.checkpoint)
-    assert policy.controller() is None
-    assert math.isnan(result.metrics["controller_hold_bonus"])  # no shaping: nothing to report
-    assert result.metrics["controller_target_scale_next"] == 1.0  # and no outer loop
-
-
-def test_a_checkpoint_of_the_first_controller_design_still_loads(tmp_path: Path, tiny_run: tuple[TrainingOutcome, Path]) -> None:
-    outcome, _ = tiny_run
-    legacy = tmp_path / "legacy"
-    legacy.mkdir()
-    for path in outcome.cycles[0].checkpoint.iterdir():
-        (legacy / path.name).write_bytes(path.read_bytes())
-    meta = json.loads((legacy / META_FILE).read_text())
-    controller = meta["config"]["controller"]
-    for key in ("target_trades_per_day", "trades_per_day_bounds", "regime_sensitivity", "probe_sessions"):
-        controller.pop(key)
-    controller |= {"target_hold_rate": 0.55, "target_bounds": [0.4, 0.75], "hold_rate_span": 200}
-    state = {
-        "version": 1, "steps": 512, "episodes": 3, "interval_steps": 12, "interval_error_sum": 0.3,
-        "hold_rate": 0.2, "slow_adjustment": -0.5, "target_hold_rate": 0.55, "regime_score": 0.1,
-        "hold_bonus": 0.015, "ticket_cost": 0.8,
-    }
-    (legacy / CONTROLLER_FILE).write_text(json.dumps(state))
-    meta["files_sha256"][CONTROLLER_FILE] = hashlib.sha256((legacy / CONTROLLER_FILE).read_bytes()).hexdigest()
-    (legacy / META_FILE).write_text(json.dumps(meta))
-    policy = load_checkpoint(legacy)
-    restored = policy.controller()
-    assert restored is not None and restored.slow_adjustment == -0.5
