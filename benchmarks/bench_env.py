@@ -108,7 +108,7 @@ def _child_stairways(
 ) -> dict[str, Any]:
     from controllers.reward import AdaptiveRewardController
     from envs.market_arrays import MarketArrays
-    from envs.trading import DualTickerTradingEnv, RiskConfig, TradingEnvConfig
+    from envs import DualTickerTradingEnv, RiskConfig, TradingEnvConfig
 
     bars = data["close"].shape[0]
     features = np.ascontiguousarray(

@@ -2,7 +2,8 @@
 
 from envs.execution import ExecutionConfig, fillable_shares, impact_cost, order_cost, proportional_cost
 from envs.market_arrays import MarketArrays, market_arrays, require_finite_features
-from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, RiskConfig, TradingEnvConfig, decode_action
+from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, decode_action
+from envs.trading_config import RiskConfig, TradingEnvConfig
 
 __all__ = [
     "ACTION_MEANINGS",

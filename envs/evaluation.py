@@ -44,7 +44,8 @@ import numpy as np
 from controllers.reward import AdaptiveRewardController
 from controllers.reward_config import RewardControllerConfig
 from envs.market_arrays import MarketArrays
-from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from envs.trading import DualTickerTradingEnv
+from envs.trading_config import TradingEnvConfig
 
 __all__ = [
     "COST_COMPONENTS",

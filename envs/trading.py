@@ -5,34 +5,30 @@ scores) and one float32 observation matrix, so ``step()`` is plain float arithme
 no numpy call except two scalar writes of the positions into the observation row, and no array allocation
 except one block copy when a multi-session episode enters its next session. See
 :class:`DualTickerTradingEnv` for the rules.
+
+The module is one class (about 480 of its lines) and is kept whole on purpose: ``step()`` and the helpers it
+calls on every bar (fills, delays, risk stops) share the env's private state, and splitting them into mixins
+or other modules would either spread one rule set over several files or add a lookup per bar on the
+hottest path of training (``benchmarks/bench_env.py``). Its settings live in :mod:`envs.trading_config`, its
+spaces come from :class:`core.spec.AgentSpec`.
 """
 
 from typing import Any, SupportsFloat
 
 import gymnasium
 import numpy as np
-from gymnasium import spaces
-from pydantic import BaseModel, ConfigDict, Field
 
 from controllers.reward import AdaptiveRewardController
-from envs.execution import BASIS_POINT, ExecutionConfig, impact_cost, proportional_cost
+from core.spec import ACTION_MEANINGS, HOLD_ACTION
+from envs.execution import BASIS_POINT, impact_cost, proportional_cost
 from envs.market_arrays import MarketArrays, require_finite_features
+from envs.trading_config import TradingEnvConfig
 
 __all__ = [
     "ACTION_MEANINGS",
     "DualTickerTradingEnv",
-    "RiskConfig",
-    "TradingEnvConfig",
     "decode_action",
 ]
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-# Per-ticker action codes: 0 = sell, 1 = hold, 2 = buy; the env action is 3 * code_0 + code_1.
-_CODE_NAMES = ("sell", "hold", "buy")
-ACTION_MEANINGS: tuple[str, ...] = tuple(
-    f"{first}/{second}" for first in _CODE_NAMES for second in _CODE_NAMES
-)
 
 # action -> (ticker 0 step, ticker 1 step); steps are -1.0 (sell), 0.0 (hold), +1.0 (buy). Floats, because
 # the order path compares them with float positions (a float-int comparison is several times slower).
@@ -41,7 +37,7 @@ _Order = tuple[float, float]
 _DECODE: dict[int, _Order] = {
     3 * first + second: (float(first - 1), float(second - 1)) for first in range(3) for second in range(3)
 }
-_NO_ORDER = _DECODE[4]  # compared by identity: the one order that sends nothing
+_NO_ORDER = _DECODE[HOLD_ACTION]  # compared by identity: the one order that sends nothing
 _NO_EPISODE = "step() called without a running episode: call reset() (also after terminated or truncated)"
 
 
@@ -65,97 +61,36 @@ class _Leg:
     the hot path reads and writes these fields on every order and slot access is the cheapest attribute.
     """
 
-    __slots__ = ("close", "impact", "limit", "open", "proportional", "shares", "trade_cash", "units", "volume")
+    __slots__ = (
+        "close",
+        "fill_impact",
+        "fill_proportional",
+        "limit",
+        "open",
+        "shares",
+        "trade_cash",
+        "units",
+        "volume",
+    )
 
-    def __init__(self, open_: list[float], close: list[float], volume: list[float], participation: float) -> None:
-        self.open = open_
-        self.close = close
-        self.volume = volume
-        # Most shares an order may fill at each bar (the participation cap), computed once instead of per order.
-        self.limit = [participation * bar_volume for bar_volume in volume]
+    def __init__(self, market: MarketArrays, ticker: int, participation_cap: float) -> None:
+        self.open: list[float] = market.open[:, ticker].tolist()
+        self.close: list[float] = market.close[:, ticker].tolist()
+        self.volume: list[float] = market.volume[:, ticker].tolist()
+        # Most shares an order may fill at each bar: the participation cap, multiplied once, not per order.
+        self.limit = [participation_cap * volume for volume in self.volume]
         self.units = 0.0  # position in units, in [-1, 1]
         self.shares = 0.0  # position in (fractional) shares
         self.trade_cash = 0.0  # net cash of the open trade so far (costs included); its result at the close
-        # Costs of this leg's latest fill, read by _fill_orders right after it (see there why not returned).
-        self.proportional = 0.0
-        self.impact = 0.0
+        # Spread-and-fee and impact costs of this leg's latest fill, which step() reads right after it.
+        self.fill_proportional = 0.0
+        self.fill_impact = 0.0
 
     def clear(self) -> None:
         """Flat with no open trade (the caller has booked the closing order, if any)."""
         self.units = 0.0
         self.shares = 0.0
         self.trade_cash = 0.0
-
-
-class RiskConfig(BaseModel):
-    """Risk limits enforced inside the env."""
-
-    model_config = _FROZEN
-
-    daily_loss_limit: float = Field(
-        0.02,
-        gt=0.0,
-        lt=1.0,
-        description=(
-            "When equity at a bar's close falls this share below the session's starting equity, both "
-            "positions "
-            "are flattened at that close and the agent's orders are ignored until the next session."
-        ),
-    )
-    max_consecutive_losses: int = Field(
-        5,
-        ge=1,
-        description=(
-            "After this many losing trades in a row within a session (a trade ends when its position returns "
-            "to flat; its result includes its costs), flatten and ignore orders until the next session."
-        ),
-    )
-    max_drawdown: float = Field(
-        0.10,
-        gt=0.0,
-        lt=1.0,
-        description="The episode terminates when equity at a close falls this share below its episode peak.",
-    )
-
-
-class TradingEnvConfig(BaseModel):
-    """Account, episode, reward and cost settings of :class:`DualTickerTradingEnv`."""
-
-    model_config = _FROZEN
-
-    initial_capital: float = Field(
-        100_000.0, gt=0.0, description="Cash at the start of every episode, dollars."
-    )
-    notional_per_unit: float = Field(
-        10_000.0,
-        gt=0.0,
-        description="Dollar size of one position unit per ticker (positions are -1, 0, +1 units).",
-    )
-    max_position_share: float = Field(
-        0.25,
-        gt=0.0,
-        le=1.0,
-        description="A unit is at most this share of current equity (last close's mark) when it is opened.",
-    )
-    sessions_per_episode: int = Field(
-        1, ge=1, description="Consecutive sessions per episode; the first is drawn at random on reset."
-    )
-    reward_scale: float = Field(
-        100.0,
-        gt=0.0,
-        description="Reward = reward_scale * PnL / initial_capital (100: PnL in percent of capital).",
-    )
-    ticket_shaping_scale: float = Field(
-        0.01,
-        ge=0.0,
-        description=(
-            "Reward units charged per agent order per unit of the controller's ticket_cost. With the "
-            "controller's base ticket cost 0.50 this is 0.005 per order, so trading both tickers costs about "
-            "what holding both earns (base hold bonus 0.01)."
-        ),
-    )
-    execution: ExecutionConfig = Field(default_factory=ExecutionConfig, description="Fills and costs.")
-    risk: RiskConfig = Field(default_factory=RiskConfig, description="Risk limits.")
 
 
 _DEFAULT_CONFIG = TradingEnvConfig()
@@ -204,7 +139,8 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     ``latency_bars - 1`` steps earlier.
     A non-finite reward raises ``FloatingPointError`` naming the bar.
 
-    **Risk** (:class:`RiskConfig`), checked at each close in this order: the maximum drawdown (against the
+    **Risk** (:class:`~envs.trading_config.RiskConfig`), checked at each close in this order: the maximum
+    drawdown (against the
     episode's peak close-to-close equity) flattens and terminates the episode; the daily loss limit (against
     the session's starting equity) and the consecutive-loss limit flatten both positions at that close and
     ignore the agent's orders (and cancel pending ones) until the next session. A trade ends when its
@@ -248,31 +184,25 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             )
             raise ValueError(msg)
 
-        feature_count = market.features.shape[1]
-        matrix = np.zeros((market.bars, feature_count + 2), dtype=np.float32)
+        # Not ``self.spec``: gymnasium.Env reserves that name for its registration EnvSpec.
+        self.agent_spec = market.spec
+        feature_count = self.agent_spec.feature_count
+        matrix = np.zeros((market.bars, self.agent_spec.observation_size), dtype=np.float32)
         matrix[:, :feature_count] = market.features
         self._matrix = matrix
-        self._position_column = feature_count
+        self._position_column = self.agent_spec.position_columns[0]
         # Observation rows of the current session: views of a fresh copy made when the session starts, so
         # every returned observation owns memory no other returned observation shares (see the class doc).
         self._session_rows: list[np.ndarray] = []
         self._session_first = 0
-        # Features are unbounded: the largest float32 stands in for infinity, which Gymnasium's checker flags.
-        bound = np.full(feature_count + 2, np.finfo(np.float32).max, dtype=np.float32)
-        bound[feature_count:] = 1.0
-        self.observation_space = spaces.Box(low=-bound, high=bound, dtype=np.float32)
-        self.action_space = spaces.Discrete(9)
+        self.observation_space = self.agent_spec.observation_space()
+        self.action_space = self.agent_spec.action_space()
 
-        participation = float(execution.participation_cap)
-        self._leg0, self._leg1 = (
-            _Leg(
-                market.open[:, k].tolist(), market.close[:, k].tolist(), market.volume[:, k].tolist(), participation
-            )
-            for k in range(2)
-        )
-        self._legs = (self._leg0, self._leg1)
+        participation_cap = float(execution.participation_cap)
+        self._legs = (_Leg(market, 0, participation_cap), _Leg(market, 1, participation_cap))
         # Both closes of a bar in one lookup: marking to market reads them every step.
-        self._closes: list[tuple[float, float]] = list(zip(self._leg0.close, self._leg1.close, strict=True))
+        leg0, leg1 = self._legs
+        self._closes: list[tuple[float, float]] = list(zip(leg0.close, leg1.close, strict=True))
 
         self._capital = float(config.initial_capital)
         self._reward_factor = float(config.reward_scale) / self._capital
@@ -328,12 +258,14 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     @property
     def positions(self) -> tuple[float, float]:
         """Positions of the two tickers in units (in [-1, 1])."""
-        return self._leg0.units, self._leg1.units
+        leg0, leg1 = self._legs
+        return leg0.units, leg1.units
 
     @property
     def shares(self) -> tuple[float, float]:
         """Positions of the two tickers in (fractional) shares."""
-        return self._leg0.shares, self._leg1.shares
+        leg0, leg1 = self._legs
+        return leg0.shares, leg1.shares
 
     @property
     def agent_orders(self) -> int:
@@ -468,9 +400,10 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     # ----------------------------------------------------------------------------------------------------
     # The hot path
     #
-    # step() is a short list of named stages; the rare ones (latency ring, risk stops, session end, episode
-    # summary) are helpers, the per-bar ones stay inline with locals, because an attribute lookup or a call
-    # costs about as much as the arithmetic here (benchmarks/bench_env.py measures it).
+    # step() reads as its stages: fill, mark to market, risk limits, session end, reward, observation. The
+    # per-ticker order code is one helper (_fill_leg) run for each ticker, and the rare paths (latency ring,
+    # risk stops, flattening, episode summary) are helpers too. The rest stays inline on locals: at a few
+    # microseconds a step, one more Python call per step costs about 5% (benchmarks/bench_env.py).
 
     def step(self, action: int | np.int64) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         """Advance one bar: fill due orders at its open, mark at its close, apply the risk limits."""
@@ -486,14 +419,32 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             due = self._delay(due)
         self._t = t
         equity_before = self._equity
+        leg0, leg1 = self._legs
 
-        # Orders due at this bar's open; a risk stop ignores them until the next session.
+        # Fill the orders due at this bar's open, ticker by ticker; a risk stop ignores them until the next
+        # session. A step towards the ladder's end the ticker already holds (units == step) sends nothing:
+        # tested here, as a third of random orders are such, and a call costs more than the test.
         orders = 0
         if due is not _NO_ORDER and not self._blocked:
-            orders = self._fill_orders(due, t, equity_before)
+            step0, step1 = due
+            proportional = impact = 0.0
+            if step0 and leg0.units != step0 and self._fill_leg(leg0, step0, t, equity_before):
+                orders = 1
+                proportional = leg0.fill_proportional
+                impact = leg0.fill_impact
+            if step1 and leg1.units != step1 and self._fill_leg(leg1, step1, t, equity_before):
+                orders += 1
+                proportional += leg1.fill_proportional
+                impact += leg1.fill_impact
+            if orders:
+                # The step's costs go into the episode totals in one addition, as they always have: adding
+                # each fill's separately would round differently and change cost_breakdown() in the last bits.
+                self._agent_orders += orders
+                self._cost_spread_fee += proportional
+                self._cost_impact += impact
 
-        # Mark to market at the close, then the risk limits in the documented order.
-        leg0, leg1 = self._legs
+        # Mark to market at the close, then the risk limits in the documented order. The streak needs no
+        # "a trade closed" flag: trading unblocked at the step's start means the streak was below its limit.
         close0, close1 = self._closes[t]
         equity = self._cash + leg0.shares * close0 + leg1.shares * close1
         terminated = False
@@ -530,7 +481,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         if reward - reward != 0.0:  # inf or nan, without a function call
             raise self._bad_reward(t, pnl, reward)
 
-        # The next decision bar's row; its position columns start at zero, so only held positions are written.
+        # The next decision bar's row, a fresh copy whose position cells are zero: only held ones are written.
         observation = self._session_rows[row - self._session_first]
         column = self._position_column
         units = leg0.units
@@ -556,40 +507,14 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         self._ring_slot = slot
         return ring[slot]
 
-    def _fill_orders(self, due: _Order, t: int, equity_before: float) -> int:
-        """Fill both tickers' due orders at bar ``t``'s open; book their costs; return how many filled."""
-        first, second = due
-        orders = 0
-        proportional = 0.0
-        impact = 0.0
-        # A ticker's order moves it unless it is already at that end of the ladder (units == direction):
-        # checked here, because a third of random orders are such no-ops and a call costs more than the test.
-        leg0, leg1 = self._legs
-        if first and leg0.units != first and self._fill_leg(leg0, first, t, equity_before):
-            orders = 1
-            proportional = leg0.proportional
-            impact = leg0.impact
-        if second and leg1.units != second and self._fill_leg(leg1, second, t, equity_before):
-            orders += 1
-            proportional += leg1.proportional
-            impact += leg1.impact
-        if orders:
-            self._agent_orders += orders
-            # The step's costs join the episode totals in one addition: summing per fill would round
-            # differently, and the totals (cost_breakdown, the final info) must not depend on the refactor.
-            self._cost_spread_fee += proportional
-            self._cost_impact += impact
-        return orders
-
     def _fill_leg(self, leg: _Leg, direction: float, t: int, equity_before: float) -> bool:
-        """Fill one ticker's order (``direction`` +1 buy, -1 sell) at bar ``t``'s open; False if none filled.
+        """Fill one ticker's order (``direction`` +1.0 buy, -1.0 sell) at bar ``t``'s open; False if none did.
 
-        Only for an order that moves the position (``leg.units != direction``).
-
-        Books the cash, the position, a partial fill and, when the position returns to flat, the trade's
-        result in the loss streak; leaves the fill's costs in ``leg.proportional`` and ``leg.impact``. The
-        cost formulas are :mod:`envs.execution`'s, inlined (a call per formula would cost more than the
-        maths); the tests compare the two.
+        Only called for an order that moves the position (``leg.units != direction``). Books the cash, the
+        position, a partial fill and, when the position returns to flat, the trade's result in the loss
+        streak; leaves the fill's costs in ``leg.fill_proportional`` and ``leg.fill_impact`` for ``step()``
+        to add to the episode totals. The cost formulas are :mod:`envs.execution`'s, inlined (a call per
+        formula would cost more than the maths); the tests compare the two.
         """
         units = leg.units
         if direction > 0.0:
@@ -621,8 +546,8 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
         cost = self._ticket + proportional + impact
         flow = filled * price + cost
         self._cash -= flow
-        leg.proportional = proportional
-        leg.impact = impact
+        leg.fill_proportional = proportional
+        leg.fill_impact = impact
         if filled == wanted:
             units = target
         else:
@@ -633,7 +558,7 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
             leg.shares += filled
             leg.trade_cash -= flow
             return True
-        # Back to flat: the trade is over; its result (costs included) extends or ends the loss streak.
+        # Back to flat: the trade is over, and its result (costs included) extends or ends the loss streak.
         if leg.trade_cash - flow < 0.0:
             self._losses += 1
         else:
@@ -645,8 +570,8 @@ class DualTickerTradingEnv(gymnasium.Env[np.ndarray, np.int64]):
     def _stop_session(self, t: int, equity: float) -> float:
         """Daily-loss or loss-streak stop: flatten at bar ``t``'s close; ignore orders until the next session.
 
-        ``step()`` calls this only when trading was not blocked at the step's start, so the streak had been
-        below the limit: reaching it now means a losing trade closed in this step (the rule in RiskConfig).
+        ``step()`` calls this only when trading was not blocked at the step's start, so the streak was below
+        its limit then: reaching it now means a losing trade closed in this step, which is RiskConfig's rule.
         """
         if equity < self._daily_floor:
             self._daily_loss_stops += 1

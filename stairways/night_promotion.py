@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from core.errors import ReplayMismatch
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 from stairways import promotion, registry
 from stairways.replay import check_replay
 

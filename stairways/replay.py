@@ -39,7 +39,7 @@ from mlflow.pyfunc import PyFuncModel
 from core.errors import IntegrityError, ReplayMismatch
 from envs.evaluation import evaluate_episodes
 from envs.market_arrays import MarketArrays
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 from stairways.registry import load_registered_model
 from training.ppo import torch_threads
 

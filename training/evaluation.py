@@ -22,7 +22,7 @@ from controllers.reward import AdaptiveRewardController
 from core.spec import HOLD_ACTION
 from envs.evaluation import evaluate_episodes, session_markets
 from envs.market_arrays import MarketArrays
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 
 __all__ = [
     "GreedyProbe",

@@ -41,7 +41,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor, Ve
 from controllers.reward import AdaptiveRewardController
 from controllers.reward_config import RewardControllerConfig
 from envs.market_arrays import MarketArrays
-from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from envs.trading import DualTickerTradingEnv
+from envs.trading_config import TradingEnvConfig
 from training.imitation import ImitationConfig
 from training.normalization import (
     CLIP_OBSERVATION,

@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from envs.evaluation import COST_COMPONENTS, EpisodeRecord, EpisodeSequenceEnv, evaluate_episodes
 from envs.market_arrays import MarketArrays, market_arrays
 from envs.policies import BuyAndHoldPolicy, FlatPolicy
-from envs.trading import RiskConfig, TradingEnvConfig
+from envs.trading_config import RiskConfig, TradingEnvConfig
 from market.feature_config import feature_names
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market

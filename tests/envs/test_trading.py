@@ -15,7 +15,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from controllers.reward import AdaptiveRewardController
 from envs.execution import ExecutionConfig, order_cost
 from envs.market_arrays import MarketArrays, market_arrays
-from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, RiskConfig, TradingEnvConfig, decode_action
+from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, decode_action
+from envs.trading_config import RiskConfig, TradingEnvConfig
 
 HOLD = 4
 BUY_0, SELL_0 = 7, 1  # ticker 0 buys / sells, ticker 1 holds

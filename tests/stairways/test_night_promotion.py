@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ReplayMismatch
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 from stairways.night_promotion import promote_night
 from stairways.promotion import promote_verified
 from tests.stairways.registry_support import NAME, add_versions, aliases, state

@@ -7,14 +7,13 @@ import pytest
 
 from core.errors import IntegrityError, ReplayMismatch
 from envs.market_arrays import MarketArrays
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 from stairways.registry import CHAMPION_ALIAS
 from stairways.replay import check_replay, load_episodes, replay_in_subprocess, replay_pnl, save_episodes
 from tests.stairways.registry_support import (
     TINY,
     Checkpoints,
     Tracking,
-    build_checkpoints,
     local_path,
     new_tracking,
     promote,
@@ -48,11 +47,6 @@ def sessions(market: MarketArrays) -> list[MarketArrays]:
         )
         for rows in parts
     ]
-
-
-@pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Checkpoints:
-    return build_checkpoints(tmp_path_factory.mktemp("checkpoints"))
 
 
 @pytest.fixture(scope="module")

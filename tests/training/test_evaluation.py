@@ -6,7 +6,7 @@ import pytest
 from controllers.behaviour import BehaviourMeasurement
 from envs.evaluation import session_markets
 from envs.market_arrays import MarketArrays
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 from tests.training.support import random_market
 from training.evaluation import GreedyProbe, behaviour_of, evaluate_markets
 

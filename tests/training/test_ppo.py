@@ -10,7 +10,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from controllers.reward import AdaptiveRewardController
 from core.spec import HOLD_ACTION
-from envs.trading import DualTickerTradingEnv, TradingEnvConfig
+from envs.trading import DualTickerTradingEnv
+from envs.trading_config import TradingEnvConfig
 from tests.training.support import TINY, random_market
 from training.ppo import (
     PPOSettings,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from envs.evaluation import COST_COMPONENTS, EpisodeRecord, evaluate_episodes
 from envs.market_arrays import MarketArrays, market_arrays
 from envs.policies import BuyAndHoldPolicy, FlatPolicy, SignalRulePolicy
-from envs.trading import TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
 from market.features import build_features
 from market.synthetic import SyntheticMarketConfig, generate_market
 from validation.metrics import (
