@@ -33,6 +33,7 @@ __all__ = [
     "RetrainConfig",
     "TrackingConfig",
     "load_config",
+    "merge_overrides",
 ]
 
 SIGNAL_FEATURE = "signal"
@@ -241,7 +242,7 @@ def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = 
             msg = f"config file {path} must hold a mapping of field names, got {type(loaded).__name__}"
             raise ConfigError(msg)
         values = loaded or {}
-    values = _merge(values, overrides or {})
+    values = merge_overrides(values, overrides or {})
     where = f"config file {path}" if path is not None else "config"
     booleans = _booleans_for_numbers(values, RetrainConfig)
     if booleans:
@@ -285,11 +286,12 @@ def _booleans_for_numbers(values: Any, model: type[BaseModel], prefix: str = "")
     return found
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+def merge_overrides(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` applied field by field (nested sections merged, other values replaced)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged
