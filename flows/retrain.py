@@ -27,6 +27,7 @@ from tasks.training import (
     train_cycle,
     work_directory,
 )
+from tasks.tuning import apply_tuned_config, record_tuning
 from tasks.validation import assess_candidate, build_validation_scenarios, decide_gate
 from training.cycles import run_cycles
 
@@ -36,7 +37,12 @@ __all__ = ["nightly_retrain"]
 @flow(name="nightly-retrain", log_prints=True)
 def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:  # noqa: B008 - frozen default
     """Retrain the agent on the latest bars; stops before features when the data fails QC."""
+    tuning: dict[str, Any] | None = None
+    if config.tuning.use_recommended:
+        config, tuning = apply_tuned_config(config)
     with scratch_space(), tracked_run(config) as run:
+        if tuning is not None:
+            record_tuning(run, tuning)
         market = load_market_data(config)
         prepared = normalize_market_data(market, config)
         dataset = record_dataset(run, market, prepared)
@@ -67,7 +73,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         scenarios = build_validation_scenarios(data, signal, prepared, config)
         champion = ChampionInput(warm.checkpoint, warm.version, warm.reason)
         result = assess_candidate(run, candidate, champion, scenarios, prepared, config)
-        decision = decide_gate(run, result, training.cycles, config)
+        decision = decide_gate(run, result, training.cycles, config, tuning=tuning)
         registered = register_version(run, candidate, decision, dataset["digest"], config)
         publish_gate_report(run, decision, result, registered, plan.as_dict())
         promotion = promote_and_replay(run, registered, decision, result, scenarios, config, warm.version)
@@ -85,6 +91,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         ],
         "training_stop": training.reason,
         "warm_start": warm.reason,
+        "tuning": None if tuning is None else {key: tuning[key] for key in ("study", "trial", "trials")},
         "gate": {
             "passed": decision.passed,
             "reason": decision.reason,

@@ -1,4 +1,5 @@
-"""The ``stairways`` command: ``run`` the nightly flow, ``qc`` an export, ``rollback`` the champion, ``serve``."""
+"""The ``stairways`` command: ``run`` the nightly flow, ``qc`` an export, ``rollback`` the champion, ``serve``;
+``tune``, ``ablate`` and ``walk-forward`` (:mod:`ops.tune_cli`)."""
 
 import argparse
 import json
@@ -6,11 +7,12 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError, PipelineError
+from ops.tune_cli import add_tuning_commands
 
 __all__ = ["main"]
 
@@ -85,18 +87,28 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, overrides=_overrides(args))
     from flows.retrain import nightly_retrain
+
+    summary = _orchestrate(lambda: nightly_retrain(config))
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _orchestrate(run_flow: Callable[[], Any]) -> Any:
+    """Run a flow; without a Prefect API the temporary server it starts must not outlive a killed CLI."""
     from ops.watchdog import start
 
-    # Without an API, Prefect starts a temporary server as our child: it must not outlive a killed CLI.
     watchdog = None if os.environ.get("PREFECT_API_URL") else start()
-
     try:
-        summary = nightly_retrain(config)
+        return run_flow()
     finally:
         if watchdog is not None:
             watchdog.terminate()
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+
+
+def _with_orchestration(
+    handler: Callable[[argparse.Namespace, Callable[[Callable[[], Any]], Any]], int],
+) -> Callable[[argparse.Namespace], int]:
+    return lambda args: handler(args, _orchestrate)
 
 
 def _night_problem(prepared: Any, config: Any) -> str | None:
@@ -248,6 +260,8 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
     fetch.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
     fetch.set_defaults(handler=_fetch_model)
+
+    add_tuning_commands(commands, _with_orchestration)
 
     commands.add_parser(
         "serve",

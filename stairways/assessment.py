@@ -216,6 +216,8 @@ def judge(
     trials: Sequence[Sequence[float]] = (),
     policy: str = CANDIDATE,
     controller_health: Mapping[str, float] | None = None,
+    prior_trials: int = 0,
+    prior_sharpes: Sequence[float] = (),
 ) -> GateDecision:
     """The gate's decision on ``policy`` (the candidate, or a baseline judged by the same rules).
 
@@ -223,13 +225,15 @@ def judge(
     kept cycles): their count and the spread of their Sharpe ratios deflate the candidate's Sharpe ratio.
     A baseline is judged as one trial, with no champion. ``controller_health``: the night's reward
     controller health figures (:func:`training.cycles.night_health`), reported and, with
-    ``gate.min_controller_health``, judged.
+    ``gate.min_controller_health``, judged. ``prior_trials`` and ``prior_sharpes``: the tuning study's trials
+    that chose tonight's config (their count and per-session Sharpe ratios), counted among the candidates.
     """
-    sharpes = tuple(value for value in (session_sharpe(trial) for trial in trials) if math.isfinite(value))
+    tonight = (session_sharpe(trial) for trial in trials)
+    sharpes = tuple(value for value in (*tonight, *prior_sharpes) if math.isfinite(value))
     if policy == CANDIDATE:
         evidence = GateEvidence(
             session_returns=assessment.session_returns,
-            candidates_compared=max(1, len(trials)),
+            candidates_compared=max(1, len(trials) + prior_trials),
             trial_sharpes=sharpes,
             controller_health=controller_health,
         )

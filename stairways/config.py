@@ -32,6 +32,7 @@ __all__ = [
     "RegistryConfig",
     "RetrainConfig",
     "TrackingConfig",
+    "TuningUse",
     "load_config",
     "merge_overrides",
 ]
@@ -126,6 +127,24 @@ class MonitoringConfig(BaseModel):
     )
 
 
+class TuningUse(BaseModel):
+    """Whether a night trains with the latest config a tuning study recommended (off by default)."""
+
+    model_config = _FROZEN
+
+    use_recommended: bool = Field(
+        False,
+        description="Apply the recommendation of `study_name` (refused when the study recommends nothing); "
+        "the night records the study and trial, and the gate counts the study's trials as candidates.",
+    )
+    study_name: str = Field("stairways-tune", min_length=1, description="Optuna study to read.")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL; `STAIRWAYS_TUNE_STORAGE` overrides it; default: SQLite `optuna.db` "
+        "beside the MLflow store.",
+    )
+
+
 class RetrainConfig(BaseModel):
     """Everything one nightly retrain run depends on. Same config and seed, same result on CPU."""
 
@@ -160,6 +179,7 @@ class RetrainConfig(BaseModel):
         default_factory=MonitoringConfig, description="Metrics push gateway."
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
+    tuning: TuningUse = Field(default_factory=TuningUse, description="Use a tuning study's recommendation.")
 
     @model_validator(mode="before")
     @classmethod

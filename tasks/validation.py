@@ -2,6 +2,7 @@
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prefect import get_run_logger, task
 
@@ -83,16 +84,27 @@ def decide_gate(
     result: assessment.Assessment,
     cycles: list[CycleResult],
     config: RetrainConfig,
+    tuning: dict[str, Any] | None = None,
 ) -> GateDecision:
     """Apply the gate (pure) to the candidate and, for comparison, to the signal rule; record under ``gate/``.
 
     ``cycles``: the night's training cycles; the kept ones are the candidates compared (their selection-window
-    session returns), and all of them give the reward controller's health for the night.
+    session returns), and all of them give the reward controller's health for the night. ``tuning``: the
+    provenance of a recommended config; the study's trials count among the candidates compared.
     """
     trials = [list(cycle.selection_returns) for cycle in cycles if not cycle.rolled_back]
     health = night_health(cycles, config.training)
     health_figures = None if health is None else health.as_metrics(prefix="")
-    decision = assessment.judge(result, config, trials=trials, controller_health=health_figures)
+    prior_trials = 0 if tuning is None else int(tuning.get("trials") or 0)
+    prior_sharpes = () if tuning is None else tuple(tuning.get("trial_sharpes") or ())
+    decision = assessment.judge(
+        result,
+        config,
+        trials=trials,
+        controller_health=health_figures,
+        prior_trials=prior_trials,
+        prior_sharpes=prior_sharpes,
+    )
     tracking.log_json(handle, decision.to_dict(), "gate/decision.json")
     statistics = decision.statistics
     deflated = statistics.get("deflated_sharpe") or {}
@@ -103,7 +115,7 @@ def decide_gate(
     }
     if "probability" in deflated:
         gate_metrics["gate.deflated_sharpe"] = deflated["probability"]
-    gate_metrics["gate.candidates_compared"] = float(max(1, len(trials)))
+    gate_metrics["gate.candidates_compared"] = float(statistics.get("candidates_compared", max(1, len(trials))))
     if health is not None:
         gate_metrics |= health.as_metrics(prefix="night.controller_health.")
     tracking.log_metrics(handle, gate_metrics)

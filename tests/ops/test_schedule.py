@@ -47,15 +47,31 @@ def test_deployments_run_the_nightly_flow_from_the_checkout_on_the_local_pool() 
         {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $STAIRWAYS_HOME }}"}}
     ]
     deployments = _deployments()
-    assert set(deployments) == {"nightly-retrain", "retrain-adhoc"}
-    for entry in deployments.values():
-        assert entry["entrypoint"] == "flows/retrain.py:nightly_retrain"
+    assert set(deployments) == {"nightly-retrain", "retrain-adhoc", "weekly-tune", "tune-adhoc"}
+    entrypoints = {
+        "nightly-retrain": "flows/retrain.py:nightly_retrain",
+        "retrain-adhoc": "flows/retrain.py:nightly_retrain",
+        "weekly-tune": "flows/tune.py:tune",
+        "tune-adhoc": "flows/tune.py:tune",
+    }
+    for name, entry in deployments.items():
+        assert entry["entrypoint"] == entrypoints[name]
         assert entry["work_pool"]["name"] == "stairways-local"
         assert entry["parameters"] == {}
-    module = ast.parse((REPO / "flows" / "retrain.py").read_text())
-    flows = [node.name for node in module.body if isinstance(node, ast.FunctionDef)]
-    assert "nightly_retrain" in flows
+        path, function = entry["entrypoint"].split(":")
+        module = ast.parse((REPO / path).read_text())
+        assert function in [node.name for node in module.body if isinstance(node, ast.FunctionDef)]
     assert deployments["retrain-adhoc"]["schedules"] == []
+    assert deployments["tune-adhoc"]["schedules"] == []
+
+
+def test_weekly_tune_runs_on_weekends_one_study_run_at_a_time() -> None:
+    deployments = _deployments()
+    (schedule,) = deployments["weekly-tune"]["schedules"]
+    assert schedule["cron"].split()[-1] in {"6", "0", "0,6", "6,0"}  # Saturday and/or Sunday
+    assert schedule["timezone"] == "America/New_York"
+    for name in ("weekly-tune", "tune-adhoc"):
+        assert deployments[name]["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
 
 
 def test_one_nightly_run_at_a_time() -> None:
