@@ -138,6 +138,8 @@ def test_flow_run_through_postgres_backed_servers_lands_in_postgres(
     assert sorted(row[0] for row in _query(prefect_db, "SELECT name FROM deployment")) == [
         "nightly-retrain",
         "retrain-adhoc",
+        "tune-adhoc",
+        "weekly-tune",
     ]
     # The scheduler wrote the nightly deployment's upcoming runs into Postgres too.
     scheduled_sql = (

@@ -9,15 +9,12 @@ import yaml
 
 from stairways.tuning.config import TuneConfig
 from stairways.tuning.overfitting import analyse_study, recommendation_yaml, returns_matrix
+from tests.stairways.tuning.overfitting_cases import DOMINANT, FLIPPING
 from tests.stairways.tuning.support import study_of
 
 TUNE = TuneConfig(pbo_partitions=2, max_pbo=0.5, min_deflated_sharpe=0.9)
 EULER = 0.5772156649015329
 
-# Trial 0 is best in the first half of the sessions and worst in the second; trial 1 the other way round.
-FLIPPING = [[0.01, 0.02, -0.01, -0.02], [0.0, 0.005, 0.01, 0.012]]
-# Trial 0 is best everywhere.
-DOMINANT = [[0.020, 0.021, 0.019, 0.022], [0.0, 0.001, -0.001, 0.0005]]
 
 
 def _sharpe(values: list[float]) -> float:
