@@ -63,6 +63,7 @@ def _up(args: argparse.Namespace) -> int:
             project_dir=args.project_dir,
             prefect_database_url=args.prefect_database_url,
             mlflow_backend_store_uri=args.mlflow_backend_store_uri,
+            tune_storage_url=args.tune_storage,
             worker=not args.no_worker,
             worker_environment=worker_environment,
         )
@@ -128,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
         "--mlflow-backend-store-uri",
         default=os.environ.get("STAIRWAYS_MLFLOW_BACKEND_STORE_URI"),
         help="postgresql://USER@HOST/DB (default: SQLite in the state folder)",
+    )
+    up.add_argument(
+        "--tune-storage",
+        default=os.environ.get("STAIRWAYS_TUNE_STORAGE"),
+        help="Optuna storage of the tuning studies, postgresql://USER@HOST/DB (default: SQLite in the state folder)",
     )
     up.add_argument("--pushgateway", default=os.environ.get("STAIRWAYS_PUSHGATEWAY"), help="HOST:PORT")
     up.add_argument("--no-deploy", action="store_true", help="do not register the deployments")

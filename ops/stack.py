@@ -75,6 +75,11 @@ class StackSettings(BaseModel):
         None,
         description="MLflow backend store (`postgresql://...`, `sqlite:///...`); None: SQLite in state_dir.",
     )
+    tune_storage_url: str | None = Field(
+        None,
+        description="Optuna storage of the tuning studies (`postgresql://...`); None: SQLite in state_dir. The "
+        "worker's flow runs get it as STAIRWAYS_TUNE_STORAGE.",
+    )
     mlflow_artifacts_destination: Path | None = Field(
         None,
         description="Folder the MLflow server stores and serves artifacts in; None: state_dir/mlartifacts.",
@@ -210,6 +215,8 @@ class LocalStack:
                 "STAIRWAYS_HOME": str(self.project_dir),
                 "PREFECT_LOCAL_STORAGE_PATH": str(self.prefect_home / "storage"),
                 "PREFECT_WORKER_QUERY_SECONDS": f"{self.settings.worker_poll_seconds:g}",
+                "STAIRWAYS_TUNE_STORAGE": self.settings.tune_storage_url
+                or f"sqlite:///{self.state_dir / 'optuna.db'}",
             }
             | dict(self.settings.worker_environment)
         )

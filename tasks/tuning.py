@@ -1,5 +1,6 @@
 """Prefect tasks of tuning: the night's opt-in recommended config, and the study's stages (flows/tune.py)."""
 
+import logging
 import re
 from typing import Any
 
@@ -80,10 +81,31 @@ def open_study_run(recipe: StudyRecipe) -> tracking.RunHandle:
     return handle
 
 
+class _ToRunLogger(logging.Handler):
+    """Forward the study's progress lines (one per finished trial) to the Prefect task run's log."""
+
+    def __init__(self, logger: Any) -> None:
+        super().__init__(level=logging.INFO)
+        self.run_logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.run_logger.log(record.levelno, record.getMessage())
+
+
 @task(name="run-trials")
 def run_trials(recipe: StudyRecipe, workers: int) -> int:
-    """Run the study's missing trials on ``workers`` processes; returns the finished trials."""
-    study = run_study(recipe, workers=workers)
+    """Run the study's missing trials on ``workers`` processes; returns the finished trials.
+
+    Trials run here log to this task's log; extra worker processes log to their own stderr.
+    """
+    source = logging.getLogger("stairways.tuning")
+    handler = _ToRunLogger(get_run_logger())
+    source.addHandler(handler)
+    source.setLevel(logging.INFO)
+    try:
+        study = run_study(recipe, workers=workers)
+    finally:
+        source.removeHandler(handler)
     return len(finished_trials(study))
 
 
