@@ -27,7 +27,9 @@ from tasks.tuning import (
 __all__ = ["ablate", "tune"]
 
 
-def _recipe(config: RetrainConfig, tune_config: TuneConfig, *, kind: str, variants: tuple[str, ...] = ()) -> StudyRecipe:
+def _recipe(
+    config: RetrainConfig, tune_config: TuneConfig, *, kind: str, variants: tuple[str, ...] = ()
+) -> StudyRecipe:
     uri = tracking.resolve_tracking_uri(config.tracking.tracking_uri)
     return StudyRecipe(
         base=config,
@@ -56,7 +58,12 @@ def tune(
         close_study_run(handle, status="FAILED")
         raise
     close_study_run(handle, status="FINISHED")
-    return {"mlflow_run_id": handle.run_id, "storage": recipe.storage_url, "finished_trials": finished, **analysis}
+    return {
+        "mlflow_run_id": handle.run_id,
+        "storage": recipe.storage_url,
+        "finished_trials": finished,
+        **analysis,
+    }
 
 
 @flow(name="ablate", log_prints=True)
@@ -80,4 +87,9 @@ def ablate(
         close_study_run(handle, status="FAILED")
         raise
     close_study_run(handle, status="FINISHED")
-    return {"mlflow_run_id": handle.run_id, "storage": recipe.storage_url, "finished_trials": finished, "effects": effects}
+    return {
+        "mlflow_run_id": handle.run_id,
+        "storage": recipe.storage_url,
+        "finished_trials": finished,
+        "effects": effects,
+    }

@@ -69,30 +69,44 @@ def _walk_forward(args: argparse.Namespace, orchestrate: Callable[[Callable[[], 
 
 
 def _study_options(command: argparse.ArgumentParser, *, default_study: str) -> None:
-    command.add_argument("--config", type=Path, help="YAML file of nightly config overrides (the base recipe)")
-    command.add_argument("--tune-config", type=Path, help="YAML file of tuning settings (stairways.tuning.config)")
-    command.add_argument("--study", help=f"Optuna study name (default {default_study}); an existing one resumes")
     command.add_argument(
-        "--storage", help="Optuna storage URL (default: SQLite optuna.db beside the MLflow store; or postgresql://)"
+        "--config", type=Path, help="YAML file of nightly config overrides (the base recipe)"
+    )
+    command.add_argument(
+        "--tune-config", type=Path, help="YAML file of tuning settings (stairways.tuning.config)"
+    )
+    command.add_argument(
+        "--study", help=f"Optuna study name (default {default_study}); an existing one resumes"
+    )
+    command.add_argument(
+        "--storage",
+        help="Optuna storage URL (default: SQLite optuna.db beside the MLflow store; or postgresql://)",
     )
     command.add_argument("--seed", type=int, help="sampler seed (default 0)")
-    command.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+    command.add_argument(
+        "--workers", type=int, default=1, help="worker processes on this machine (default 1)"
+    )
 
 
 def add_tuning_commands(
-    commands: Any, handler: Callable[[Callable[[argparse.Namespace, Any], int]], Callable[[argparse.Namespace], int]]
+    commands: Any,
+    handler: Callable[[Callable[[argparse.Namespace, Any], int]], Callable[[argparse.Namespace], int]],
 ) -> None:
     """Add ``tune``, ``ablate`` and ``walk-forward`` to the ``stairways`` subcommands.
 
     ``handler`` wraps a handler so that it receives the CLI's ``orchestrate`` (runs a flow with a Prefect API,
     starting a temporary one if none is configured).
     """
-    tune = commands.add_parser("tune", help="run (or resume) an Optuna study over the nightly recipe's settings")
+    tune = commands.add_parser(
+        "tune", help="run (or resume) an Optuna study over the nightly recipe's settings"
+    )
     _study_options(tune, default_study="stairways-tune")
     tune.add_argument("--trials", type=int, help="finished trials the study runs to (default 20)")
     tune.set_defaults(handler=handler(_tune))
 
-    ablate = commands.add_parser("ablate", help="score every feature set off in turn; each set's effect with a CI")
+    ablate = commands.add_parser(
+        "ablate", help="score every feature set off in turn; each set's effect with a CI"
+    )
     _study_options(ablate, default_study=ABLATION_STUDY)
     ablate.add_argument("--seeds", type=int, nargs="+", help="seeds per grid point (default 7 8)")
     ablate.add_argument("--single-sets", action="store_true", help="also score each feature set alone")

@@ -22,14 +22,18 @@ class TuneConfig(BaseModel):
 
     model_config = _FROZEN
 
-    study_name: str = Field("stairways-tune", min_length=1, description="Optuna study (resumed when it exists).")
+    study_name: str = Field(
+        "stairways-tune", min_length=1, description="Optuna study (resumed when it exists)."
+    )
     storage: str | None = Field(
         None,
         description="Optuna RDB storage URL (e.g. postgresql://...); `STAIRWAYS_TUNE_STORAGE` overrides it; "
         "default: SQLite `optuna.db` beside the MLflow store (see default_storage).",
     )
     trials: int = Field(20, ge=1, description="Finished trials (complete or pruned) the study runs to.")
-    seed: int = Field(0, ge=0, description="Sampler seed: with one worker the same seed gives the same trials.")
+    seed: int = Field(
+        0, ge=0, description="Sampler seed: with one worker the same seed gives the same trials."
+    )
     sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler.")
     startup_trials: int = Field(5, ge=0, description="TPE's random trials before it models the space.")
     pruner: Literal["median", "successive_halving", "none"] = Field(
@@ -51,14 +55,21 @@ class TuneConfig(BaseModel):
         0.5, ge=0.0, le=1.0, description="Recommend a config only when the study's PBO is at most this."
     )
     min_deflated_sharpe: float = Field(
-        0.9, ge=0.0, le=1.0, description="... and the best trial's deflated Sharpe probability is at least this."
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="... and the best trial's deflated Sharpe probability is at least this.",
     )
-    pbo_partitions: int = Field(6, ge=2, description="CSCV partitions S of the trials x sessions matrix (even).")
+    pbo_partitions: int = Field(
+        6, ge=2, description="CSCV partitions S of the trials x sessions matrix (even)."
+    )
     space: SearchSpace = Field(default=DEFAULT_SPACE, description="What the study may change.")
     ablation_seeds: tuple[int, ...] = Field(
         (7, 8), min_length=1, description="Seeds of `stairways ablate`: every grid point runs once per seed."
     )
-    experiment_name: str = Field("stairways-tuning", min_length=1, description="MLflow experiment of studies.")
+    experiment_name: str = Field(
+        "stairways-tuning", min_length=1, description="MLflow experiment of studies."
+    )
 
     @field_validator("pbo_partitions")
     @classmethod

@@ -77,7 +77,9 @@ def returns_matrix(trials: list[optuna.trial.FrozenTrial]) -> np.ndarray:
     columns = [np.asarray(trial.user_attrs["session_returns"], dtype=np.float64) for trial in trials]
     lengths = {column.size for column in columns}
     if len(lengths) != 1:
-        msg = f"trials were judged on different numbers of sessions {sorted(lengths)}; one study, one fold plan"
+        msg = (
+            f"trials were judged on different numbers of sessions {sorted(lengths)}; one study, one fold plan"
+        )
         raise ValueError(msg)
     return np.column_stack(columns)
 
@@ -117,18 +119,26 @@ def analyse_study(study: optuna.Study, tune: TuneConfig, *, top: int = 5) -> Stu
             }
         except ValueError as error:
             reasons.append(f"PBO cannot be computed: {error}")
-    sharpes = [s for s in (_sharpe(np.asarray(t.user_attrs["session_returns"])) for t in complete) if math.isfinite(s)]
+    sharpes = [
+        s
+        for s in (_sharpe(np.asarray(t.user_attrs["session_returns"])) for t in complete)
+        if math.isfinite(s)
+    ]
     if best is not None:
         returns = np.asarray(best.user_attrs["session_returns"], dtype=np.float64)
         try:
             dsr = deflated_sharpe_ratio(
-                returns, n_trials=len(complete) + len(pruned), trial_sharpe_variance=sharpe_variance(sharpes or [0.0])
+                returns,
+                n_trials=len(complete) + len(pruned),
+                trial_sharpe_variance=sharpe_variance(sharpes or [0.0]),
             )
             dsr_record = dsr.to_dict()
         except ValueError as error:
             reasons.append(f"deflated Sharpe cannot be computed: {error}")
     if pbo_record is not None and pbo_record["pbo"] > tune.max_pbo:
-        reasons.append(f"PBO {pbo_record['pbo']:.2f} > max_pbo {tune.max_pbo:.2f}: the best trial is likely overfit")
+        reasons.append(
+            f"PBO {pbo_record['pbo']:.2f} > max_pbo {tune.max_pbo:.2f}: the best trial is likely overfit"
+        )
     if dsr_record is not None and not dsr_record["probability"] >= tune.min_deflated_sharpe:
         reasons.append(
             f"deflated Sharpe {dsr_record['probability']:.3f} < min_deflated_sharpe {tune.min_deflated_sharpe}: "

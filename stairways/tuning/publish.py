@@ -24,7 +24,13 @@ __all__ = ["publish_ablation", "publish_study", "start_study_run"]
 
 
 def start_study_run(
-    *, tracking_uri: str, tune: TuneConfig, kind: str, storage: str, tags: dict[str, str], base: dict[str, Any]
+    *,
+    tracking_uri: str,
+    tune: TuneConfig,
+    kind: str,
+    storage: str,
+    tags: dict[str, str],
+    base: dict[str, Any],
 ) -> tracking.RunHandle:
     """The study's MLflow parent run (trials are nested under it), with its settings as artifacts."""
     handle = tracking.start_run(
@@ -37,14 +43,23 @@ def start_study_run(
     tracking.log_json(handle, base, "study/base_config.json")
     tracking.log_params(
         handle,
-        {"trials": tune.trials, "folds": tune.folds, "fold_sessions": tune.fold_sessions, "sampler": tune.sampler,
-         "pruner": tune.pruner, "seed": tune.seed, "max_pbo": tune.max_pbo,
-         "min_deflated_sharpe": tune.min_deflated_sharpe},
+        {
+            "trials": tune.trials,
+            "folds": tune.folds,
+            "fold_sessions": tune.fold_sessions,
+            "sampler": tune.sampler,
+            "pruner": tune.pruner,
+            "seed": tune.seed,
+            "max_pbo": tune.max_pbo,
+            "min_deflated_sharpe": tune.min_deflated_sharpe,
+        },
     )
     return handle
 
 
-def publish_study(handle: tracking.RunHandle, study: optuna.Study, tune: TuneConfig) -> tuple[StudyAnalysis, str]:
+def publish_study(
+    handle: tracking.RunHandle, study: optuna.Study, tune: TuneConfig
+) -> tuple[StudyAnalysis, str]:
     """Analyse the study, store its recommendation (or its absence) and log everything; returns the markdown."""
     analysis = analyse_study(study, tune)
     store_recommendation(study, analysis)
@@ -76,7 +91,9 @@ def publish_study(handle: tracking.RunHandle, study: optuna.Study, tune: TuneCon
     return analysis, markdown
 
 
-def publish_ablation(handle: tracking.RunHandle, study: optuna.Study, tune: TuneConfig) -> tuple[list[dict[str, Any]], str]:
+def publish_ablation(
+    handle: tracking.RunHandle, study: optuna.Study, tune: TuneConfig
+) -> tuple[list[dict[str, Any]], str]:
     """Each feature set's effect as JSON, a markdown table and a bar chart; returns (effects, markdown)."""
     effects = ablation_effects(study)
     markdown = ablation_markdown(effects, seeds=tune.ablation_seeds, folds=tune.folds)

@@ -56,6 +56,8 @@ def apply_recommendation(config: RetrainConfig) -> tuple[RetrainConfig, dict[str
     except ConfigError as error:
         msg = f"tuning.use_recommended: the recommendation of study {use.study_name!r} does not fit: {error}"
         raise ConfigError(msg) from None
-    provenance = {key: recorded.get(key) for key in ("study", "trial", "trials", "score", "pbo", "deflated_sharpe")}
+    provenance = {
+        key: recorded.get(key) for key in ("study", "trial", "trials", "score", "pbo", "deflated_sharpe")
+    }
     provenance["trial_sharpes"] = list(recorded.get("trial_sharpes", []))
     return tuned, provenance

@@ -179,7 +179,9 @@ def trial_overrides(base: RetrainConfig, flat: Mapping[str, Any]) -> dict[str, A
     width = values.pop(_NET_WIDTH, None)
     if width is not None:
         values["training.ppo.net_arch"] = [int(width), int(width)]
-    switches = {path.split(".", 1)[1]: bool(value) for path, value in values.items() if path.startswith("features.")}
+    switches = {
+        path.split(".", 1)[1]: bool(value) for path, value in values.items() if path.startswith("features.")
+    }
     if switches:
         features = base.features.model_copy(update=switches)
         built = {*feature_names(features), SIGNAL_FEATURE}
@@ -196,4 +198,3 @@ def config_for(base: RetrainConfig, flat: Mapping[str, Any]) -> RetrainConfig:
     """``base`` with the trial's values applied; ``ConfigError`` naming the field when they do not fit."""
     overrides = trial_overrides(base, flat)
     return load_config(overrides=merge_overrides(base.model_dump(mode="json"), overrides))
-

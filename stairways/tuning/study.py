@@ -11,8 +11,10 @@ numbers later then sees ``trials`` lower-numbered live trials, is marked FAIL wi
 ``overflow`` before it trains, and that worker stops. So the study ends with exactly ``trials`` finished
 trials (complete or pruned), none run twice, whatever the number of workers, processes or machines.
 
-**Determinism.** The sampler is seeded with ``seed + worker``; with one worker the same study config and seed
-give the same trials on CPU (several workers interleave in an order the OS picks).
+**Determinism.** The sampler of a fresh study is seeded with ``seed + worker``; with one worker the same study
+config and seed give the same trials on CPU (several workers interleave in an order the OS picks). A worker
+that opens a study with trials in it (a resume, a late joiner) reseeds from the trial count, so it never
+replays the random draws of an earlier session.
 
 **A study belongs to one recipe.** The study records a digest of the base config, the search space and the
 folds; opening it with different ones raises ``ConfigError`` (use another study name).
@@ -20,6 +22,7 @@ folds; opening it with different ones raises ``ConfigError`` (use another study 
 
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -39,6 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from core.digest import value_digest
 from core.errors import ConfigError
+from core.seeding import derive_seed
 from stairways import tracking
 from stairways.config import RetrainConfig
 from stairways.tuning.ablation import ablation_plan, grid_points
@@ -123,7 +127,14 @@ class StudyRecipe:
         fixed = self.tune.model_dump(
             mode="json", exclude={"trials", "storage", "seed", "max_pbo", "min_deflated_sharpe"}
         )
-        return value_digest({"base": self.base.model_dump(mode="json"), "tune": fixed, "kind": self.kind, "variants": list(self.variants)})
+        return value_digest(
+            {
+                "base": self.base.model_dump(mode="json"),
+                "tune": fixed,
+                "kind": self.kind,
+                "variants": list(self.variants),
+            }
+        )
 
 
 def storage_for(url: str) -> RDBStorage:
@@ -135,7 +146,9 @@ def storage_for(url: str) -> RDBStorage:
         engine["pool_pre_ping"] = True
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)  # heartbeats are "experimental" since Optuna 2.9
+            warnings.simplefilter(
+                "ignore", ExperimentalWarning
+            )  # heartbeats are "experimental" since Optuna 2.9
             return RDBStorage(
                 url,
                 engine_kwargs=engine,
@@ -170,7 +183,9 @@ def _pruner(tune: TuneConfig, kind: str) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if tune.pruner == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials, n_warmup_steps=tune.pruner_warmup_steps)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=tune.startup_trials, n_warmup_steps=tune.pruner_warmup_steps
+    )
 
 
 def open_study(recipe: StudyRecipe, *, worker: int = 0) -> optuna.Study:
@@ -184,6 +199,12 @@ def open_study(recipe: StudyRecipe, *, worker: int = 0) -> optuna.Study:
         pruner=_pruner(recipe.tune, recipe.kind),
         load_if_exists=True,
     )
+    existing = len(study.trials)
+    if existing:
+        # A resumed (or joining) worker must not replay the random draws a worker made before: reseed from
+        # how far the study has got. A fresh study keeps seed + worker, so one worker is reproducible.
+        seed = derive_seed(recipe.tune.seed, f"worker-{worker}-after-{existing}-trials")
+        study.sampler = _sampler(recipe.tune.model_copy(update={"seed": seed}), 0, recipe.kind)
     digest = recipe.digest()
     recorded = study.user_attrs.get("recipe_digest")
     if recorded is None:
@@ -191,7 +212,9 @@ def open_study(recipe: StudyRecipe, *, worker: int = 0) -> optuna.Study:
         study.set_user_attr("kind", recipe.kind)
         study.set_user_attr("base_config", recipe.base.model_dump(mode="json"))
         study.set_user_attr("space", recipe.tune.space.as_dict())
-        for params in grid_points(recipe.variants, recipe.tune.ablation_seeds) if recipe.kind == "ablate" else []:
+        for params in (
+            grid_points(recipe.variants, recipe.tune.ablation_seeds) if recipe.kind == "ablate" else []
+        ):
             study.enqueue_trial(params)  # workers pop queued trials atomically: no grid point runs twice
     elif recorded == digest and recipe.kind == "ablate" and worker == 0:
         _requeue_missing(study, recipe)
@@ -240,7 +263,13 @@ def _run_trial(
     started = time.monotonic()
     base = trial_base(recipe.base, recipe.tune)
     flat = plan(trial, base)
-    config = config_for(base, flat)
+    try:
+        config = config_for(base, flat)
+    except ConfigError as error:
+        # A combination the config refuses (e.g. every feature set off): FAIL with the reason, not a traceback.
+        trial.set_user_attr("invalid", str(error))
+        logger.info("trial %d is not a valid config: %s", trial.number, error)
+        return math.nan
     trial.set_user_attr("overrides", trial_overrides(base, flat))
     trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}:{worker}")
 
@@ -289,7 +318,11 @@ def _track_trial(parent: tracking.RunHandle, study: optuna.Study, trial: FrozenT
     child = tracking.start_child_run(
         parent,
         run_name=f"trial-{trial.number}",
-        tags={"optuna.study": study.study_name, "optuna.trial": str(trial.number), "optuna.state": trial.state.name},
+        tags={
+            "optuna.study": study.study_name,
+            "optuna.trial": str(trial.number),
+            "optuna.state": trial.state.name,
+        },
     )
     tracking.log_params(child, trial.params)
     metrics: dict[str, float] = {"wall_seconds": float(trial.user_attrs.get("wall_seconds", 0.0))}
@@ -329,7 +362,7 @@ def run_worker(recipe: StudyRecipe, *, worker: int = 0) -> int:
                     trial, recipe=recipe, data=data, plan=chosen, work_root=work_root, worker=worker
                 ),
                 n_trials=1,
-                catch=(_Overflow, ConfigError),
+                catch=(_Overflow,),
                 callbacks=[_log_trial(recipe)],
             )
             latest = study.get_trials(deepcopy=False)[before:] if len(study.trials) > before else []
@@ -365,7 +398,15 @@ def run_study(recipe: StudyRecipe, *, workers: int = 1) -> optuna.Study:
     recipe_file = Path(handle.name)
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "stairways.tuning.worker", "--recipe", str(recipe_file), "--worker", str(index)]
+            [
+                sys.executable,
+                "-m",
+                "stairways.tuning.worker",
+                "--recipe",
+                str(recipe_file),
+                "--worker",
+                str(index),
+            ]
         )
         for index in range(workers)
     ]

@@ -198,3 +198,22 @@ def postgres_available(dsn: str) -> str | None:
     if problem is None:
         return None
     return f"PostgreSQL did not come up at {dsn}: {problem}; pg_ctlcluster said {started.stderr.strip()!r}"
+
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_USER = "postgres"
+ADMIN_DSN = f"host={POSTGRES_HOST} port={POSTGRES_PORT} user={POSTGRES_USER} dbname=postgres"
+
+
+def postgres_admin(statement: str) -> None:
+    """Run one statement on the local cluster's ``postgres`` database, outside a transaction (CREATE DATABASE)."""
+    import psycopg2
+
+    connection = psycopg2.connect(ADMIN_DSN, connect_timeout=5)
+    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        connection.close()

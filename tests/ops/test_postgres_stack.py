@@ -16,11 +16,16 @@ from prefect.client.orchestration import PrefectClient
 from ops.stack import LocalStack, StackSettings
 from ops.supervisor import free_port
 from tests.ops.support import (
+    ADMIN_DSN,
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_USER,
     PROMOTABLE_PARAMETERS,
     TEST_ARTIFACTS,
     check_registry,
     checkout,
     parent_runs,
+    postgres_admin,
     postgres_available,
     run,
     wait_for_final_states,
@@ -28,22 +33,7 @@ from tests.ops.support import (
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_USER = "postgres"
-ADMIN_DSN = f"host={POSTGRES_HOST} port={POSTGRES_PORT} user={POSTGRES_USER} dbname=postgres"
 
-
-def _admin(statement: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(ADMIN_DSN, connect_timeout=5)
-    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 def _query(database: str, statement: str, parameters: tuple = ()) -> list[tuple]:
@@ -70,12 +60,12 @@ def databases() -> Iterator[dict[str, str]]:
     suffix = uuid.uuid4().hex[:10]
     names = {"prefect": f"stairways_test_prefect_{suffix}", "mlflow": f"stairways_test_mlflow_{suffix}"}
     for name in names.values():
-        _admin(f'CREATE DATABASE "{name}"')
+        postgres_admin(f'CREATE DATABASE "{name}"')
     try:
         yield names
     finally:
         for name in names.values():
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

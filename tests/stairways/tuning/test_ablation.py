@@ -9,13 +9,21 @@ from optuna.trial import TrialState, create_trial
 from scipy import stats
 
 from stairways.config import RetrainConfig
-from stairways.tuning.ablation import ALL_ON, ablation_effects, ablation_variants, grid_points, variant_switches
+from stairways.tuning.ablation import (
+    ALL_ON,
+    ablation_effects,
+    ablation_variants,
+    grid_points,
+    variant_switches,
+)
 from stairways.tuning.space import FEATURE_SETS, config_for
 
 
 def test_the_grid_is_all_on_then_each_set_off_and_optionally_each_set_alone() -> None:
     assert ablation_variants() == [ALL_ON, *(f"no_{name}" for name in FEATURE_SETS)]
-    assert ablation_variants(single_sets=True)[-len(FEATURE_SETS) :] == [f"only_{name}" for name in FEATURE_SETS]
+    assert ablation_variants(single_sets=True)[-len(FEATURE_SETS) :] == [
+        f"only_{name}" for name in FEATURE_SETS
+    ]
     assert len(grid_points(ablation_variants(), (7, 8))) == 2 * (1 + len(FEATURE_SETS))
 
 

@@ -11,7 +11,11 @@ from tests.stairways.tuning.support import TINY_BASE
 
 
 def _sessions(frame: pl.DataFrame) -> list:
-    return frame.select(pl.col("ts").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().unique().sort()).to_series().to_list()
+    return (
+        frame.select(pl.col("ts").dt.convert_time_zone(str(EXCHANGE_TZ)).dt.date().unique().sort())
+        .to_series()
+        .to_list()
+    )
 
 
 @pytest.fixture(scope="module")

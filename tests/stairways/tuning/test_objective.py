@@ -24,8 +24,10 @@ def _changed_test_window(market: pipeline.MarketData) -> pipeline.MarketData:
     inside = pl.col("ts") >= night.test_start
     factor = pl.Series("_factor", wiggle)
     changed = bars.with_columns(factor).with_columns(
-        *(pl.when(inside).then(pl.col(name) * pl.col("_factor")).otherwise(pl.col(name)).alias(name)
-          for name in ("open", "high", "low", "close")),
+        *(
+            pl.when(inside).then(pl.col(name) * pl.col("_factor")).otherwise(pl.col(name)).alias(name)
+            for name in ("open", "high", "low", "close")
+        ),
         pl.when(inside).then(pl.col("volume") * 2).otherwise(pl.col("volume")).alias("volume"),
     )
     return replace(market, bars=changed.drop("_row", "_factor"))
@@ -41,7 +43,9 @@ def scores(tmp_path_factory: pytest.TempPathFactory) -> tuple:
         for market in (original, _changed_test_window(original)):
             monkeypatch.setattr(objective, "load_market", lambda _config, _market=market: _market)
             data = prepare_tuning_data(TINY_BASE, TINY_TUNE)
-            results.append((market, data, score_config(config, data, work_dir=tmp_path_factory.mktemp("trial"))))
+            results.append(
+                (market, data, score_config(config, data, work_dir=tmp_path_factory.mktemp("trial")))
+            )
     finally:
         monkeypatch.undo()
     return tuple(results)

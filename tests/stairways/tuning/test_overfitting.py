@@ -16,7 +16,6 @@ TUNE = TuneConfig(pbo_partitions=2, max_pbo=0.5, min_deflated_sharpe=0.9)
 EULER = 0.5772156649015329
 
 
-
 def _sharpe(values: list[float]) -> float:
     array = np.asarray(values)
     return float(array.mean() / array.std(ddof=1))
@@ -48,7 +47,9 @@ def test_deflated_sharpe_matches_the_formula_by_hand() -> None:
     centred = best - best.mean()
     skew = float(np.mean(centred**3) / np.mean(centred**2) ** 1.5)
     kurt = float(np.mean(centred**4) / np.mean(centred**2) ** 2)
-    psr = normal.cdf((sr - sr0) * math.sqrt(best.size - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2))
+    psr = normal.cdf(
+        (sr - sr0) * math.sqrt(best.size - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
+    )
     dsr = analysis.deflated_sharpe
     assert dsr is not None
     assert dsr["n_trials"] == trials

@@ -22,7 +22,11 @@ TUNE = TuneConfig(pbo_partitions=2)
 def _night(tmp_path: Path, study: str = "tuned") -> RetrainConfig:
     return RetrainConfig.model_validate(
         {
-            "tuning": {"use_recommended": True, "study_name": study, "storage": f"sqlite:///{tmp_path / 'optuna.db'}"},
+            "tuning": {
+                "use_recommended": True,
+                "study_name": study,
+                "storage": f"sqlite:///{tmp_path / 'optuna.db'}",
+            },
         }
     )
 
@@ -85,9 +89,13 @@ def test_the_gate_counts_the_studys_trials_among_the_candidates(monkeypatch: pyt
     assert seen["evidence"].candidates_compared == 2
 
 
-def test_the_default_storage_sits_beside_a_sqlite_mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_storage_sits_beside_a_sqlite_mlflow_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(STORAGE_ENV, raising=False)
-    assert resolve_storage(None, f"sqlite:///{tmp_path / 'mlflow.db'}") == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert (
+        resolve_storage(None, f"sqlite:///{tmp_path / 'mlflow.db'}") == f"sqlite:///{tmp_path / 'optuna.db'}"
+    )
     assert resolve_storage("postgresql://db/optuna", "sqlite:///x.db") == "postgresql://db/optuna"
     monkeypatch.setenv(STORAGE_ENV, "postgresql://elsewhere/optuna")
     assert resolve_storage("postgresql://db/optuna", "sqlite:///x.db") == "postgresql://elsewhere/optuna"

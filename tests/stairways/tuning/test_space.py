@@ -23,11 +23,27 @@ from stairways.tuning.space import (
 
 def test_the_default_space_covers_ppo_controller_and_feature_sets_and_fits_the_default_config() -> None:
     paths = set(DEFAULT_SPACE.parameters)
-    for name in ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range", "ent_coef"):
+    for name in (
+        "learning_rate",
+        "n_steps",
+        "batch_size",
+        "n_epochs",
+        "gamma",
+        "gae_lambda",
+        "clip_range",
+        "ent_coef",
+    ):
         assert f"training.ppo.{name}" in paths
     assert "training.ppo.net_width" in paths
-    for name in ("bonus_gain", "cost_gain", "base_hold_bonus", "base_ticket_cost", "target_trades_per_day",
-                 "regime_sensitivity", "slow_clamp"):
+    for name in (
+        "bonus_gain",
+        "cost_gain",
+        "base_hold_bonus",
+        "base_ticket_cost",
+        "target_trades_per_day",
+        "regime_sensitivity",
+        "slow_clamp",
+    ):
         assert f"training.controller.{name}" in paths
     assert {f"features.{name}" for name in FEATURE_SETS} <= paths
     DEFAULT_SPACE.check(RetrainConfig())  # every range end validates

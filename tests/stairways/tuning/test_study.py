@@ -30,7 +30,10 @@ def _trials(study: optuna.Study) -> list[tuple[dict, float | None, str]]:
 def tracked(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.Study, tracking.RunHandle]:
     folder = tmp_path_factory.mktemp("tracked")
     parent = tracking.start_run(
-        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", experiment_name="tuning-test", run_name="study", tags={}
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        experiment_name="tuning-test",
+        run_name="study",
+        tags={},
     )
     recipe = StudyRecipe(
         base=TINY_BASE, tune=TINY_TUNE, storage_url=f"sqlite:///{folder / 'optuna.db'}", parent_run=parent
@@ -98,7 +101,11 @@ def test_an_interrupted_study_resumes_and_keeps_every_finished_trial(
     finished = finished_trials(resumed)
     assert len(finished) == TINY_TUNE.trials
     kept = resumed.trials[0]
-    assert (kept.params, kept.value, kept.datetime_complete) == (first.params, first.value, first.datetime_complete)
+    assert (kept.params, kept.value, kept.datetime_complete) == (
+        first.params,
+        first.value,
+        first.datetime_complete,
+    )
     assert resumed.trials[1].state == TrialState.FAIL  # the interrupted one stays on record, not counted
 
 
@@ -121,11 +128,17 @@ def test_a_study_belongs_to_one_recipe(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="was run with another base config"):
         open_study(other)
     # More trials or another sampler seed continue the same study.
-    open_study(StudyRecipe(base=TINY_BASE, tune=recipe.tune.model_copy(update={"trials": 9}), storage_url=recipe.storage_url))
+    open_study(
+        StudyRecipe(
+            base=TINY_BASE, tune=recipe.tune.model_copy(update={"trials": 9}), storage_url=recipe.storage_url
+        )
+    )
 
 
 def test_an_unreachable_storage_is_one_clear_error(tmp_path: Path) -> None:
-    recipe = StudyRecipe(base=TINY_BASE, tune=TINY_TUNE, storage_url="postgresql://nobody:secret@127.0.0.1:1/none")
+    recipe = StudyRecipe(
+        base=TINY_BASE, tune=TINY_TUNE, storage_url="postgresql://nobody:secret@127.0.0.1:1/none"
+    )
     with pytest.raises(ConfigError, match=r"cannot be opened") as caught:
         open_study(recipe)
     assert "secret" not in str(caught.value)

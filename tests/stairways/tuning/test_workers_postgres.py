@@ -25,38 +25,24 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from stairways.config import RetrainConfig, load_config
+from stairways.config import RetrainConfig
 from stairways.tuning import StudyRecipe, TuneConfig, run_study
 from stairways.tuning import study as study_module
 from stairways.tuning.study import open_study
-from tests.ops.support import postgres_available
+from tests.ops.support import (
+    ADMIN_DSN,
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    POSTGRES_USER,
+    postgres_admin,
+    postgres_available,
+)
+from tests.stairways.tuning.support import TINY_BASE
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_USER = "postgres"
-ADMIN_DSN = f"host={POSTGRES_HOST} port={POSTGRES_PORT} user={POSTGRES_USER} dbname=postgres"
 
-TINY_BASE: dict = {
-    "seed": 3,
-    "data": {"synthetic": {"sessions": 16}},
-    "window": {"selection_sessions": 2, "test_sessions": 2, "min_train_sessions": 3},
-    "training": {"ppo": {"n_envs": 2, "n_steps": 64, "batch_size": 64}},
-}
 _LIVE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-
-
-def _admin(statement: str) -> None:
-    import psycopg2
-
-    connection = psycopg2.connect(ADMIN_DSN, connect_timeout=5)
-    connection.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
 
 
 @pytest.fixture
@@ -67,15 +53,17 @@ def storage_url() -> Iterator[str]:
     if problem is not None:
         pytest.skip(f"no PostgreSQL for the tuning-worker test: {problem}")
     name = f"stairways_test_tune_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
+    postgres_admin(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql+psycopg2://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
     finally:
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # FORCE: pooled connections of this process
+        postgres_admin(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        )  # FORCE: pooled connections of this process
 
 
 def _recipe(storage_url: str, trials: int, study_name: str) -> StudyRecipe:
-    base: RetrainConfig = load_config(overrides=TINY_BASE)
+    base: RetrainConfig = TINY_BASE
     tune = TuneConfig(
         study_name=study_name,
         trials=trials,
@@ -119,9 +107,6 @@ def _check_exactly_n(trials: list[FrozenTrial], n: int) -> list[FrozenTrial]:
     assert by_state[TrialState.RUNNING] == [] and by_state[TrialState.WAITING] == [], states
     numbers = [trial.number for trial in trials]
     assert len(numbers) == len(set(numbers))
-    assert len({_params_key(trial) for trial in finished}) == len(finished), (
-        "two finished trials share params"
-    )
     for trial in finished:
         assert trial.params, f"trial {trial.number} has no parameters"
         assert len(trial.user_attrs["session_returns"]) == 2 * 2  # 2 folds x 2 judged sessions
@@ -236,3 +221,11 @@ def test_resume_after_sigkill_mid_trial(storage_url: str, tmp_path: Path) -> Non
     assert _pid(retry) != worker.pid
     others = [t for t in trials if t.state == TrialState.FAIL and t.number != victim.number]
     assert all(t.user_attrs.get("overflow") for t in others), "a trial failed for another reason"
+    # no parameters ran twice: apart from the retry, no finished trial repeats the killed trial's draw
+    # (a resumed worker re-seeds its sampler with seed + worker, so its random startup trials repeat the
+    # first session's draws unless the sampler's seed changes on a resume)
+    repeats = {
+        t.number: [o.number for o in finished if o.number != t.number and o.params == t.params]
+        for t in finished
+    }
+    assert not any(repeats.values()), f"finished trials with the same parameters: {repeats}"
