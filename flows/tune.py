@@ -6,6 +6,7 @@ trial), track it as one MLflow parent run with a nested run per trial, and publi
 Prefect artifact. More Prefect workers running the same deployment share the study through its storage.
 """
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +41,22 @@ def _recipe(
     )
 
 
+def _study_run(
+    recipe: StudyRecipe, workers: int, publish: Callable[..., Any]
+) -> tuple[StudyRecipe, int, Any]:
+    """Open the study's MLflow run, run the missing trials, publish; the run ends FAILED if anything raises."""
+    handle = open_study_run(recipe)
+    recipe = replace(recipe, parent_run=handle)
+    try:
+        finished = run_trials(recipe, workers)
+        published = publish(handle, recipe)
+    except BaseException:
+        close_study_run(handle, status="FAILED")
+        raise
+    close_study_run(handle, status="FINISHED")
+    return recipe, finished, published
+
+
 @flow(name="tune", log_prints=True)
 def tune(
     tune_config: TuneConfig = TuneConfig(),  # noqa: B008 - frozen default
@@ -48,18 +65,11 @@ def tune(
 ) -> dict[str, Any]:
     """Run the study to ``tune_config.trials`` trials, then measure PBO and the deflated Sharpe ratio and
     recommend a config only when both pass."""
-    recipe = _recipe(config, tune_config, kind="tune")
-    handle = open_study_run(recipe)
-    recipe = replace(recipe, parent_run=handle)
-    try:
-        finished = run_trials(recipe, workers)
-        analysis = publish_tuning(handle, recipe)
-    except BaseException:
-        close_study_run(handle, status="FAILED")
-        raise
-    close_study_run(handle, status="FINISHED")
+    recipe, finished, analysis = _study_run(
+        _recipe(config, tune_config, kind="tune"), workers, publish_tuning
+    )
     return {
-        "mlflow_run_id": handle.run_id,
+        "mlflow_run_id": recipe.parent_run.run_id,  # type: ignore[union-attr]
         "storage": recipe.storage_url,
         "finished_trials": finished,
         **analysis,
@@ -78,17 +88,9 @@ def ablate(
     variants = tuple(ablation_variants(single_sets=single_sets))
     grid = tune_config.model_copy(update={"trials": len(variants) * len(tune_config.ablation_seeds)})
     recipe = _recipe(config, grid, kind="ablate", variants=variants)
-    handle = open_study_run(recipe)
-    recipe = replace(recipe, parent_run=handle)
-    try:
-        finished = run_trials(recipe, workers)
-        effects = publish_feature_ablation(handle, recipe)
-    except BaseException:
-        close_study_run(handle, status="FAILED")
-        raise
-    close_study_run(handle, status="FINISHED")
+    recipe, finished, effects = _study_run(recipe, workers, publish_feature_ablation)
     return {
-        "mlflow_run_id": handle.run_id,
+        "mlflow_run_id": recipe.parent_run.run_id,  # type: ignore[union-attr]
         "storage": recipe.storage_url,
         "finished_trials": finished,
         "effects": effects,

@@ -69,3 +69,16 @@ class RecordedPush:
 class RecordingGateway:
     address: str
     pushes: list[RecordedPush] = field(default_factory=list)
+
+
+LENIENT_GATE = {
+    "min_total_return_pct": -100.0,
+    "max_drawdown_pct": 100.0,
+    "min_trades_per_day": 0.0,
+    "max_trades_per_day": 10_000.0,
+    "min_sharpe": -1_000.0,
+    "min_win_rate": 0.0,
+    "min_ratio_episodes": 1,
+    "paired_baselines": [],
+}
+"""Gate criteria a tiny candidate can pass, so the champion path (promotion, warm start, comparison) runs."""

@@ -18,20 +18,10 @@ from core.errors import DataQualityError, ReplayMismatch
 from flows.retrain import nightly_retrain
 from stairways import registry
 from stairways.config import RetrainConfig
-from tests.support import RecordingGateway
+from tests.support import LENIENT_GATE, RecordingGateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
-LENIENT_GATE = {
-    "min_total_return_pct": -100.0,
-    "max_drawdown_pct": 100.0,
-    "min_trades_per_day": 0.0,
-    "max_trades_per_day": 10_000.0,
-    "min_sharpe": -1_000.0,
-    "min_win_rate": 0.0,
-    "min_ratio_episodes": 1,
-    "paired_baselines": [],
-}
 
 
 def night_config(model_name: str, *, gate: dict[str, Any] | None = None, **overrides: Any) -> RetrainConfig:

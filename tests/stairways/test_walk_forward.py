@@ -28,19 +28,8 @@ from stairways.walk_forward import (
     night_data_ends,
     run_walk_forward,
 )
+from tests.support import LENIENT_GATE
 from training.checkpoints import read_meta
-
-LENIENT_GATE = {
-    "min_total_return_pct": -100.0,
-    "max_drawdown_pct": 100.0,
-    "min_trades_per_day": 0.0,
-    "max_trades_per_day": 10_000.0,
-    "min_sharpe": -1_000.0,
-    "min_win_rate": 0.0,
-    "min_ratio_episodes": 1,
-    "paired_baselines": [],
-}
-"""A gate the tiny candidates can pass, so the champion path (copy, warm start, comparison) runs."""
 
 CONFIG = RetrainConfig.model_validate(
     {

@@ -26,7 +26,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from stairways.config import RetrainConfig
-from stairways.tuning import StudyRecipe, TuneConfig, run_study
+from stairways.tuning import StudyRecipe, run_study
 from stairways.tuning import study as study_module
 from stairways.tuning.study import open_study
 from tests.ops.support import (
@@ -37,7 +37,7 @@ from tests.ops.support import (
     postgres_admin,
     postgres_available,
 )
-from tests.stairways.tuning.support import TINY_BASE
+from tests.stairways.tuning.support import TINY_BASE, TINY_TUNE
 
 pytestmark = pytest.mark.slow
 
@@ -57,25 +57,14 @@ def storage_url() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg2://{POSTGRES_USER}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
     finally:
-        postgres_admin(
-            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        )  # FORCE: pooled connections of this process
+        # FORCE: the pooled connections of this process may still be open.
+        postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _recipe(storage_url: str, trials: int, study_name: str) -> StudyRecipe:
+    # No pruner: every trial completes, so the counts below are exact.
+    tune = TINY_TUNE.model_copy(update={"study_name": study_name, "trials": trials, "pruner": "none"})
     base: RetrainConfig = TINY_BASE
-    tune = TuneConfig(
-        study_name=study_name,
-        trials=trials,
-        folds=2,
-        fold_sessions=2,
-        fold_selection_sessions=2,
-        cycles=2,
-        steps_per_cycle=256,
-        pbo_partitions=2,
-        startup_trials=2,
-        pruner="none",  # every trial completes: the counts below are exact
-    )
     return StudyRecipe(base=base, tune=tune, storage_url=storage_url)
 
 
