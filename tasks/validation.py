@@ -115,7 +115,7 @@ def decide_gate(
     }
     if "probability" in deflated:
         gate_metrics["gate.deflated_sharpe"] = deflated["probability"]
-    gate_metrics["gate.candidates_compared"] = float(statistics.get("candidates_compared", max(1, len(trials))))
+    gate_metrics["gate.candidates_compared"] = float(max(1, len(trials) + prior_trials))
     if health is not None:
         gate_metrics |= health.as_metrics(prefix="night.controller_health.")
     tracking.log_metrics(handle, gate_metrics)
