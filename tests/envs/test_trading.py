@@ -1,6 +1,7 @@
+"""Tests for envs/trading.py: conformance, determinism, no look-ahead, fills, costs and reward shaping."""
+
 import math
 import warnings
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import gymnasium
@@ -16,57 +17,23 @@ from controllers.reward import AdaptiveRewardController
 from envs.execution import ExecutionConfig, order_cost
 from envs.market_arrays import MarketArrays, market_arrays
 from envs.trading import ACTION_MEANINGS, DualTickerTradingEnv, decode_action
-from envs.trading_config import RiskConfig, TradingEnvConfig
+from envs.trading_config import TradingEnvConfig
+from tests.envs.support import (
+    BUY_0,
+    BUY_1,
+    BUY_BOTH,
+    FREE,
+    HOLD,
+    SELL_0,
+    SELL_1,
+    START,
+    config,
+    flat_market,
+    make_market,
+    run,
+)
 
-HOLD = 4
-BUY_0, SELL_0 = 7, 1  # ticker 0 buys / sells, ticker 1 holds
-BUY_1, SELL_1 = 5, 3  # ticker 1 buys / sells, ticker 0 holds
-BUY_BOTH = 8
-START = np.datetime64("2024-01-02T14:30", "ns")
 ENV_ID = "stairways-test/DualTickerTrading-v0"
-
-
-def make_market(
-    open_0: Sequence[float],
-    close_0: Sequence[float],
-    *,
-    sessions: Sequence[int],
-    open_1: Sequence[float] | None = None,
-    close_1: Sequence[float] | None = None,
-    volume: float | Sequence[Sequence[float]] = 1e12,
-    regime_score: Sequence[float] | None = None,
-) -> MarketArrays:
-    """A hand-made market; each ticker has one feature (the bar index, plus 0.5 for ticker 1)."""
-    bars = len(open_0)
-    open_1 = [50.0] * bars if open_1 is None else open_1
-    close_1 = [50.0] * bars if close_1 is None else close_1
-    index = np.arange(bars, dtype=np.float32)
-    features = np.ascontiguousarray(np.column_stack([index, index + 0.5]))
-    volumes = (
-        np.full((bars, 2), float(volume)) if np.isscalar(volume) else np.asarray(volume, dtype=np.float64)
-    )
-    session_index = np.asarray(sessions, dtype=np.int64)
-    return MarketArrays(
-        features=features,
-        feature_names=("A:index", "B:index"),
-        open=np.column_stack([open_0, open_1]).astype(np.float64),
-        close=np.column_stack([close_0, close_1]).astype(np.float64),
-        volume=np.ascontiguousarray(volumes),
-        session_index=session_index,
-        timestamps=START + session_index * np.timedelta64(1, "D") + np.arange(bars) * np.timedelta64(60, "s"),
-        regime_score=np.zeros(bars, np.float32)
-        if regime_score is None
-        else np.asarray(regime_score, np.float32),
-        symbols=("A", "B"),
-    )
-
-
-def flat_market(
-    bars: int, *, sessions: Sequence[int] | None = None, price: float = 100.0, volume: float = 1e12
-) -> MarketArrays:
-    return make_market(
-        [price] * bars, [price] * bars, sessions=[0] * bars if sessions is None else sessions, volume=volume
-    )
 
 
 def random_market(sessions: int, bars_per_session: int, *, seed: int, features: int = 12) -> MarketArrays:
@@ -86,32 +53,6 @@ def random_market(sessions: int, bars_per_session: int, *, seed: int, features: 
         regime_score=rng.uniform(-1.0, 1.0, bars).astype(np.float32),
         symbols=("A", "B"),
     )
-
-
-FREE = ExecutionConfig(
-    ticket_cost=0.0, spread_bps=0.0, fee_bps=0.0, impact_coefficient=0.0, participation_cap=1.0
-)
-LOOSE = RiskConfig(daily_loss_limit=0.9, max_consecutive_losses=1_000, max_drawdown=0.99)
-
-
-def config(**overrides: object) -> TradingEnvConfig:
-    values: dict[str, object] = {
-        "notional_per_unit": 1_000.0,
-        "max_position_share": 1.0,
-        "execution": FREE,
-        "risk": LOOSE,
-    }
-    values.update(overrides)
-    return TradingEnvConfig.model_validate(values)
-
-
-def run(env: DualTickerTradingEnv, actions: Sequence[int], *, start_session: int = 0) -> list[tuple]:
-    env.reset(seed=0, options={"start_session": start_session})
-    results = []
-    for action in actions:
-        observation, reward, terminated, truncated, info = env.step(action)
-        results.append((observation.copy(), reward, terminated, truncated, info))
-    return results
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -473,97 +414,3 @@ def test_a_non_finite_feature_raises_at_construction_naming_bar_and_feature() ->
     broken = MarketArrays(**{**market.__dict__, "features": features})
     with pytest.raises(ValueError, match=r"feature 'B:index' is not finite at bar 3 \(2024-01-02T14:33:00"):
         DualTickerTradingEnv(broken, config=config())
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Risk limits
-
-
-def test_daily_loss_limit_flattens_and_blocks_trading_until_the_next_session() -> None:
-    prices = [100.0, 100.0, 95.0, 96.0, 97.0, 98.0, 98.0, 99.0, 100.0, 101.0, 102.0, 103.0]
-    market = make_market(prices, prices, sessions=[0] * 6 + [1] * 6)
-    risk = RiskConfig(daily_loss_limit=0.02, max_consecutive_losses=100, max_drawdown=0.5)
-    env = DualTickerTradingEnv(
-        market, config=config(notional_per_unit=50_000.0, sessions_per_episode=2, risk=risk)
-    )
-    steps = run(env, [BUY_0, HOLD, BUY_0, BUY_BOTH, BUY_0, BUY_0, BUY_0, BUY_0, BUY_0, BUY_0])
-    # Long 500 shares from 100; bar 2 closes at 95: -2,500 < -2% of 100,000, flattened at that close.
-    assert steps[1][4]["equity"] == pytest.approx(97_500.0)
-    assert steps[1][0][2] == 0.0
-    # Orders for the rest of the session are ignored: flat, no costs, equity unchanged.
-    for step in steps[2:5]:
-        assert (step[0][2], step[0][3]) == (0.0, 0.0)
-        assert step[4]["equity"] == pytest.approx(97_500.0)
-    # The next session (starting at bar 6) trades again; its limit is based on its starting equity.
-    assert steps[5][0][0] == 7.0 and steps[5][0][2] == 1.0
-    assert steps[-1][3] is True and steps[-1][4]["daily_loss_stops"] == 1
-
-
-def test_consecutive_losing_trades_flatten_and_block_the_rest_of_the_session() -> None:
-    execution = FREE.model_copy(update={"ticket_cost": 1.0})
-    risk = RiskConfig(daily_loss_limit=0.5, max_consecutive_losses=2, max_drawdown=0.5)
-    env = DualTickerTradingEnv(flat_market(10), config=config(execution=execution, risk=risk))
-    steps = run(env, [BUY_0, SELL_0, BUY_1, BUY_0, SELL_1, BUY_0, BUY_0, BUY_1, HOLD])
-    # Trade 1 (ticker 0) loses its two tickets; trade 2 (ticker 1) as well: the second loss blocks the
-    # session, and ticker 0's open position is flattened at that bar's close.
-    assert (steps[4][0][2], steps[4][0][3]) == (0.0, 0.0)
-    for step in steps[5:]:
-        assert (step[0][2], step[0][3]) == (0.0, 0.0)
-    final = steps[-1][4]
-    assert final["loss_streak_stops"] == 1 and final["agent_orders"] == 5 and final["flatten_orders"] == 1
-
-
-def test_a_winning_trade_resets_the_loss_streak() -> None:
-    execution = FREE.model_copy(update={"ticket_cost": 1.0})
-    risk = RiskConfig(daily_loss_limit=0.5, max_consecutive_losses=2, max_drawdown=0.5)
-    opens = [100.0, 100.0, 100.0, 100.0, 110.0, 110.0, 110.0, 110.0, 110.0]
-    market = make_market(opens, opens, sessions=[0] * 9)
-    env = DualTickerTradingEnv(market, config=config(execution=execution, risk=risk))
-    # loss (flat prices), win (bought at 100, sold at 110), loss: never two in a row.
-    steps = run(env, [BUY_0, SELL_0, BUY_0, SELL_0, BUY_0, SELL_0, BUY_0])
-    assert steps[-1][0][2] == 1.0
-    assert env.positions == (1.0, 0.0)
-
-
-def test_max_drawdown_terminates_the_episode_flat() -> None:
-    risk = RiskConfig(daily_loss_limit=0.5, max_consecutive_losses=100, max_drawdown=0.05)
-    market = make_market([100, 100, 104, 100, 100, 100], [100, 104, 92, 100, 100, 100], sessions=[0] * 6)
-    env = DualTickerTradingEnv(market, config=config(notional_per_unit=50_000.0, risk=risk))
-    env.reset(seed=0)
-    _, _, terminated, truncated, info = env.step(BUY_0)
-    assert (terminated, truncated) == (False, False) and info["equity"] == pytest.approx(102_000.0)
-    observation, reward, terminated, truncated, info = env.step(HOLD)
-    # 500 shares from 104 to 92: equity 96,000 < 95% of the 102,000 peak.
-    assert (terminated, truncated) == (True, False)
-    assert info["equity"] == pytest.approx(96_000.0) and info["drawdown_stop"] is True
-    assert reward == pytest.approx(100.0 * -6_000.0 / 100_000.0)
-    assert observation[2] == 0.0 and env.shares == (0.0, 0.0)
-    with pytest.raises(RuntimeError, match="call reset"):
-        env.step(HOLD)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Episodes and truncation
-
-
-def test_truncation_at_the_last_decision_bar_of_the_last_session() -> None:
-    # Sessions of 4, 1 (skipped: no decision bar) and 3 bars.
-    market = flat_market(8, sessions=[0, 0, 0, 0, 1, 2, 2, 2])
-    env = DualTickerTradingEnv(market, config=config(sessions_per_episode=2))
-    assert env.session_starts == [0, 5]
-    _, info = env.reset(seed=0)
-    assert info["bar"] == 0
-    steps = run(env, [BUY_BOTH, HOLD, HOLD, HOLD, HOLD])
-    assert [step[3] for step in steps] == [False, False, False, False, True]
-    assert not any(step[2] for step in steps)
-    assert [step[0][0] for step in steps] == [
-        1.0,
-        2.0,
-        5.0,
-        6.0,
-        7.0,
-    ]  # bar 3 closes session 0; bar 4 skipped
-    assert (steps[2][0][2], steps[2][0][3]) == (0.0, 0.0)  # flat overnight
-    assert steps[-1][4]["flatten_orders"] == 2
-    with pytest.raises(ValueError, match="sessions_per_episode=3"):
-        DualTickerTradingEnv(market, config=config(sessions_per_episode=3))
