@@ -35,6 +35,7 @@ __all__ = [
     "TuningUse",
     "load_config",
     "merge_overrides",
+    "read_overrides",
 ]
 
 SIGNAL_FEATURE = "signal"
@@ -234,34 +235,37 @@ class RetrainConfig(BaseModel):
         return self
 
 
+def read_overrides(path: Path, *, what: str = "config file") -> dict[str, Any]:
+    """The mapping of field names in the YAML file ``path``; ``ConfigError`` naming ``what`` and why not."""
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as error:
+        msg = f"{what} not found: {path}"
+        raise ConfigError(msg) from error
+    except IsADirectoryError as error:
+        msg = f"{what} {path} is a directory; give a YAML file of overrides"
+        raise ConfigError(msg) from error
+    except UnicodeDecodeError as error:
+        msg = f"{what} {path} is not text (not UTF-8 at byte {error.start}); give a YAML file"
+        raise ConfigError(msg) from error
+    except OSError as error:
+        msg = f"{what} {path} cannot be read: {error.strerror or error}"
+        raise ConfigError(msg) from error
+    except yaml.YAMLError as error:
+        msg = f"{what} {path} is not valid YAML: {error}"
+        raise ConfigError(msg) from error
+    if loaded is not None and not isinstance(loaded, dict):
+        msg = f"{what} {path} must hold a mapping of field names, got {type(loaded).__name__}"
+        raise ConfigError(msg)
+    return loaded or {}
+
+
 def load_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> RetrainConfig:
     """Read a YAML file of overrides by field name (nested sections as mappings) and validate it.
 
     Raises ``ConfigError`` naming the file and every invalid field.
     """
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as error:
-            msg = f"config file not found: {path}"
-            raise ConfigError(msg) from error
-        except IsADirectoryError as error:
-            msg = f"config file {path} is a directory; give a YAML file of overrides"
-            raise ConfigError(msg) from error
-        except UnicodeDecodeError as error:
-            msg = f"config file {path} is not text (not UTF-8 at byte {error.start}); give a YAML file"
-            raise ConfigError(msg) from error
-        except OSError as error:
-            msg = f"config file {path} cannot be read: {error.strerror or error}"
-            raise ConfigError(msg) from error
-        except yaml.YAMLError as error:
-            msg = f"config file {path} is not valid YAML: {error}"
-            raise ConfigError(msg) from error
-        if loaded is not None and not isinstance(loaded, dict):
-            msg = f"config file {path} must hold a mapping of field names, got {type(loaded).__name__}"
-            raise ConfigError(msg)
-        values = loaded or {}
+    values = {} if path is None else read_overrides(path)
     values = merge_overrides(values, overrides or {})
     where = f"config file {path}" if path is not None else "config"
     booleans = _booleans_for_numbers(values, RetrainConfig)

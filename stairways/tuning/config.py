@@ -4,10 +4,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.errors import ConfigError, describe_validation_error
+from stairways.config import read_overrides
 from stairways.tuning.space import DEFAULT_SPACE, SearchSpace
 
 __all__ = ["STORAGE_ENV", "TuneConfig", "default_storage", "load_tune_config", "resolve_storage"]
@@ -96,17 +96,7 @@ def default_storage(tracking_uri: str) -> str:
 
 def load_tune_config(path: Path | None = None, *, overrides: dict[str, Any] | None = None) -> TuneConfig:
     """Read a YAML study config (``ConfigError`` naming the file and field when it is unusable)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            msg = f"tuning config {path} cannot be read as YAML: {error}"
-            raise ConfigError(msg) from error
-        if loaded is not None and not isinstance(loaded, dict):
-            msg = f"tuning config {path} must hold a mapping of field names, got {type(loaded).__name__}"
-            raise ConfigError(msg)
-        values = loaded or {}
+    values = {} if path is None else read_overrides(path, what="tuning config")
     values = {**values, **{key: value for key, value in (overrides or {}).items() if value is not None}}
     try:
         return TuneConfig.model_validate(values)
