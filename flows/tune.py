@@ -16,7 +16,7 @@ from stairways import tracking
 from stairways.config import RetrainConfig
 from stairways.tuning.ablation import ablation_variants
 from stairways.tuning.config import TuneConfig, resolve_storage
-from stairways.tuning.study import StudyRecipe
+from stairways.tuning.study import StudyRecipe, safe_url
 from tasks.tuning import (
     close_study_run,
     open_study_run,
@@ -70,7 +70,7 @@ def tune(
     )
     return {
         "mlflow_run_id": recipe.parent_run.run_id,  # type: ignore[union-attr]
-        "storage": recipe.storage_url,
+        "storage": safe_url(recipe.storage_url),
         "finished_trials": finished,
         **analysis,
     }
@@ -91,7 +91,7 @@ def ablate(
     recipe, finished, effects = _study_run(recipe, workers, publish_feature_ablation)
     return {
         "mlflow_run_id": recipe.parent_run.run_id,  # type: ignore[union-attr]
-        "storage": recipe.storage_url,
+        "storage": safe_url(recipe.storage_url),
         "finished_trials": finished,
         "effects": effects,
     }

@@ -9,6 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from core.errors import ConfigError, describe_validation_error
+
 __all__ = ["add_tuning_commands"]
 
 ABLATION_STUDY = "stairways-ablation"
@@ -17,6 +21,10 @@ ABLATION_STUDY = "stairways-ablation"
 def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
     from stairways.config import load_config
     from stairways.tuning.config import load_tune_config
+
+    if args.workers < 1:
+        msg = f"--workers must be at least 1, got {args.workers}"
+        raise ConfigError(msg)
 
     base = load_config(args.config)
     overrides = {
@@ -36,8 +44,27 @@ def _tune(args: argparse.Namespace, orchestrate: Callable[[Callable[[], Any]], A
     from flows.tune import tune as tune_flow
 
     summary = orchestrate(lambda: tune_flow(tune_config=tune, config=base, workers=args.workers))
-    print(json.dumps(summary, indent=2, default=str))
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    pbo = (summary.get("pbo") or {}).get("pbo")
+    dsr = (summary.get("deflated_sharpe") or {}).get("probability")
+    print(
+        f"study {summary['study_name']!r} ({summary['storage']}): {summary['trials_complete']} complete, "
+        f"{summary['trials_pruned']} pruned, {summary['trials_failed']} failed; best trial {summary['best_trial']} "
+        f"(score {_figure(summary['best_score'])}); PBO {_figure(pbo)}, deflated Sharpe {_figure(dsr)}"
+    )
+    if summary["recommended"]:
+        print(
+            f"recommended: trial {summary['best_trial']}; MLflow run {summary['mlflow_run_id']}, study/recommended.yaml"
+        )
+    else:
+        print("nothing recommended: " + "; ".join(summary["reasons"]))
     return 0
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _ablate(args: argparse.Namespace, orchestrate: Callable[[Callable[[], Any]], Any]) -> int:
@@ -60,7 +87,11 @@ def _walk_forward(args: argparse.Namespace, orchestrate: Callable[[Callable[[], 
     from stairways.walk_forward import WalkForwardConfig, run_walk_forward
 
     base = load_config(args.config)
-    settings = WalkForwardConfig(nights=args.nights, step_sessions=args.step_sessions)
+    try:
+        settings = WalkForwardConfig(nights=args.nights, step_sessions=args.step_sessions)
+    except ValidationError as error:
+        msg = f"invalid walk-forward settings: {describe_validation_error(error, separator='-', prefix='--')}"
+        raise ConfigError(msg) from None
     report = run_walk_forward(base, settings, output_dir=args.output)
     written = report.write(args.output)
     print(report.table())
@@ -102,6 +133,7 @@ def add_tuning_commands(
     )
     _study_options(tune, default_study="stairways-tune")
     tune.add_argument("--trials", type=int, help="finished trials the study runs to (default 20)")
+    tune.add_argument("--json", action="store_true", help="print the whole analysis as JSON")
     tune.set_defaults(handler=handler(_tune))
 
     ablate = commands.add_parser(
