@@ -209,6 +209,22 @@ def _fetch_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from ops.schedule import next_night
+    from stairways.config import load_config
+    from stairways.status import read_status, status_text
+
+    if args.nights < 1:
+        msg = f"--nights must be at least 1, got {args.nights}"
+        raise ConfigError(msg)
+    config = load_config(args.config)
+    status = read_status(config, nights=args.nights, next_night=next_night(datetime.now(UTC)))
+    print(status.to_json() if args.json else status_text(status))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stairways", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -260,6 +276,14 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--model", help="registered model name (default: registry.model_name of the config)")
     fetch.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
     fetch.set_defaults(handler=_fetch_model)
+
+    status = commands.add_parser(
+        "status", help="champion and previous champion, the last nights, stuck runs, the next scheduled night"
+    )
+    status.add_argument("--nights", type=int, default=5, help="how many recent nights to list (default 5)")
+    status.add_argument("--json", action="store_true", help="print it as JSON")
+    status.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
+    status.set_defaults(handler=_status)
 
     add_tuning_commands(commands, _with_orchestration)
 

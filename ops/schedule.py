@@ -11,7 +11,7 @@ previous session's data.
 """
 
 import re
-from datetime import date
+from datetime import date, datetime, timedelta
 from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,14 @@ from typing import Any
 import yaml
 
 from core.errors import ConfigError
-from market.calendar import EXCHANGE_TZ, holidays
+from market.calendar import EXCHANGE_TZ, holidays, trading_days
 
 __all__ = [
     "DEFAULT_SCHEDULE_YEARS",
     "MIN_SCHEDULE_HORIZON_YEARS",
     "NIGHTLY_DEPLOYMENT",
     "NIGHTLY_RUN_TIME",
+    "next_night",
     "SCHEDULE_BEGIN_MARKER",
     "SCHEDULE_END_MARKER",
     "SCHEDULE_TIMEZONE",
@@ -157,3 +158,13 @@ def check_schedule(path: Path, *, today: date | None = None) -> list[str]:
         problems.append(f"holidays are listed through {last} only; extend to {horizon} or later")
     return problems
 
+
+def next_night(after: datetime, *, run_time: clock_time = NIGHTLY_RUN_TIME) -> datetime:
+    """The first nightly run (New York time, a trading day at ``run_time``) strictly after ``after``."""
+    local = after.astimezone(EXCHANGE_TZ)
+    for day in trading_days(local.date(), local.date() + timedelta(days=14)):
+        moment = datetime.combine(day, run_time, tzinfo=EXCHANGE_TZ)
+        if moment > local:
+            return moment
+    msg = f"no trading day within two weeks of {local.date()}"
+    raise ValueError(msg)
