@@ -100,12 +100,6 @@ def _version(client: MlflowClient, model_name: str, alias: str) -> VersionStatus
     )
 
 
-def _run_link(tracking_uri: str, run: Run) -> str:
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
-    return f"runs:/{run.info.run_id}"
-
-
 def _gate_reason(client: MlflowClient, run: Run) -> str:
     """The gate decision's reason from ``gate/decision.json``, or why the night has none."""
     try:
@@ -134,7 +128,7 @@ def _night(client: MlflowClient, tracking_uri: str, run: Run) -> NightStatus:
         reason=_gate_reason(client, run),
         test_return_pct=None if value is None or math.isnan(value) else float(value),
         registry=tags.get("registry.promotion", "-"),
-        link=_run_link(tracking_uri, run),
+        link=tracking.run_url(tracking_uri, run.info.experiment_id, run.info.run_id),
         flow_run_id=tags.get("prefect.flow_run_id", "-"),
     )
 

@@ -42,6 +42,7 @@ __all__ = [
     "metric_key",
     "numeric_leaves",
     "resolve_tracking_uri",
+    "run_url",
     "set_tags",
     "start_child_run",
     "start_run",
@@ -70,6 +71,14 @@ class RunHandle:
 def resolve_tracking_uri(configured: str | None) -> str:
     """``MLFLOW_TRACKING_URI`` wins, then the configured URI, then SQLite in the working directory."""
     return os.environ.get("MLFLOW_TRACKING_URI") or configured or DEFAULT_TRACKING_URI
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI for a tracking server; ``runs:/<id>`` for a local store (no UI URL)."""
+    base = tracking_uri.rstrip("/")
+    if base.startswith(("http://", "https://")):
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"runs:/{run_id}"
 
 
 def git_sha(directory: Path | None = None) -> str:

@@ -50,12 +50,10 @@ def register_version(
 
 def _links(handle: tracking.RunHandle, registered: registry.RegisteredCandidate) -> dict[str, str]:
     base = handle.tracking_uri.rstrip("/")
+    run = tracking.run_url(handle.tracking_uri, handle.experiment_id, handle.run_id)
     if base.startswith(("http://", "https://")):
-        return {
-            "MLflow run": f"{base}/#/experiments/{handle.experiment_id}/runs/{handle.run_id}",
-            "model version": f"{base}/#/models/{registered.model_name}/versions/{registered.version}",
-        }
-    return {"MLflow run": f"runs:/{handle.run_id}", "model version": registered.model_uri}
+        return {"MLflow run": run, "model version": f"{base}/#/models/{registered.model_name}/versions/{registered.version}"}
+    return {"MLflow run": run, "model version": registered.model_uri}
 
 
 @task(name="publish-gate-report", **IO_RETRIES)

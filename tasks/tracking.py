@@ -6,6 +6,7 @@ from uuid import UUID
 
 from mlflow.tracking import MlflowClient
 from prefect import get_client, get_run_logger, task
+from prefect.artifacts import create_link_artifact
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import flow_run
 from prefect.states import Crashed
@@ -23,10 +24,19 @@ def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
     """Open the MLflow parent run, tag it with lineage and log the resolved config."""
     flow_run_id = str(flow_run.get_id() or "local")
     flow_run_name = str(flow_run.get_name() or "local")
+    sha = tracking.git_sha()
+    prefect_url = flow_run.ui_url  # None without a Prefect server (the local ephemeral API has no lasting UI)
+    where = f"Prefect flow run: {prefect_url}" if prefect_url else "run with Prefect's local ephemeral API (no UI)"
     tags = {
         "prefect.flow_run_id": flow_run_id,
         "prefect.flow_run_name": flow_run_name,
-        "git_sha": tracking.git_sha(),
+        "prefect.flow_run_url": prefect_url or "-",
+        # MLflow's own source tags: the UI shows the commit and entry point in the run's Source field.
+        "mlflow.source.git.commit": sha,
+        "mlflow.source.name": "flows/retrain.py:nightly_retrain",
+        "mlflow.source.type": "JOB",
+        "mlflow.note.content": f"Nightly retrain `{flow_run_name}` ({flow_run_id}). {where}",
+        "git_sha": sha,
         "config_hash": model_digest(config),
         "seed": str(config.seed),
         "symbols": ",".join(config.symbols),
@@ -47,7 +57,10 @@ def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
         # A retry opens a new run: this one must not stay RUNNING (a read-only or full artifact store).
         tracking.end_run(handle, status="FAILED")
         raise
-    get_run_logger().info("MLflow run %s in %s", handle.run_id, handle.tracking_uri)
+    url = tracking.run_url(handle.tracking_uri, handle.experiment_id, handle.run_id)
+    get_run_logger().info("MLflow run %s (store %s)", url, handle.tracking_uri)
+    if url.startswith(("http://", "https://")):
+        create_link_artifact(key="mlflow-run", link=url, link_text=f"MLflow run {handle.run_id}")
     return handle
 
 

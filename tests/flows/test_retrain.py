@@ -59,6 +59,10 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
     for tag in ("prefect.flow_run_id", "git_sha", "config_hash", "data.digest"):
         assert run.data.tags.get(tag), tag
     assert run.data.tags["qc.verdict"] == "pass"
+    # Links both ways: MLflow's own source tags and a description naming the full Prefect flow-run id.
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_sha"]
+    assert run.data.tags["mlflow.source.name"] == "flows/retrain.py:nightly_retrain"
+    assert run.data.tags["prefect.flow_run_id"] in run.data.tags["mlflow.note.content"]
     artifacts = _artifacts(client, run.info.run_id)
     assert {
         "config/config.json",
