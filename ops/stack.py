@@ -215,6 +215,7 @@ class LocalStack:
                 "STAIRWAYS_HOME": str(self.project_dir),
                 "PREFECT_LOCAL_STORAGE_PATH": str(self.prefect_home / "storage"),
                 "PREFECT_WORKER_QUERY_SECONDS": f"{self.settings.worker_poll_seconds:g}",
+                "STAIRWAYS_STATE_DIR": str(self.state_dir),  # scratch files of flow runs go under it
                 "STAIRWAYS_TUNE_STORAGE": self.settings.tune_storage_url
                 or f"sqlite:///{self.state_dir / 'optuna.db'}",
             }

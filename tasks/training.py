@@ -1,5 +1,6 @@
 """Thin Prefect adapters for the training stage: windows to arrays, warm start, one task per cycle."""
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -35,12 +36,21 @@ __all__ = [
     "work_directory",
 ]
 
+STATE_ENV = "STAIRWAYS_STATE_DIR"
+"""The state folder (``make serve`` sets it to its own): scratch files go under ``<state>/runs``."""
 WORK_ROOT = Path(".stairways") / "runs"
+"""Scratch root when no state folder is set, relative to the working directory."""
+
+
+def work_root() -> Path:
+    """``$STAIRWAYS_STATE_DIR/runs``, else :data:`WORK_ROOT`."""
+    state = os.environ.get(STATE_ENV)
+    return Path(state).expanduser() / "runs" if state else WORK_ROOT
 
 
 def work_directory() -> Path:
     """Where this flow run keeps its checkpoints: stable across retries of the same flow run."""
-    return (WORK_ROOT / str(flow_run.get_id() or "local")).resolve()
+    return (work_root() / str(flow_run.get_id() or "local")).resolve()
 
 
 @contextmanager

@@ -38,6 +38,9 @@ def test_worker_gets_the_servers_and_the_checkout_and_nothing_inherited(
     assert worker["STAIRWAYS_HOME"] == str(tmp_path.resolve())
     assert worker["STAIRWAYS_PUSHGATEWAY"] == "127.0.0.1:9091"
     assert worker["PREFECT_HOME"] == str((tmp_path / "state" / "prefect").resolve())
+    # Flow runs' scratch files and the tuning studies live in the state folder, not in the checkout.
+    assert worker["STAIRWAYS_STATE_DIR"] == str((tmp_path / "state").resolve())
+    assert worker["STAIRWAYS_TUNE_STORAGE"] == f"sqlite:///{(tmp_path / 'state').resolve() / 'optuna.db'}"
     deploy = stack.deploy_environment()
     assert "STAIRWAYS_HOME" not in deploy  # resolved by the worker at run time, never baked in
     assert deploy["PREFECT_API_URL"] == "http://127.0.0.1:4301/api"

@@ -66,3 +66,4 @@ def test_the_flow_run_of_an_abandoned_night_is_marked_crashed() -> None:
     assert crashed.state is not None and crashed.state.is_crashed()
     assert "abandoned: its process 123" in (crashed.state.message or "")
     assert untouched.state is not None and not untouched.state.is_crashed()
+
