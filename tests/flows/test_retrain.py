@@ -27,8 +27,19 @@ def _config(tmp_path: Path, **data: object) -> RetrainConfig:
             "data": {"synthetic": {"sessions": 8}, **data},
             "window": {"selection_sessions": 2, "test_sessions": 2, "min_train_sessions": 3},
             "tracking": {"experiment_name": f"test-{tmp_path.name}"},
+            # These tests prove the flow's wiring (tasks, tags, artifacts, caching, retries, scratch files), not
+            # what training learns: two short cycles keep every stage, at a fraction of the default budget.
+            "training": CHEAP_TRAINING,
         }
     )
+
+
+CHEAP_TRAINING = {
+    "cycles": 2,
+    "steps_per_cycle": 512,
+    "progress_bar": False,
+    "ppo": {"n_envs": 2, "n_steps": 128, "batch_size": 128},
+}
 
 
 def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
