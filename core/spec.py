@@ -19,12 +19,15 @@ import numpy as np
 from gymnasium import spaces
 
 __all__ = [
+    "ACTION_COLUMN",
     "ACTION_COUNT",
     "ACTION_MEANINGS",
     "CODE_NAMES",
     "HOLD_ACTION",
+    "MEANING_COLUMN",
     "POSITION_COUNT",
     "AgentSpec",
+    "action_columns",
     "layout_mismatch",
 ]
 
@@ -138,3 +141,26 @@ def layout_mismatch(
     else:
         detail = "same names in a different order"
     return f"feature list differs ({detail})"
+
+
+ACTION_COLUMN: Final[str] = "action"
+MEANING_COLUMN: Final[str] = "meaning"
+
+
+def action_columns(actions: Sequence[int] | np.ndarray, symbols: Sequence[str]) -> dict[str, list[Any]]:
+    """Actions with their names: ``action`` (the index), ``meaning`` (``"buy/hold"``) and, per symbol, its
+    code (``{"NVDA": "buy", "MSFT": "hold"}`` in columns); what the served model answers."""
+    if len(symbols) != POSITION_COUNT:
+        msg = f"an agent trades {POSITION_COUNT} symbols, got {list(symbols)}"
+        raise ValueError(msg)
+    indices = [int(action) for action in np.asarray(actions).reshape(-1)]
+    if any(not 0 <= action < ACTION_COUNT for action in indices):
+        msg = f"actions must lie in 0..{ACTION_COUNT - 1}, got {sorted(set(indices))}"
+        raise ValueError(msg)
+    columns: dict[str, list[Any]] = {
+        ACTION_COLUMN: indices,
+        MEANING_COLUMN: [ACTION_MEANINGS[action] for action in indices],
+    }
+    for position, symbol in enumerate(symbols):
+        columns[str(symbol)] = [CODE_NAMES[divmod(action, 3)[position]] for action in indices]
+    return columns

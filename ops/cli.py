@@ -202,9 +202,12 @@ def _fetch_model(args: argparse.Namespace) -> int:
     local, version = download_verified(
         reference, tracking_uri=resolve_tracking_uri(config.tracking.tracking_uri), destination=destination
     )
+    # `mlflow models serve` starts `uvicorn` from PATH: the command puts this environment's bin folder first.
+    bin_dir = Path(sys.executable).parent
     print(
         f"version {version.version} of '{model_name}' ({reference}) verified, every file against its SHA-256: "
-        f"{local}\nserve it: mlflow models serve -m {local} --env-manager local --host 127.0.0.1 --port 5001"
+        f"{local}\nserve it: PATH={bin_dir}:$PATH {bin_dir}/mlflow models serve -m {local} --env-manager local "
+        "--host 127.0.0.1 --port 5001"
     )
     return 0
 

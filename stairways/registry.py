@@ -45,11 +45,12 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model, ModelSignature
 from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
 from core.digest import file_digest
 from core.errors import IntegrityError, RegistryError
-from core.spec import ACTION_MEANINGS, POSITION_COUNT
+from core.spec import ACTION_COLUMN, ACTION_MEANINGS, MEANING_COLUMN, POSITION_COUNT
+from stairways.agent_pyfunc import agent_symbols
 from stairways.integrity import (
     CHECKPOINT_ARTIFACT,
     CHECKPOINT_PATH,
@@ -189,9 +190,17 @@ def _log_pyfunc(
 ) -> dict[str, str]:
     """Save the pyfunc model with the checkpoint, upload it as ``logged``'s artifacts; the files' SHA-256."""
     size = int(meta["observation_shape"][0])
+    first, second = agent_symbols(meta)
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, size))]),
-        outputs=Schema([TensorSpec(np.dtype(np.int64), (-1,))]),
+        outputs=Schema(
+            [
+                ColSpec(DataType.long, ACTION_COLUMN),
+                ColSpec(DataType.string, MEANING_COLUMN),
+                ColSpec(DataType.string, first),
+                ColSpec(DataType.string, second),
+            ]
+        ),
     )
     with tempfile.TemporaryDirectory(prefix="stairways-model-") as folder:
         staging = Path(folder) / CHECKPOINT_ARTIFACT

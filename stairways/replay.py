@@ -34,9 +34,11 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.pyfunc import PyFuncModel
 
 from core.errors import IntegrityError, ReplayMismatch
+from core.spec import ACTION_COLUMN
 from envs.evaluation import evaluate_episodes
 from envs.market_arrays import MarketArrays
 from envs.trading_config import TradingEnvConfig
@@ -119,7 +121,10 @@ class _RegisteredPolicy:
 
     def predict(self, observations: np.ndarray) -> np.ndarray:
         batch = np.asarray(observations, dtype=np.float32)
-        return np.asarray(self._model.predict(batch)).reshape(-1).astype(np.int64)
+        answer = self._model.predict(batch)
+        # The agent model answers named actions (a frame with an ``action`` column; see AgentPyfunc.predict).
+        actions = answer[ACTION_COLUMN] if isinstance(answer, pd.DataFrame) else answer
+        return np.asarray(actions).reshape(-1).astype(np.int64)
 
 
 def _play(model: PyFuncModel, episodes: Sequence[MarketArrays], config: TradingEnvConfig) -> list[float]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from core.spec import ACTION_COUNT, ACTION_MEANINGS, HOLD_ACTION, AgentSpec, layout_mismatch
+from core.spec import ACTION_COUNT, ACTION_MEANINGS, HOLD_ACTION, AgentSpec, action_columns, layout_mismatch
 
 FEATURES = ("NVDA:log_return_1", "MSFT:log_return_1", "NVDA:signal", "MSFT:signal")
 
@@ -44,3 +44,15 @@ def test_a_checkpoint_meta_round_trips_and_says_what_differs() -> None:
     assert "action count 9 differs from 3" in (
         layout_mismatch(meta, observation_size=6, action_count=3, feature_names=FEATURES) or ""
     )
+
+
+def test_actions_are_named_by_meaning_and_by_ticker() -> None:
+    columns = action_columns(np.array([4, 2, 6, 0]), ["NVDA", "MSFT"])
+    assert columns["action"] == [4, 2, 6, 0]
+    assert columns["meaning"] == ["hold/hold", "sell/buy", "buy/sell", "sell/sell"]
+    assert columns["NVDA"] == ["hold", "sell", "buy", "sell"]
+    assert columns["MSFT"] == ["hold", "buy", "sell", "sell"]
+    with pytest.raises(ValueError, match=r"0\.\.8"):
+        action_columns([9], ["NVDA", "MSFT"])
+    with pytest.raises(ValueError, match="2 symbols"):
+        action_columns([1], ["NVDA"])

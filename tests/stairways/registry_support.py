@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import mlflow
+import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -187,3 +188,12 @@ def global_tracking_uri(uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[N
         yield
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def observations(market: MarketArrays, rows: int = 64, *, seed: int = 0) -> np.ndarray:
+    """Held-out feature rows with random positions in {-1, 0, 1}."""
+    generator = np.random.default_rng(seed)
+    batch = np.zeros((rows, market.features.shape[1] + 2), dtype=np.float32)
+    batch[:, :-2] = market.features[:rows]
+    batch[:, -2:] = generator.integers(-1, 2, size=(rows, 2))
+    return batch

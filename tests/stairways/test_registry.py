@@ -9,7 +9,7 @@ import pytest
 
 from core.digest import file_digest
 from core.errors import GateRejected, RegistryError
-from envs.market_arrays import MarketArrays
+from core.spec import ACTION_MEANINGS
 from stairways.integrity import CHECKPOINT_PATH, checkpoint_hashes
 from stairways.registry import (
     CHAMPION_ALIAS,
@@ -27,21 +27,12 @@ from tests.stairways.registry_support import (
     failing_decision,
     global_tracking_uri,
     local_path,
+    observations,
     passing_decision,
     promote,
     register,
 )
 from training.checkpoints import CHECKPOINT_FILES, check_warm_start, load_checkpoint
-
-
-def observations(market: MarketArrays, rows: int = 64, *, seed: int = 0) -> np.ndarray:
-    """Held-out feature rows with random positions in {-1, 0, 1}."""
-    generator = np.random.default_rng(seed)
-    batch = np.zeros((rows, market.features.shape[1] + 2), dtype=np.float32)
-    batch[:, :-2] = market.features[:rows]
-    batch[:, -2:] = generator.integers(-1, 2, size=(rows, 2))
-    return batch
-
 
 # ------------------------------------------------------------------------------------------- register
 
@@ -117,15 +108,21 @@ def test_pyfunc_by_alias_predicts_the_checkpoint_policy_actions(
     assert len(set(expected.tolist())) > 1  # the comparison below would be weak on a constant policy
     with global_tracking_uri(tracking.uri, monkeypatch):
         model = mlflow.pyfunc.load_model(f"models:/{tracking.model_name}@{CHAMPION_ALIAS}")
-    actions = model.predict(batch)
-    assert isinstance(actions, np.ndarray)
+    answer = model.predict(batch)
+    actions = answer["action"].to_numpy()
     assert actions.dtype == np.int64
     np.testing.assert_array_equal(actions, expected)
-    np.testing.assert_array_equal(model.predict(batch), actions)
+    np.testing.assert_array_equal(model.predict(batch)["action"].to_numpy(), actions)
+    # Named: the action's meaning and each ticker's order beside the index.
+    symbols = list(checkpoints.validation.symbols)
+    assert list(answer.columns) == ["action", "meaning", *symbols]
+    for row, action in zip(answer.itertuples(index=False), actions, strict=True):
+        assert row.meaning == ACTION_MEANINGS[action]
+        assert (getattr(row, symbols[0]), getattr(row, symbols[1])) == tuple(row.meaning.split("/"))
     inputs = model.metadata.get_input_schema().inputs[0]
     assert inputs.type == np.dtype(np.float32)
     assert inputs.shape == (-1, len(checkpoints.observation_names))
-    assert model.metadata.get_output_schema().inputs[0].type == np.dtype(np.int64)
+    assert model.metadata.get_output_schema().input_names() == ["action", "meaning", *symbols]
     assert model.metadata.metadata["observation_names"] == list(checkpoints.observation_names)
     verified, version = load_registered_model(
         f"models:/{tracking.model_name}@{CHAMPION_ALIAS}",
@@ -133,7 +130,7 @@ def test_pyfunc_by_alias_predicts_the_checkpoint_policy_actions(
         destination=tmp_path / "load",
     )
     assert str(version.version) == candidate.version
-    np.testing.assert_array_equal(verified.predict(batch), expected)
+    np.testing.assert_array_equal(verified.predict(batch)["action"].to_numpy(), expected)
     with pytest.raises(mlflow.exceptions.MlflowException, match="dtype"):
         model.predict(batch.astype(np.float64))
 
