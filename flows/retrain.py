@@ -14,6 +14,7 @@ from prefect import flow
 from stairways.assessment import ChampionInput
 from stairways.config import RetrainConfig
 from tasks.data import load_market_data, normalize_market_data, record_dataset
+from tasks.drift import check_drift
 from tasks.features import build_feature_frame, record_features
 from tasks.labels import build_labels, build_signal, plan_split, record_labels, record_signal
 from tasks.qc import enforce_quality, record_quality, run_quality_checks
@@ -58,6 +59,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         record_signal(run, signal, plan)
         data = assemble_training_data(prepared, features, signal, plan, config)
         warm = find_warm_start(config)
+        check_drift(run, warm.version, prepared, features, labels, plan, config)
         training = run_cycles(
             train=data.train,
             selection=data.selection,

@@ -19,6 +19,7 @@ from market.loading import ExportSpec
 from market.signal import SignalConfig
 from market.synthetic import SyntheticMarketConfig
 from training.ppo import TrainingConfig
+from validation.drift import DriftThresholds
 from validation.gate_criteria import GateCriteria
 from validation.qc_thresholds import QCThresholds
 from validation.scenarios import ScenarioConfig
@@ -181,6 +182,9 @@ class RetrainConfig(BaseModel):
     )
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow settings.")
     tuning: TuningUse = Field(default_factory=TuningUse, description="Use a tuning study's recommendation.")
+    drift: DriftThresholds = Field(
+        default_factory=DriftThresholds, description="When tonight's data counts as drifted from the champion's."
+    )
 
     @model_validator(mode="before")
     @classmethod

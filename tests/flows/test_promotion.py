@@ -3,6 +3,7 @@
 Slow: each night is a real (small) flow run against the session's Prefect server and an MLflow SQLite store.
 """
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,10 @@ def test_the_champion_changes_only_for_a_stated_reason(
     rejected = client.get_model_version(name, third["registered_version"])
     assert rejected.tags["gate.verdict"] == "failed"
     assert not rejected.aliases
+    # Tonight's training data was compared with the champion's, rebuilt from night 2's run.
+    assert client.get_run(third["mlflow_run_id"]).data.tags["drift.champion_run"] == second["mlflow_run_id"]
+    drift = json.loads(mlflow.artifacts.load_text(f"runs:/{third['mlflow_run_id']}/drift/features.json"))
+    assert {row["column"] for row in drift} >= {f"{symbol}:rsi_14" for symbol in RetrainConfig().symbols}
 
     # Night 4: tonight's observations drop a feature, so the champion cannot be evaluated: fail closed.
     fewer = {"observation_features": list(RetrainConfig().observation_features[1:])}
