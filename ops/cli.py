@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,28 +87,11 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, overrides=_overrides(args))
     from flows.retrain import nightly_retrain
+    from ops.watchdog import run_watched
 
-    summary = _orchestrate(lambda: nightly_retrain(config))
+    summary = run_watched(lambda: nightly_retrain(config))
     print(json.dumps(summary, indent=2, default=str))
     return 0
-
-
-def _orchestrate(run_flow: Callable[[], Any]) -> Any:
-    """Run a flow; without a Prefect API the temporary server it starts must not outlive a killed CLI."""
-    from ops.watchdog import start
-
-    watchdog = None if os.environ.get("PREFECT_API_URL") else start()
-    try:
-        return run_flow()
-    finally:
-        if watchdog is not None:
-            watchdog.terminate()
-
-
-def _with_orchestration(
-    handler: Callable[[argparse.Namespace, Callable[[Callable[[], Any]], Any]], int],
-) -> Callable[[argparse.Namespace], int]:
-    return lambda args: handler(args, _orchestrate)
 
 
 def _night_problem(prepared: Any, config: Any) -> str | None:
@@ -288,7 +271,7 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--config", type=Path, help="YAML file of config overrides by field name")
     status.set_defaults(handler=_status)
 
-    add_tuning_commands(commands, _with_orchestration)
+    add_tuning_commands(commands)
 
     commands.add_parser(
         "serve",

@@ -5,13 +5,13 @@ Registered on the ``stairways`` command by :mod:`ops.cli`; each handler returns 
 
 import argparse
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from core.errors import ConfigError, describe_validation_error
+from ops.watchdog import run_watched
 
 __all__ = ["add_tuning_commands"]
 
@@ -39,11 +39,11 @@ def _configs(args: argparse.Namespace) -> tuple[Any, Any]:
     return base, tune
 
 
-def _tune(args: argparse.Namespace, orchestrate: Callable[[Callable[[], Any]], Any]) -> int:
+def _tune(args: argparse.Namespace) -> int:
     base, tune = _configs(args)
     from flows.tune import tune as tune_flow
 
-    summary = orchestrate(lambda: tune_flow(tune_config=tune, config=base, workers=args.workers))
+    summary = run_watched(lambda: tune_flow(tune_config=tune, config=base, workers=args.workers))
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
         return 0
@@ -67,7 +67,7 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _ablate(args: argparse.Namespace, orchestrate: Callable[[Callable[[], Any]], Any]) -> int:
+def _ablate(args: argparse.Namespace) -> int:
     from stairways.tuning.config import TuneConfig
 
     base, tune = _configs(args)
@@ -75,14 +75,14 @@ def _ablate(args: argparse.Namespace, orchestrate: Callable[[Callable[[], Any]],
         tune = tune.model_copy(update={"study_name": ABLATION_STUDY})  # its own study unless one is named
     from flows.tune import ablate
 
-    summary = orchestrate(
+    summary = run_watched(
         lambda: ablate(tune_config=tune, config=base, workers=args.workers, single_sets=args.single_sets)
     )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
-def _walk_forward(args: argparse.Namespace, orchestrate: Callable[[Callable[[], Any]], Any]) -> int:
+def _walk_forward(args: argparse.Namespace) -> int:
     from stairways.config import load_config
     from stairways.walk_forward import WalkForwardConfig, run_walk_forward
 
@@ -119,22 +119,15 @@ def _study_options(command: argparse.ArgumentParser, *, default_study: str) -> N
     )
 
 
-def add_tuning_commands(
-    commands: Any,
-    handler: Callable[[Callable[[argparse.Namespace, Any], int]], Callable[[argparse.Namespace], int]],
-) -> None:
-    """Add ``tune``, ``ablate`` and ``walk-forward`` to the ``stairways`` subcommands.
-
-    ``handler`` wraps a handler so that it receives the CLI's ``orchestrate`` (runs a flow with a Prefect API,
-    starting a temporary one if none is configured).
-    """
+def add_tuning_commands(commands: Any) -> None:
+    """Add ``tune``, ``ablate`` and ``walk-forward`` to the ``stairways`` subcommands."""
     tune = commands.add_parser(
         "tune", help="run (or resume) an Optuna study over the nightly recipe's settings"
     )
     _study_options(tune, default_study="stairways-tune")
     tune.add_argument("--trials", type=int, help="finished trials the study runs to (default 20)")
     tune.add_argument("--json", action="store_true", help="print the whole analysis as JSON")
-    tune.set_defaults(handler=handler(_tune))
+    tune.set_defaults(handler=_tune)
 
     ablate = commands.add_parser(
         "ablate", help="score every feature set off in turn; each set's effect with a CI"
@@ -142,7 +135,7 @@ def add_tuning_commands(
     _study_options(ablate, default_study=ABLATION_STUDY)
     ablate.add_argument("--seeds", type=int, nargs="+", help="seeds per grid point (default 7 8)")
     ablate.add_argument("--single-sets", action="store_true", help="also score each feature set alone")
-    ablate.set_defaults(handler=handler(_ablate))
+    ablate.set_defaults(handler=_ablate)
 
     walk = commands.add_parser(
         "walk-forward", help="run the whole nightly recipe over rolling windows: what it would have promoted"
@@ -151,4 +144,4 @@ def add_tuning_commands(
     walk.add_argument("--nights", type=int, default=4, help="nights to replay (default 4)")
     walk.add_argument("--step-sessions", type=int, default=5, help="sessions between nights (default 5)")
     walk.add_argument("--output", type=Path, default=Path("walk-forward"), help="folder for the report")
-    walk.set_defaults(handler=handler(_walk_forward))
+    walk.set_defaults(handler=_walk_forward)

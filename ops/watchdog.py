@@ -14,10 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["children", "main", "start"]
+__all__ = ["children", "main", "run_watched", "start"]
+
+T = TypeVar("T")
 
 _POLL_SECONDS = 1.0
 _GRACE_SECONDS = 5.0
@@ -121,3 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def run_watched(run_flow: Callable[[], T]) -> T:
+    """Run a flow; without a Prefect API the temporary server it starts must not outlive a killed CLI, so a
+    watchdog stops it when this process dies."""
+    watchdog = None if os.environ.get("PREFECT_API_URL") else start()
+    try:
+        return run_flow()
+    finally:
+        if watchdog is not None:
+            watchdog.terminate()

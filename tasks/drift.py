@@ -1,5 +1,7 @@
 """Prefect task: tonight's drift against the champion's training data, recorded and warned about; never fatal."""
 
+import math
+
 import polars as pl
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -56,7 +58,7 @@ def check_drift(
         ),
         "drift/report.md",
     )
-    finite = [row.psi for row in rows if row.psi == row.psi]
+    finite = [row.psi for row in rows if math.isfinite(row.psi)]
     metrics = {"drift.columns": float(len(rows)), "drift.columns_drifted": float(len(drifted))}
     if finite:
         metrics["drift.max_psi"] = max(finite)

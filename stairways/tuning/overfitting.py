@@ -26,8 +26,9 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
+from stairways.assessment import session_sharpe
 from stairways.tuning.config import TuneConfig
-from validation.pbo import pbo, sharpe_ratio
+from validation.pbo import pbo
 from validation.statistics import deflated_sharpe_ratio, sharpe_variance
 
 __all__ = ["StudyAnalysis", "analyse_study", "recommendation_yaml", "returns_matrix"]
@@ -84,12 +85,6 @@ def returns_matrix(trials: list[optuna.trial.FrozenTrial]) -> np.ndarray:
     return np.column_stack(columns)
 
 
-def _sharpe(returns: np.ndarray) -> float:
-    """Per-session Sharpe ratio, as the gate computes it (NaN below two sessions)."""
-    values = np.asarray(returns, dtype=np.float64)
-    return float(sharpe_ratio(values[:, None])[0]) if values.size >= 2 else math.nan
-
-
 def analyse_study(study: optuna.Study, tune: TuneConfig, *, top: int = 5) -> StudyAnalysis:
     """PBO, deflated Sharpe and the recommendation for ``study`` under ``tune``'s thresholds."""
     trials = study.get_trials(deepcopy=False)
@@ -120,9 +115,7 @@ def analyse_study(study: optuna.Study, tune: TuneConfig, *, top: int = 5) -> Stu
         except ValueError as error:
             reasons.append(f"PBO cannot be computed: {error}")
     sharpes = [
-        s
-        for s in (_sharpe(np.asarray(t.user_attrs["session_returns"])) for t in complete)
-        if math.isfinite(s)
+        s for s in (session_sharpe(t.user_attrs["session_returns"]) for t in complete) if math.isfinite(s)
     ]
     if best is not None:
         returns = np.asarray(best.user_attrs["session_returns"], dtype=np.float64)

@@ -171,8 +171,7 @@ def safe_url(url: str) -> str:
     return url
 
 
-def _sampler(tune: TuneConfig, worker: int, kind: str) -> optuna.samplers.BaseSampler:
-    seed = tune.seed + worker
+def _sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials, multivariate=True)
@@ -195,7 +194,7 @@ def open_study(recipe: StudyRecipe, *, worker: int = 0) -> optuna.Study:
         study_name=recipe.tune.study_name,
         storage=storage,
         direction="maximize",
-        sampler=_sampler(recipe.tune, worker, recipe.kind),
+        sampler=_sampler(recipe.tune, recipe.tune.seed + worker),
         pruner=_pruner(recipe.tune, recipe.kind),
         load_if_exists=True,
     )
@@ -204,7 +203,7 @@ def open_study(recipe: StudyRecipe, *, worker: int = 0) -> optuna.Study:
         # A resumed (or joining) worker must not replay the random draws a worker made before: reseed from
         # how far the study has got. A fresh study keeps seed + worker, so one worker is reproducible.
         seed = derive_seed(recipe.tune.seed, f"worker-{worker}-after-{existing}-trials")
-        study.sampler = _sampler(recipe.tune.model_copy(update={"seed": seed}), 0, recipe.kind)
+        study.sampler = _sampler(recipe.tune, seed)
     digest = recipe.digest()
     recorded = study.user_attrs.get("recipe_digest")
     if recorded is None:
@@ -356,7 +355,7 @@ def run_worker(recipe: StudyRecipe, *, worker: int = 0) -> int:
             fail_stale_trials(study)
             if len(study.get_trials(deepcopy=False, states=_LIVE)) >= recipe.tune.trials:
                 break
-            before = len(study.trials)
+            before = len(study.get_trials(deepcopy=False))
             study.optimize(
                 lambda trial: _run_trial(
                     trial, recipe=recipe, data=data, plan=chosen, work_root=work_root, worker=worker
@@ -365,7 +364,7 @@ def run_worker(recipe: StudyRecipe, *, worker: int = 0) -> int:
                 catch=(_Overflow,),
                 callbacks=[_log_trial(recipe)],
             )
-            latest = study.get_trials(deepcopy=False)[before:] if len(study.trials) > before else []
+            latest = study.get_trials(deepcopy=False)[before:]
             if any(trial.user_attrs.get("overflow") for trial in latest):
                 break
             if any(trial.state == TrialState.FAIL for trial in latest):
