@@ -2,8 +2,8 @@
 
 data -> normalization -> QC (stop on failure) -> features -> triple-barrier labels -> window split
 (train | selection | test) -> causal signal -> training cycles (picked on the selection window) ->
-multi-regime validation on the test window -> gate -> registry (promotion + replay check); every step
-tracked in one MLflow run. A night either promotes a new champion for a stated reason or
+multi-regime validation on the test window -> gate -> registry (promotion + replay check) -> the night
+report (one HTML page); every step tracked in one MLflow run. A night either promotes a new champion for a stated reason or
 leaves the champion untouched for a stated reason.
 """
 
@@ -13,12 +13,14 @@ from prefect import flow
 
 from stairways.assessment import ChampionInput
 from stairways.config import RetrainConfig
+from tasks.calendar import check_trading_day
 from tasks.data import load_market_data, normalize_market_data, record_dataset
 from tasks.drift import check_drift
 from tasks.features import build_feature_frame, record_features
 from tasks.labels import build_labels, build_signal, plan_split, record_labels, record_signal
 from tasks.qc import enforce_quality, record_quality, run_quality_checks
 from tasks.registry import promote_and_replay, publish_gate_report, register_version
+from tasks.report import publish_night_report
 from tasks.tracking import tracked_run
 from tasks.training import (
     assemble_training_data,
@@ -37,7 +39,13 @@ __all__ = ["nightly_retrain"]
 
 @flow(name="nightly-retrain", log_prints=True)
 def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:  # noqa: B008 - frozen default
-    """Retrain the agent on the latest bars; stops before features when the data fails QC."""
+    """Retrain the agent on the latest bars; stops before features when the data fails QC.
+
+    A scheduled run on a day the exchange is closed ends at once (Completed, ``skipped``); manual runs always run.
+    """
+    night = check_trading_day()
+    if not night.runs:
+        return night.skipped_result()
     tuning: dict[str, Any] | None = None
     if config.tuning.use_recommended:
         config, tuning = apply_tuned_config(config)
@@ -53,13 +61,13 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         features = build_feature_frame(prepared, config)
         feature_summary = record_features(run, features, config)
         labels = build_labels(prepared, config)
-        record_labels(run, labels)
+        label_summary = record_labels(run, labels)
         plan = plan_split(features, config)
         signal = build_signal(features, labels, plan, config)
         record_signal(run, signal, plan)
         data = assemble_training_data(prepared, features, signal, plan, config)
         warm = find_warm_start(config)
-        check_drift(run, warm.version, prepared, features, labels, plan, config)
+        drift = check_drift(run, warm.version, prepared, features, labels, signal, plan, config)
         training = run_cycles(
             train=data.train,
             selection=data.selection,
@@ -79,6 +87,20 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         registered = register_version(run, candidate, decision, dataset["digest"], config)
         publish_gate_report(run, decision, result, registered, plan.as_dict())
         promotion = promote_and_replay(run, registered, decision, result, scenarios, config, warm.version)
+        report_link = publish_night_report(
+            run,
+            symbols=config.symbols,
+            dataset=dataset,
+            quality=report,
+            label_summary=label_summary,
+            windows=plan.as_dict(),
+            training=training,
+            decision=decision,
+            result=result,
+            registered=registered,
+            promotion=promotion,
+            drift=drift,
+        )
     return {
         "mlflow_run_id": run.run_id,
         "tracking_uri": run.tracking_uri,
@@ -106,4 +128,5 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         "promoted": promotion.promoted,
         "champion": promotion.champion,
         "champion_reason": promotion.reason,
+        "report": report_link,
     }

@@ -276,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "serve",
         help="the local production stack: `serve up` (Prefect server + UI, MLflow server, worker, deployments), "
-        "`serve schedule [--write]` (NYSE-holiday exclusions of the nightly schedule); see `stairways serve -h`",
+        "`serve schedule` (checks the nightly cron in prefect.yaml); see `stairways serve -h`",
         add_help=False,
     )
     return parser

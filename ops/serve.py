@@ -7,8 +7,8 @@
 the ``stairways-local`` pool. It then registers the deployments of ``prefect.yaml`` (``prefect --no-prompt
 deploy --all``) and waits for SIGINT or SIGTERM, which stop every service.
 
-``python -m ops.serve schedule`` (``make schedule``) checks the nightly trading-day schedule of
-``prefect.yaml`` against :mod:`ops.schedule`; with ``--write`` it regenerates the block first.
+``python -m ops.serve schedule`` (``make schedule``) checks the nightly schedule of ``prefect.yaml``
+against :mod:`ops.schedule`: weekdays 17:30 New York, holidays skipped by the flow itself.
 """
 
 import argparse
@@ -16,21 +16,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from core.errors import ConfigError, PipelineError, describe_validation_error
-from ops.schedule import (
-    DEFAULT_SCHEDULE_YEARS,
-    NIGHTLY_RUN_TIME,
-    SCHEDULE_TIMEZONE,
-    check_schedule,
-    committed_schedule,
-    rrule_years,
-    write_schedule,
-)
+from ops.schedule import NIGHTLY_CRON, SCHEDULE_TIMEZONE, check_schedule
 from ops.stack import LocalStack, StackSettings, serve_until_signal
 from ops.supervisor import StackError
 
@@ -92,18 +83,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    if args.write:
-        first = args.first_year or date.today().year
-        write_schedule(args.file, first_year=first, last_year=first + args.years - 1)
-        print(f"wrote the nightly schedule for {first}-{first + args.years - 1} to {args.file}")
     problems = check_schedule(args.file)
     for problem in problems:
         print(f"schedule: {problem}", file=sys.stderr)
     if not problems:
-        first, last = rrule_years(str(committed_schedule(args.file)["rrule"]))
         print(
-            f"the nightly schedule is current: weekdays {NIGHTLY_RUN_TIME:%H:%M} {SCHEDULE_TIMEZONE}, "
-            f"NYSE holidays {first}-{last} excluded"
+            f"the nightly schedule is current: cron {NIGHTLY_CRON!r} in {SCHEDULE_TIMEZONE}; "
+            "runs scheduled on NYSE holidays skip themselves"
         )
     return 1 if problems else 0
 
@@ -140,15 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-worker", action="store_true", help="do not start a worker")
     up.set_defaults(handler=_up)
 
-    schedule = commands.add_parser(
-        "schedule", help="check (default) or regenerate the nightly holiday schedule"
-    )
+    schedule = commands.add_parser("schedule", help="check the nightly schedule of prefect.yaml")
     schedule.add_argument("--file", type=Path, default=Path("prefect.yaml"))
-    schedule.add_argument("--write", action="store_true", help="rewrite the generated block, then check it")
-    schedule.add_argument("--first-year", type=int, help="first year of the rule (default: this year)")
-    schedule.add_argument(
-        "--years", type=int, default=DEFAULT_SCHEDULE_YEARS, help="years of holidays listed"
-    )
     schedule.set_defaults(handler=_schedule)
     return parser
 

@@ -27,6 +27,7 @@ from stairways.config import SIGNAL_FEATURE, RetrainConfig
 from stairways.pipeline import TrainingData
 from training.checkpoints import LoadedPolicy, checkpoint_mismatch, load_checkpoint
 from training.ppo import torch_threads
+from validation.costs import TransactionCosts, transaction_costs
 from validation.gate import decide
 from validation.gate_criteria import CANDIDATE, scenario_key
 from validation.gate_decision import GateDecision
@@ -76,6 +77,12 @@ class Assessment:
     replay_pnl: list[float]
     """Candidate PnL (dollars) per episode of :data:`REPLAY_SCENARIO`: what the replay check must reproduce."""
     equity_plots: dict[str, Path]
+    paired_sessions: tuple[str, ...] = ()
+    """The sessions behind :attr:`session_returns`, in the same (time) order."""
+    transaction_costs: TransactionCosts | None = None
+    """The candidate's cost breakdown on the paired scenario (None: it had no episodes)."""
+    sample_episode: EpisodeRecord | None = None
+    """The candidate's paired-scenario session with the median return: positions and actions to look at."""
 
 
 def build_scenarios(
@@ -186,6 +193,11 @@ def assess(
     }
     initial = config.training.env.initial_capital
     paired = config.gate.paired_scenario
+    traded = records[CANDIDATE].get(paired, [])
+    costs = sample = None
+    if traded:
+        costs = transaction_costs(traded, [market.volume for market in scenarios[paired].episodes])
+        sample = sorted(traded, key=lambda record: record.total_return)[(len(traded) - 1) // 2]
     return Assessment(
         candidate=metrics[CANDIDATE],
         champion=metrics.get("champion"),
@@ -198,6 +210,9 @@ def assess(
         },
         replay_pnl=[float(record.equity[-1]) - initial for record in records[CANDIDATE][REPLAY_SCENARIO]],
         equity_plots=equity_plots,
+        paired_sessions=tuple(record.session for record in traded),
+        transaction_costs=costs,
+        sample_episode=sample,
     )
 
 

@@ -8,9 +8,10 @@ from mlflow.tracking import MlflowClient
 from prefect import get_run_logger, task
 
 from market.normalize import NormalizedBars
+from market.signal import SignalResult
 from stairways import tracking
 from stairways.config import RetrainConfig
-from stairways.drift import champion_reference, night_drift
+from stairways.drift import DriftCheck, champion_reference, night_drift, signal_sample
 from stairways.monitoring import push_metrics, resolve_pushgateway
 from stairways.registry import PARENT_RUN_TAG
 from validation.drift import drift_markdown
@@ -26,18 +27,20 @@ def check_drift(
     prepared: NormalizedBars,
     features: pl.DataFrame,
     labels: pl.DataFrame,
+    signal: SignalResult,
     plan: WindowPlan,
     config: RetrainConfig,
-) -> int | None:
+) -> DriftCheck:
     """Log ``drift/features.json`` and ``drift/report.md``, the ``drift.*`` metrics, warn per drifted column and
-    push the figures; returns how many columns drifted (None: no champion, or it could not be compared).
+    push the figures; returns the rows (None: no champion, or it could not be compared) and what was compared.
 
     A drift report informs; it never stops the night: a champion whose run cannot be read is logged and skipped.
     """
     logger = get_run_logger()
     if champion_version is None:
-        logger.info("drift not computed: no champion to compare with")
-        return None
+        note = "drift not computed: no champion to compare with"
+        logger.info(note)
+        return DriftCheck(None, note)
     uri = handle.tracking_uri
     try:
         version = MlflowClient(tracking_uri=uri).get_model_version(
@@ -46,9 +49,10 @@ def check_drift(
         run_id = (version.tags or {}).get(PARENT_RUN_TAG) or version.run_id
         reference = champion_reference(uri, run_id, bar_minutes=prepared.bar_minutes, config=config)
     except (MlflowException, OSError, ValueError) as error:
-        logger.warning("drift not computed: the champion's training data cannot be read (%s)", error)
-        return None
-    rows = night_drift(reference, features, labels, plan, config)
+        note = f"drift not computed: the champion's training data cannot be read ({error})"
+        logger.warning(note)
+        return DriftCheck(None, note)
+    rows = night_drift(reference, features, labels, plan, config, signal=signal_sample(signal.signal, plan))
     drifted = [row for row in rows if row.drifted]
     tracking.log_json(handle, [row.as_dict() for row in rows], "drift/features.json")
     tracking.log_text(
@@ -80,4 +84,10 @@ def check_drift(
         },
         labels={"model": config.registry.model_name},
     )
-    return len(drifted)
+    compared = (
+        "features, labels and the signal"
+        if reference.signal is not None
+        else ("features and labels (the champion's run recorded no signal)")
+    )
+    note = f"tonight's training window against champion version {champion_version}'s ({compared})"
+    return DriftCheck(tuple(rows), note)

@@ -11,6 +11,7 @@ from market.normalize import NormalizedBars
 from market.signal import SignalResult, plot_calibration
 from stairways import pipeline, tracking
 from stairways.config import RetrainConfig
+from stairways.drift import SIGNAL_ARTIFACT, signal_sample
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import IO_RETRIES
 from validation.windows import WindowPlan
@@ -54,12 +55,14 @@ def build_signal(
 
 @task(name="record-signal", **IO_RETRIES)
 def record_signal(handle: tracking.RunHandle, signal: SignalResult, plan: WindowPlan) -> None:
-    """Log CV scores, calibration (JSON and PNG), the meta-label report and the window plan under ``labels/``."""
+    """Log CV scores, calibration (JSON and PNG), the meta-label report and the window plan under ``labels/``,
+    and the training window's signal values for a later night's drift check (:data:`SIGNAL_ARTIFACT`)."""
     tracking.log_json(handle, plan.as_dict(), "labels/windows.json")
     tracking.set_tags(handle, {f"window.{key}": str(value) for key, value in plan.as_dict().items()})
     tracking.log_json(handle, signal.cv_scores, "labels/signal_cv.json")
     tracking.log_json(handle, signal.calibration, "labels/signal_calibration.json")
     tracking.log_json(handle, signal.meta_report, "labels/meta_report.json")
+    tracking.log_frame(handle, signal_sample(signal.signal, plan), SIGNAL_ARTIFACT)
     with tempfile.TemporaryDirectory() as folder:
         tracking.log_file(handle, plot_calibration(signal, Path(folder) / "signal_calibration.png"), "labels")
     metrics = tracking.numeric_leaves(signal.cv_scores.get("mean", {}), prefix="signal.cv")

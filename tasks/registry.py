@@ -19,7 +19,7 @@ from validation.gate_decision import GateDecision
 from validation.gate_report import gate_report
 from validation.scenarios import Scenario
 
-__all__ = ["promote_and_replay", "publish_gate_report", "register_version"]
+__all__ = ["night_links", "promote_and_replay", "publish_gate_report", "register_version"]
 
 
 @task(name="register-candidate", **IO_RETRIES)
@@ -48,7 +48,7 @@ def register_version(
     return registered
 
 
-def _links(handle: tracking.RunHandle, registered: registry.RegisteredCandidate) -> dict[str, str]:
+def night_links(handle: tracking.RunHandle, registered: registry.RegisteredCandidate) -> dict[str, str]:
     base = handle.tracking_uri.rstrip("/")
     run = tracking.run_url(handle.tracking_uri, handle.experiment_id, handle.run_id)
     if base.startswith(("http://", "https://")):
@@ -70,7 +70,7 @@ def publish_gate_report(
         candidate=result.candidate,
         champion=result.champion,
         baselines=result.baselines,
-        links=_links(handle, registered),
+        links=night_links(handle, registered),
         windows=windows,
     )
     markdown += f"\n\nChampion comparison: {result.champion_note}.\n"

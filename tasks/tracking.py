@@ -16,17 +16,28 @@ from stairways import tracking
 from stairways.config import RetrainConfig
 from tasks.retrying import IO_RETRIES
 
-__all__ = ["close_tracking_run", "open_tracking_run", "tracked_run"]
+__all__ = ["close_tracking_run", "flow_run_ui_url", "open_tracking_run", "tracked_run"]
 
 
 @task(name="open-tracking-run", **IO_RETRIES)
+def flow_run_ui_url() -> str | None:
+    """This flow run's page in the Prefect UI; None without a UI (the local ephemeral API has no lasting one,
+    and Prefect then builds ``"None/flow-runs/..."``)."""
+    url = flow_run.ui_url
+    return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+
+
 def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
     """Open the MLflow parent run, tag it with lineage and log the resolved config."""
     flow_run_id = str(flow_run.get_id() or "local")
     flow_run_name = str(flow_run.get_name() or "local")
     sha = tracking.git_sha()
-    prefect_url = flow_run.ui_url  # None without a Prefect server (the local ephemeral API has no lasting UI)
-    where = f"Prefect flow run: {prefect_url}" if prefect_url else "run with Prefect's local ephemeral API (no UI)"
+    prefect_url = flow_run_ui_url()
+    where = (
+        f"Prefect flow run: {prefect_url}"
+        if prefect_url
+        else "run with Prefect's local ephemeral API (no UI)"
+    )
     tags = {
         "prefect.flow_run_id": flow_run_id,
         "prefect.flow_run_name": flow_run_name,

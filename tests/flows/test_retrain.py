@@ -110,6 +110,25 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
     assert "night.controller_health.score" in run.data.metrics
     report = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/gate/report.md")
     assert "**Reward controller health:**" in report
+    # the night report: one self-contained page, logged to MLflow, every section present
+    assert summary["report"] == f"runs:/{run.info.run_id}/report/night.html"
+    page = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/report/night.html")
+    for heading in (
+        "Data and QC",
+        "Labels (triple barrier)",
+        "Windows",
+        "Learning curves",
+        "Reward controller",
+        "Paired sessions",
+        "compounded over 2 sessions",
+        "A sample session",
+        "Transaction costs",
+        "Drift",
+        "Since the previous night",
+    ):
+        assert heading in page, heading
+    assert page.count('src="data:image/png;base64,') >= 4
+    assert 'src="http' not in page and "<script" not in page and "<link" not in page  # self-contained
     # a good night leaves no scratch files behind (everything worth keeping is in MLflow)
     assert not (WORK_ROOT / run.data.tags["prefect.flow_run_id"]).exists()
 

@@ -1,9 +1,21 @@
-from datetime import date
+import warnings
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
 
-from market.calendar import early_closes, holidays, is_trading_day, sessions, trading_days
+from core.errors import ConfigError
+from market.calendar import (
+    CALENDAR_END,
+    CALENDAR_START,
+    calendar_span,
+    early_closes,
+    holidays,
+    is_trading_day,
+    sessions,
+    trading_days,
+)
+from tests.market import calendar_reference as reference
 
 # Published NYSE full-day closures (nyse.com holiday tables) for spot years.
 NYSE_2024_HOLIDAYS = {
@@ -74,3 +86,86 @@ def test_sessions_bounds_in_utc_across_dst() -> None:
     assert closes == ["21:00", "20:00", "18:00"]  # day after Thanksgiving closes 13:00 EST
     assert frame.get_column("minutes").to_list() == [390, 390, 210]
     assert frame.get_column("early_close").to_list() == [False, False, True]
+
+
+# -- the library against the hand-written reference ----------------------------------------------------------
+
+# Where the library (exchange-calendars 4.13) and the hand-written rules differ, by year: (library, reference).
+# The library follows the exchange's record; the rules generalize today's July 3 rule backwards and know no
+# one-off early closes.
+KNOWN_EARLY_CLOSE_DIFFERENCES: dict[int, tuple[set[date], set[date]]] = {
+    2002: ({date(2002, 7, 5)}, {date(2002, 7, 3)}),  # July 4 on a Thursday: the early close was Friday
+    2003: ({date(2003, 12, 26)}, set()),  # the Friday after Christmas closed at 13:00
+}
+REFERENCE_YEARS = range(2001, CALENDAR_END.year + 1)
+
+
+def test_calendar_is_built_over_a_fixed_span() -> None:
+    assert calendar_span() == (CALENDAR_START, CALENDAR_END) == (date(2000, 1, 1), date(2100, 12, 31))
+
+
+@pytest.mark.parametrize("year", REFERENCE_YEARS)
+def test_library_and_reference_agree_on_every_holiday_and_early_close(year: int) -> None:
+    assert set(holidays(year)) == set(reference.holidays(year))
+    library, rules = KNOWN_EARLY_CLOSE_DIFFERENCES.get(year, (set(), set()))
+    assert early_closes(year) - library == reference.early_closes(year) - rules
+    assert early_closes(year) >= library and reference.early_closes(year) >= rules
+
+
+def test_library_and_reference_agree_on_sessions_and_trading_days() -> None:
+    start, end = date(2001, 1, 1), date(2030, 12, 31)
+    days = trading_days(start, end)
+    assert days == reference.trading_days(start, end)
+    differing = {day for library, rules in KNOWN_EARLY_CLOSE_DIFFERENCES.values() for day in library | rules}
+    same = [day for day in days if day not in differing]
+    assert sessions(same).equals(reference.sessions(same))
+    sample = [start + timedelta(days=offset) for offset in range(0, (end - start).days, 7)]
+    assert [is_trading_day(day) for day in sample] == [reference.is_trading_day(day) for day in sample]
+
+
+def test_one_off_closures_are_named_as_special() -> None:
+    named = holidays(2025)
+    assert named[date(2025, 1, 9)] == "Special closure"  # Carter day of mourning
+    assert named[date(2025, 12, 25)] == "Christmas"
+
+
+def test_dates_outside_the_span_name_it() -> None:
+    for call in (
+        lambda: is_trading_day(date(1999, 12, 31)),
+        lambda: trading_days(date(2100, 12, 1), date(2101, 1, 31)),
+        lambda: holidays(2101),
+        lambda: sessions([date(1999, 12, 31)]),
+    ):
+        with pytest.raises(ConfigError, match=r"span 2000-01-01 \.\. 2100-12-31"):
+            call()
+
+
+def test_sessions_refuse_a_day_without_a_session_and_keep_the_given_order() -> None:
+    with pytest.raises(ConfigError, match="2024-12-25"):
+        sessions([date(2024, 12, 24), date(2024, 12, 25)])
+    frame = sessions(iter([date(2024, 12, 26), date(2024, 12, 24), date(2024, 12, 26)]))
+    assert frame.get_column("session").to_list() == [
+        date(2024, 12, 26),
+        date(2024, 12, 24),
+        date(2024, 12, 26),
+    ]
+    assert sessions([]).schema == frame.schema
+
+
+def test_another_exchange_by_name_builds_without_warnings() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the library's pandas deprecation is silenced where it is built
+        london = holidays(2024, exchange="XLON")
+    assert date(2024, 12, 26) in london  # Boxing Day
+    assert is_trading_day(date(2024, 7, 4), exchange="XLON")
+    assert not is_trading_day(date(2024, 7, 4))
+    with pytest.raises(ConfigError, match="no calendar named 'NOPE'"):
+        is_trading_day(date(2024, 7, 4), exchange="NOPE")
+
+
+def test_calendars_with_fewer_recorded_years_keep_their_own_span() -> None:
+    # exchange-calendars 4.13 records Singapore's holidays to 2026 only; a library update moves the end.
+    first, last = calendar_span("XSES")
+    assert first == CALENDAR_START and date(2026, 12, 31) <= last < CALENDAR_END
+    with pytest.raises(ConfigError, match="XSES calendar's span"):
+        holidays(last.year + 1, exchange="XSES")

@@ -19,12 +19,13 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.client.schemas.schedules import RRuleSchedule
+from prefect.client.schemas.schedules import CronSchedule
 from prefect.client.schemas.sorting import FlowRunSort
 
 from market.calendar import EXCHANGE_TZ, REGULAR_CLOSE, is_trading_day
-from ops.schedule import NIGHTLY_RUN_TIME, committed_schedule
+from ops.schedule import NIGHTLY_CRON, NIGHTLY_RUN_TIME, committed_schedule
 from ops.stack import LocalStack
+from stairways.night_calendar import decide_night
 from tests.ops.support import (
     PROMOTABLE_PARAMETERS,
     REPORT_ARTIFACT_KEYS,
@@ -65,14 +66,20 @@ def test_deployments_carry_the_schedule_pool_and_limits(local_stack: LocalStack)
     assert adhoc.schedules == []
     assert len(nightly.schedules) == 1 and nightly.schedules[0].active
     schedule = nightly.schedules[0].schedule
-    assert isinstance(schedule, RRuleSchedule)
+    assert isinstance(schedule, CronSchedule)
     assert schedule.timezone == "America/New_York"
     committed = committed_schedule(local_stack.project_dir / "prefect.yaml")
-    assert schedule.rrule.strip() == committed["rrule"].strip()
+    assert schedule.cron == committed["cron"] == NIGHTLY_CRON
 
 
-def test_next_scheduled_nightly_runs_are_trading_days_after_the_close(local_stack: LocalStack) -> None:
-    """The server's scheduler materialises upcoming runs; each is on an NYSE trading day at 17:30 New York."""
+def test_next_scheduled_nightly_runs_fire_every_weekday_and_skip_only_holidays(
+    local_stack: LocalStack,
+) -> None:
+    """The server's scheduler materialises upcoming runs: one per weekday at 17:30 New York, after the close.
+
+    Each is auto-scheduled, so the flow's trading-day check applies: it runs on NYSE trading days and skips the
+    holidays among them.
+    """
 
     async def scheduled() -> list:
         async with PrefectClient(api=local_stack.prefect_api_url) as client:
@@ -93,19 +100,22 @@ def test_next_scheduled_nightly_runs_are_trading_days_after_the_close(local_stac
 
     runs = run(scheduled())
     assert len(runs) >= 3, "the scheduler created fewer than 3 upcoming nightly runs"
+    assert all(flow_run.auto_scheduled for flow_run in runs)
     starts = [flow_run.expected_start_time.astimezone(EXCHANGE_TZ) for flow_run in runs]
     assert starts == sorted(starts) and starts[0] >= datetime.now(UTC) - timedelta(minutes=5)
     for start in starts:
         assert start.weekday() < 5, start
         assert start.time() == NIGHTLY_RUN_TIME and start.time() > REGULAR_CLOSE, start
-        assert is_trading_day(start.date()), f"{start} is an NYSE holiday"
-    # Between the first and last scheduled run, no trading day is missing either.
+    # Between the first and last scheduled run, no weekday is missing either.
     day, missing = starts[0].date(), []
     while day <= starts[-1].date():
-        if is_trading_day(day) and day not in {start.date() for start in starts}:
+        if day.weekday() < 5 and day not in {start.date() for start in starts}:
             missing.append(day)
         day += timedelta(days=1)
     assert missing == []
+    for flow_run, start in zip(runs, starts, strict=True):
+        decision = decide_night(flow_run.expected_start_time, auto_scheduled=flow_run.auto_scheduled)
+        assert decision.runs == is_trading_day(start.date()), (start, decision.reason)
 
 
 def test_adhoc_run_from_the_deployment_completes_and_is_tracked_on_the_servers(

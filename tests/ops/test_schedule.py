@@ -1,28 +1,28 @@
-"""The nightly trading-day schedule and the committed deployments file (prefect.yaml), without a server."""
+"""The nightly schedule and the committed deployments file (prefect.yaml), without a server."""
 
 import ast
 import asyncio
 import shutil
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from core.errors import ConfigError
-from market.calendar import EXCHANGE_TZ, holidays, trading_days
+from market.calendar import EXCHANGE_TZ, early_closes, holidays, trading_days
 from ops.schedule import (
+    NIGHTLY_CRON,
     NIGHTLY_RUN_TIME,
     SCHEDULE_TIMEZONE,
     check_schedule,
     committed_schedule,
-    nightly_rrule,
-    rrule_years,
-    write_schedule,
 )
+from stairways.night_calendar import decide_night
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT_YAML = REPO / "prefect.yaml"
+SPAN_YEARS = range(2026, 2036)
 
 
 def _deployments() -> dict[str, dict]:
@@ -30,12 +30,20 @@ def _deployments() -> dict[str, dict]:
     return {entry["name"]: entry for entry in document["deployments"]}
 
 
-def _schedule_dates(rule: str, *, start: datetime, end: datetime) -> list[datetime]:
-    """Occurrences as the Prefect server computes them (its RRuleSchedule, timezone applied)."""
-    from prefect.server.schemas.schedules import RRuleSchedule
+def _cron_dates(cron: str, *, start: datetime, end: datetime) -> list[datetime]:
+    """Occurrences as the Prefect server computes them (its CronSchedule, timezone applied)."""
+    from prefect.server.schemas.schedules import CronSchedule
 
-    schedule = RRuleSchedule(rrule=rule, timezone=SCHEDULE_TIMEZONE)
+    schedule = CronSchedule(cron=cron, timezone=SCHEDULE_TIMEZONE)
     return asyncio.run(schedule.get_dates(start=start, end=end))
+
+
+def _committed_nights(year: int) -> list[datetime]:
+    """The committed schedule's occurrences in ``year``, New York time."""
+    schedule = committed_schedule(PREFECT_YAML)
+    start = datetime(year, 1, 1, tzinfo=EXCHANGE_TZ)
+    end = datetime(year, 12, 31, 23, 59, tzinfo=EXCHANGE_TZ)
+    return [moment.astimezone(EXCHANGE_TZ) for moment in _cron_dates(schedule["cron"], start=start, end=end)]
 
 
 # -- prefect.yaml --------------------------------------------------------------------------------------------
@@ -100,70 +108,63 @@ def test_no_secrets_or_addresses_in_the_deployments_file() -> None:
 # -- the nightly schedule ------------------------------------------------------------------------------------
 
 
-def test_committed_schedule_equals_the_generator_and_reaches_next_year() -> None:
+def test_committed_schedule_is_the_weekday_cron_in_new_york() -> None:
     assert check_schedule(PREFECT_YAML) == []
     schedule = committed_schedule(PREFECT_YAML)
-    assert schedule["timezone"] == "America/New_York"
-    _, last = rrule_years(schedule["rrule"])
-    assert last >= date.today().year + 1
+    assert schedule == {"cron": "30 17 * * 1-5", "timezone": "America/New_York", "active": True}
+    assert schedule["cron"] == NIGHTLY_CRON
+    assert "rrule" not in PREFECT_YAML.read_text()
 
 
-def test_committed_schedule_runs_after_the_close_on_every_trading_day_and_only_then() -> None:
-    """Two years of occurrences, computed by Prefect's scheduler code, equal the NYSE trading days."""
-    rule = committed_schedule(PREFECT_YAML)["rrule"]
-    start = datetime.now(UTC)
-    end = start + timedelta(days=730)
-    occurrences = _schedule_dates(rule, start=start, end=end)
-    local = [moment.astimezone(EXCHANGE_TZ) for moment in occurrences]
-    assert all(moment.time() == NIGHTLY_RUN_TIME for moment in local)
-    expected = {
-        day
-        for day in trading_days(start.astimezone(EXCHANGE_TZ).date(), end.astimezone(EXCHANGE_TZ).date())
-        if start <= datetime.combine(day, NIGHTLY_RUN_TIME, tzinfo=EXCHANGE_TZ) <= end
+@pytest.mark.parametrize("year", SPAN_YEARS)
+def test_cron_fires_every_weekday_at_17_30_new_york_across_dst(year: int) -> None:
+    """Prefect's scheduler code computes one run per weekday of the year, at 17:30 New York (EST and EDT)."""
+    nights = _committed_nights(year)
+    assert all(moment.time() == NIGHTLY_RUN_TIME for moment in nights)
+    days = [moment.date() for moment in nights]
+    weekdays = [
+        date(year, 1, 1) + timedelta(days=offset)
+        for offset in range((date(year, 12, 31) - date(year, 1, 1)).days + 1)
+        if (date(year, 1, 1) + timedelta(days=offset)).weekday() < 5
+    ]
+    assert days == weekdays
+    assert {moment.utcoffset() for moment in nights} == {timedelta(hours=-5), timedelta(hours=-4)}
+
+
+@pytest.mark.parametrize("year", SPAN_YEARS)
+def test_scheduled_nights_skip_every_holiday_and_run_every_trading_day(year: int) -> None:
+    """The trading-day check on each cron occurrence: exactly the NYSE holidays skip, early closes run."""
+    decisions = {
+        moment.date(): decide_night(moment, auto_scheduled=True) for moment in _committed_nights(year)
     }
-    assert {moment.date() for moment in local} == expected
-    assert len(local) == len(expected)
+    skipped = {day for day, decision in decisions.items() if not decision.runs}
+    ran = {day for day, decision in decisions.items() if decision.runs}
+    assert skipped == set(holidays(year))
+    assert ran == set(trading_days(date(year, 1, 1), date(year, 12, 31)))
+    assert early_closes(year) <= ran
+    for day in skipped:
+        assert decisions[day].scheduled_session == day
+        assert str(day) in decisions[day].reason and holidays(year)[day] in decisions[day].reason
 
 
-def test_rule_skips_holidays_and_keeps_early_closes() -> None:
-    rule = nightly_rrule(2026, 2026)
-    dates = {
-        moment.astimezone(EXCHANGE_TZ).date()
-        for moment in _schedule_dates(
-            rule, start=datetime(2026, 11, 23, tzinfo=UTC), end=datetime(2026, 12, 31, tzinfo=UTC)
-        )
-    }
-    assert date(2026, 11, 26) not in dates  # Thanksgiving
-    assert date(2026, 11, 27) in dates  # 13:00 early close: the run at 17:30 still follows it
-    assert date(2026, 12, 25) not in dates
-    assert date(2026, 12, 24) in dates
-    assert len(nightly_rrule(2026, 2035)) < 6500  # Prefect's limit on an rrule string
+def test_manual_runs_run_on_holidays() -> None:
+    christmas = datetime(2026, 12, 25, 17, 30, tzinfo=EXCHANGE_TZ)
+    assert decide_night(christmas, auto_scheduled=False).runs
+    assert not decide_night(christmas, auto_scheduled=True).runs
 
 
-def test_check_schedule_reports_a_stale_horizon_and_an_edited_rule(tmp_path: Path) -> None:
+def test_check_schedule_reports_an_edited_cron_a_timezone_and_an_rrule(tmp_path: Path) -> None:
     copy = tmp_path / "prefect.yaml"
     shutil.copy(PREFECT_YAML, copy)
-    _, last = rrule_years(committed_schedule(copy)["rrule"])
-    assert any("through" in problem for problem in check_schedule(copy, today=date(last, 6, 1)))
-    copy.write_text(copy.read_text().replace("BYMINUTE=30", "BYMINUTE=45"))
-    assert any("differs" in problem for problem in check_schedule(copy))
-
-
-def test_write_schedule_replaces_only_the_generated_block(tmp_path: Path) -> None:
-    copy = tmp_path / "prefect.yaml"
-    shutil.copy(PREFECT_YAML, copy)
-    before = copy.read_text()
-    rule = write_schedule(copy, first_year=2030, last_year=2031)
-    after = copy.read_text()
-    assert committed_schedule(copy)["rrule"] == rule
-    assert rrule_years(rule) == (2030, 2031)
-    assert sum(1 for day in holidays(2031)) == rule.splitlines()[-1].count(",") + 1
-    head, tail = (
-        before.split("# BEGIN generated")[0],
-        before.split("# END generated: nightly trading-day schedule")[1],
-    )
-    assert after.startswith(head) and after.endswith(tail)
-    without_markers = tmp_path / "bare.yaml"
-    without_markers.write_text("deployments: []\n")
-    with pytest.raises(ConfigError, match="BEGIN generated"):
-        write_schedule(without_markers, first_year=2030, last_year=2031)
+    text = copy.read_text()
+    copy.write_text(text.replace('cron: "30 17 * * 1-5"', 'cron: "30 18 * * 1-5"'))
+    assert check_schedule(copy) == ["cron is '30 18 * * 1-5', expected '30 17 * * 1-5'"]
+    nightly = text.index("  - name: nightly-retrain")
+    copy.write_text(text[:nightly] + text[nightly:].replace("timezone: America/New_York", "timezone: UTC", 1))
+    assert check_schedule(copy) == ["timezone is 'UTC', expected 'America/New_York'"]
+    copy.write_text(text.replace('cron: "30 17 * * 1-5"', 'rrule: "FREQ=DAILY"'))
+    assert any("not a cron (rrule)" in problem for problem in check_schedule(copy))
+    without = tmp_path / "bare.yaml"
+    without.write_text("deployments: []\n")
+    with pytest.raises(ConfigError, match="no deployment named 'nightly-retrain'"):
+        check_schedule(without)
