@@ -9,6 +9,7 @@ ARGS ?=
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_LEVEL ?= INFO
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
 .PHONY: setup run test test-slow test-all bench lock clean
 
@@ -30,8 +31,8 @@ test: setup
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(ARGS)
 
-## Slow tests only (training, end-to-end); CI runs them after `make test`.
-test-slow: setup browsers
+## Slow tests only (training, end-to-end, browsers, promtool on the alert rules); CI runs them after `make test`.
+test-slow: setup browsers promtool
 	$(PY) -m pytest -m slow $(ARGS)
 
 test-all: test test-slow
@@ -60,7 +61,7 @@ lock:
 ## and a process worker; registers the deployments of prefect.yaml; Ctrl+C stops everything. State and logs go to
 ## .stairways/serve. Postgres: ARGS="--prefect-database-url postgresql+asyncpg://... --mlflow-backend-store-uri
 ## postgresql://...". Push gateway: STAIRWAYS_PUSHGATEWAY=host:9091.
-.PHONY: serve browsers schedule screenshots
+.PHONY: serve browsers promtool schedule screenshots
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 serve: setup
@@ -76,7 +77,22 @@ browsers:
 	    || echo "browsers: chromium could not be installed; the browser tests will be skipped"; \
 	fi
 
-## Check (or with ARGS=--write, regenerate) the nightly schedule's NYSE-holiday exclusions in prefect.yaml.
+## promtool for the alert-rule tests (tests/ops/test_alert_rules.py), taken out of Debian's prometheus package
+## rather than installing it, which would also start a Prometheus server on port 9090. Never fails the build:
+## without promtool those tests skip and say why.
+promtool:
+	@if command -v promtool >/dev/null; then echo "promtool: $$(promtool --version 2>&1 | head -1)"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  folder=$$(mktemp -d); \
+	  { $$SUDO apt-get update -qq && (cd $$folder && apt-get download -qq prometheus) \
+	    && dpkg-deb -x $$folder/prometheus_*.deb $$folder/package \
+	    && $$SUDO install -m 0755 $$folder/package/usr/bin/promtool /usr/local/bin/promtool; } \
+	    || echo "promtool: promtool could not be installed; the alert-rule tests will be skipped"; \
+	  rm -rf $$folder; \
+	fi
+
+## Check that the nightly schedule in prefect.yaml is the expected cron (weekdays 17:30 America/New_York).
 schedule: setup
 	$(PY) -m ops.serve schedule $(ARGS)
 

@@ -84,7 +84,9 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
         champion = ChampionInput(warm.checkpoint, warm.version, warm.reason)
         result = assess_candidate(run, candidate, champion, scenarios, prepared, config)
         decision = decide_gate(run, result, training.cycles, config, tuning=tuning)
-        registered = register_version(run, candidate, decision, dataset["digest"], config)
+        registered = register_version(
+            run, candidate, decision, dataset["digest"], config, champion_version=warm.version, result=result
+        )
         publish_gate_report(run, decision, result, registered, plan.as_dict())
         promotion = promote_and_replay(run, registered, decision, result, scenarios, config, warm.version)
         report_link = publish_night_report(

@@ -19,7 +19,13 @@ __all__ = ["main"]
 _TICKER = re.compile(r"[A-Z0-9][A-Z0-9.\-]{0,14}")
 
 
-_PREFECT_DEFAULTS = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO"}
+_PREFECT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_LOGGING_LEVEL": "INFO",
+    # Prefect waits 20 s for its temporary server; a first run (database migrations) on a busy 2-core machine
+    # can take longer, and the night then fails before it starts.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+}
 
 
 class _ExpectedFailures(logging.Filter):
@@ -82,9 +88,28 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"data": data} if data else {}
 
 
+def _use_running_stack(args: argparse.Namespace) -> None:
+    """Run against ``make serve``'s servers when they are up and nothing else is configured: the night then
+    shows in the Prefect and MLflow UIs, and no temporary Prefect server has to start."""
+    if args.local or os.environ.get("PREFECT_API_URL") or os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    from ops.stack import running_stack_environment
+
+    environment = running_stack_environment()
+    if environment is None:
+        return
+    os.environ.update(environment)
+    print(
+        f"using the running stack (make serve): Prefect {environment['PREFECT_UI_URL']}, "
+        f"MLflow {environment['MLFLOW_TRACKING_URI']}; --local for a temporary server and ./mlflow.db",
+        file=sys.stderr,
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from stairways.config import load_config
 
+    _use_running_stack(args)
     config = load_config(args.config, overrides=_overrides(args))
     from flows.retrain import nightly_retrain
     from ops.watchdog import run_watched
@@ -227,6 +252,11 @@ def _parser() -> argparse.ArgumentParser:
     export_options(run)
     run.add_argument(
         "--data", nargs="+", metavar="SYMBOL=PATH", help="CSV/Parquet export per symbol (default: synthetic)"
+    )
+    run.add_argument(
+        "--local",
+        action="store_true",
+        help="a temporary Prefect server and the local MLflow store even when `make serve` is running",
     )
     run.set_defaults(handler=_run)
 

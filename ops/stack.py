@@ -14,6 +14,7 @@ up`` is its command line; the integration tests drive the same :class:`LocalStac
 
 import atexit
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -32,17 +33,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ops.supervisor import ServiceProcess, StackError, start_service, stop_service, wait_for_http
 
 __all__ = [
+    "CLIENT_FILE",
+    "DEFAULT_STATE_DIR",
     "DEFAULT_WORK_POOL",
     "LocalStack",
     "StackSettings",
     "deploy",
     "registered_deployments",
+    "running_stack_environment",
     "serve_until_signal",
 ]
 
 _LOGGER = logging.getLogger("ops.stack")
 
 DEFAULT_WORK_POOL = "stairways-local"
+DEFAULT_STATE_DIR = Path(".stairways/serve")
+CLIENT_FILE = "client.json"
+"""A started stack's :meth:`LocalStack.client_environment`, in its state folder while it runs."""
 # Settings the children may inherit from the caller; every other PREFECT_*/MLFLOW_* variable is dropped so a
 # user profile or a test harness cannot point the stack somewhere else.
 _INHERITED_SETTINGS = ("PREFECT_LOGGING_LEVEL",)
@@ -59,7 +66,7 @@ class StackSettings(BaseModel):
         5000, ge=1, le=65535, description="MLflow tracking server (API, UI, artifacts) port."
     )
     state_dir: Path = Field(
-        Path(".stairways/serve"),
+        DEFAULT_STATE_DIR,
         description="Prefect home, SQLite databases, MLflow artifacts and service logs.",
     )
     project_dir: Path = Field(
@@ -185,6 +192,11 @@ class LocalStack:
         )
         return env
 
+    @property
+    def client_file(self) -> Path:
+        """Where a started stack writes :meth:`client_environment` (removed when it stops)."""
+        return self.state_dir / CLIENT_FILE
+
     def client_environment(self) -> dict[str, str]:
         """What a client (``prefect deploy``, a script, a test) needs to reach this stack."""
         return {
@@ -292,6 +304,8 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+        # `stairways run` in this checkout finds the running stack here and uses it (no temporary server).
+        self.client_file.write_text(json.dumps(self.client_environment(), indent=2))
         return self
 
     def wait_for_worker(self, *, timeout: float, service: ServiceProcess | None = None) -> None:
@@ -323,6 +337,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop the worker first (its flow runs with it), then the servers. Safe to call twice."""
+        self.client_file.unlink(missing_ok=True)
         for name in ("worker", "mlflow-server", "prefect-server"):
             service = self.services.pop(name, None)
             if service is not None:
@@ -420,3 +435,24 @@ def serve_until_signal(stack: LocalStack, *, poll_seconds: float = 1.0) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         stack.stop()
+
+
+def running_stack_environment(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str] | None:
+    """The client environment of a ``make serve`` stack running from ``state_dir``, when its Prefect API and
+    MLflow server both answer; None otherwise (no stack, or one that died without cleaning up)."""
+    path = state_dir / CLIENT_FILE
+    try:
+        environment = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(environment, dict):
+        return None
+    try:
+        for url in (
+            f"{environment['PREFECT_API_URL']}/health",
+            f"{environment['MLFLOW_TRACKING_URI']}/health",
+        ):
+            httpx.get(url, timeout=2.0).raise_for_status()
+    except (KeyError, TypeError, httpx.HTTPError):
+        return None
+    return {str(key): str(value) for key, value in environment.items()}

@@ -1,21 +1,31 @@
-"""The SHA-256 of a registered version's files: where they lie, how they are tagged, how they are checked.
+"""The SHA-256 of a registered version's files: where they lie, how they are recorded, how they are checked.
 
 A version's files are the files of its logged pyfunc model; the training checkpoint is bundled as the
-artifact :data:`CHECKPOINT_ARTIFACT`, at :data:`CHECKPOINT_PATH` inside the model. At registration every
-file's SHA-256 becomes the version tag ``sha256.<path>`` (:data:`SHA256_TAG_PREFIX`, ``<path>`` relative to
-the model's root: ``sha256.artifacts/checkpoint/model.zip``, ``sha256.agent_model.py``, ``sha256.MLmodel``).
+artifact :data:`CHECKPOINT_ARTIFACT`, at :data:`CHECKPOINT_PATH` inside the model. At registration
+:func:`write_manifest` writes the **manifest** :data:`MANIFEST_PATH` into the model: a JSON object mapping
+the path of every other file of the model (relative to its root, POSIX separators: ``MLmodel``,
+``agent_model.py``, ``artifacts/checkpoint/model.zip``, ``gate/criteria.json``) to its SHA-256. The
+manifest's own SHA-256 is the one version tag :data:`MANIFEST_TAG` (``integrity.manifest_sha256``).
 
-SB3 files and the pyfunc wrapper contain pickles, so no file is loaded before its SHA-256 is checked:
-:func:`stairways.registry.champion_checkpoint` checks the downloaded checkpoint,
-:func:`stairways.registry.load_registered_model` checks every downloaded model file before
-``mlflow.pyfunc.load_model``, and :meth:`stairways.agent_pyfunc.AgentPyfunc.load_context` checks the
-checkpoint files against the hashes stored in the model's ``model_config`` at registration (the same values
-as the tags; it cannot see the registry). A mismatch or a missing file raises
-:class:`~core.errors.IntegrityError` naming the file.
+SB3 files and the pyfunc wrapper contain pickles, so no file is loaded before its SHA-256 is checked. Every
+check first reads the manifest and refuses it unless its SHA-256 is the tag's (:func:`recorded_hashes`),
+then checks the files against it: :func:`stairways.registry.champion_checkpoint` the downloaded checkpoint,
+:func:`stairways.registry.load_registered_model` every downloaded model file before
+``mlflow.pyfunc.load_model``; and :meth:`stairways.agent_pyfunc.AgentPyfunc.load_context` checks the
+checkpoint files against the hashes stored in the model's ``model_config`` at registration (the same values;
+it cannot see the registry, and ``MLmodel``, which holds them, is itself in the manifest). A mismatch, a
+missing file or a file without a recorded SHA-256 raises :class:`~core.errors.IntegrityError` naming it.
+
+**Versions registered before the manifest** carry one tag ``sha256.<path>`` per file
+(:data:`LEGACY_SHA256_TAG_PREFIX`) and no manifest tag: :func:`recorded_hashes` reads those tags instead, so
+they verify exactly as they did.
 """
 
+import hashlib
+import json
+import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from core.digest import file_digest
 from core.errors import IntegrityError
@@ -24,18 +34,28 @@ from training.checkpoints import CHECKPOINT_FILES
 __all__ = [
     "CHECKPOINT_ARTIFACT",
     "CHECKPOINT_PATH",
-    "SHA256_TAG_PREFIX",
-    "checkpoint_hashes",
-    "model_hashes",
+    "LEGACY_SHA256_TAG_PREFIX",
+    "MANIFEST_PATH",
+    "MANIFEST_TAG",
+    "checkpoint_entries",
+    "read_manifest",
+    "recorded_hashes",
     "tree_hashes",
     "verify_checkpoint",
     "verify_files",
+    "write_manifest",
 ]
 
 CHECKPOINT_ARTIFACT = "checkpoint"
 CHECKPOINT_PATH = f"artifacts/{CHECKPOINT_ARTIFACT}"
 """Where the checkpoint directory lies inside a logged model."""
-SHA256_TAG_PREFIX = "sha256."
+MANIFEST_PATH = "integrity/manifest.json"
+"""Where the manifest (path -> SHA-256 of every other model file) lies inside a logged model."""
+MANIFEST_TAG = "integrity.manifest_sha256"
+"""The version tag holding the SHA-256 of the manifest's bytes."""
+LEGACY_SHA256_TAG_PREFIX = "sha256."
+"""Versions registered before the manifest: one tag ``sha256.<path>`` per model file."""
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 def verify_files(root: Path, expected: Mapping[str, str]) -> None:
@@ -72,21 +92,6 @@ def verify_checkpoint(directory: Path, expected: Mapping[str, str]) -> None:
     verify_files(Path(directory), expected)
 
 
-def checkpoint_hashes(tags: Mapping[str, str]) -> dict[str, str]:
-    """The checkpoint's file name -> SHA-256 from a version's ``sha256.artifacts/checkpoint/<file>`` tags."""
-    prefix = f"{SHA256_TAG_PREFIX}{CHECKPOINT_PATH}/"
-    return {key[len(prefix) :]: value for key, value in tags.items() if key.startswith(prefix)}
-
-
-def model_hashes(tags: Mapping[str, str]) -> dict[str, str]:
-    """Every model file's path (relative to the model's root) -> SHA-256 from a version's ``sha256.*`` tags."""
-    return {
-        key[len(SHA256_TAG_PREFIX) :]: value
-        for key, value in tags.items()
-        if key.startswith(SHA256_TAG_PREFIX)
-    }
-
-
 def tree_hashes(root: Path) -> dict[str, str]:
     """The SHA-256 of every file under ``root``, keyed by its POSIX path relative to ``root``."""
     return {
@@ -94,3 +99,81 @@ def tree_hashes(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file()
     }
+
+
+def write_manifest(root: Path) -> str:
+    """Write :data:`MANIFEST_PATH` under ``root``, listing every other file's SHA-256; the manifest's SHA-256.
+
+    The returned digest is the value of the version tag :data:`MANIFEST_TAG`.
+    """
+    root = Path(root)
+    hashes = {name: digest for name, digest in tree_hashes(root).items() if name != MANIFEST_PATH}
+    if not hashes:
+        msg = f"no files under {root} to write a manifest for"
+        raise IntegrityError(msg)
+    payload = (json.dumps(hashes, indent=2, sort_keys=True) + "\n").encode()
+    path = root / MANIFEST_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+    return hashlib.sha256(payload).hexdigest()
+
+
+def read_manifest(path: Path, expected_sha256: str) -> dict[str, str]:
+    """The manifest at ``path`` (model path -> SHA-256) after checking its own SHA-256 is ``expected_sha256``.
+
+    ``IntegrityError`` when it is missing, differs from the tag, or is not a non-empty object of relative
+    paths to hex SHA-256 digests; it is parsed only after its digest matched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        msg = f"{MANIFEST_PATH} is missing (expected SHA-256 {expected_sha256}): refusing to load the model"
+        raise IntegrityError(msg)
+    payload = path.read_bytes()
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected_sha256:
+        msg = (
+            f"{MANIFEST_PATH} has SHA-256 {actual}, but the version's {MANIFEST_TAG} tag records "
+            f"{expected_sha256}: refusing to load the model"
+        )
+        raise IntegrityError(msg)
+    try:
+        hashes = json.loads(payload)
+    except ValueError as error:
+        msg = f"{MANIFEST_PATH} is not JSON: {error}"
+        raise IntegrityError(msg) from error
+    if not isinstance(hashes, dict) or not hashes:
+        msg = f"{MANIFEST_PATH} must be a non-empty object of path -> SHA-256"
+        raise IntegrityError(msg)
+    for name, digest in hashes.items():
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or name in ("", MANIFEST_PATH):
+            msg = f"{MANIFEST_PATH} names {name!r}, not a file of the model"
+            raise IntegrityError(msg)
+        if not isinstance(digest, str) or not _DIGEST.match(digest):
+            msg = f"{MANIFEST_PATH} holds {digest!r} for {name}, not a SHA-256"
+            raise IntegrityError(msg)
+    return hashes
+
+
+def recorded_hashes(tags: Mapping[str, str], manifest: Path | None) -> dict[str, str]:
+    """Every model file's path -> SHA-256 recorded at registration of the version with ``tags``.
+
+    With a :data:`MANIFEST_TAG` tag: the manifest at ``manifest`` (a downloaded copy of the model's
+    :data:`MANIFEST_PATH`; None or absent: ``IntegrityError``) checked against the tag by
+    :func:`read_manifest`. Without one (a version registered before the manifest): its legacy ``sha256.*``
+    tags, empty when it has none (which :func:`verify_files` refuses).
+    """
+    expected = tags.get(MANIFEST_TAG)
+    if expected is not None:
+        if manifest is None:
+            msg = f"{MANIFEST_PATH} is missing (expected SHA-256 {expected}): refusing to load the model"
+            raise IntegrityError(msg)
+        return read_manifest(manifest, expected)
+    prefix = LEGACY_SHA256_TAG_PREFIX
+    return {key[len(prefix) :]: value for key, value in tags.items() if key.startswith(prefix)}
+
+
+def checkpoint_entries(hashes: Mapping[str, str]) -> dict[str, str]:
+    """The checkpoint's file name -> SHA-256 among a model's recorded hashes (``artifacts/checkpoint/<file>``)."""
+    prefix = f"{CHECKPOINT_PATH}/"
+    return {name[len(prefix) :]: digest for name, digest in hashes.items() if name.startswith(prefix)}

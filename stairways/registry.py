@@ -9,19 +9,31 @@ an MLflow 3 logged model (linked to the flow's parent run) in the pyfunc format:
 output: int64 actions ``(-1,)``) and an input example. ``mlflow.pyfunc.load_model("models:/<name>@champion")
 .predict(observations)`` returns the deterministic actions of the checkpoint's policy.
 
-**Version tags** (all strings): ``gate.verdict`` (``passed``/``failed``), ``gate.reason``, every gate metric
-(``GateDecision.metric_tags()``: ``gate.<scenario>.<criterion>``), ``parent_run_id``, ``data_digest``,
-``checkpoint_uri`` (the artifact URI of the bundled checkpoint directory, what :func:`champion_checkpoint`
-downloads) and ``sha256.<path>``: the SHA-256 of every file of the logged model, ``<path>`` relative to the
-model's root (``sha256.artifacts/checkpoint/model.zip``, ``sha256.agent_model.py``, ``sha256.MLmodel``). The
-pyfunc is MLflow models-from-code (``stairways/agent_model.py`` is saved into the model): loading a version
-unpickles nothing of ours.
+**Version tags** (all strings, eleven, searchable in the versions table): ``gate.verdict`` (``passed``/
+``failed``), ``gate.reason`` (the gate's reason, at most 300 characters), ``gate.champion`` (``none``,
+``comparable``, ``incomparable`` or ``incomparable, replaced``), three key figures of the test window
+(:meth:`~validation.gate_decision.GateDecision.summary_tags`: ``gate.test_sharpe``,
+``gate.champion_margin_pct`` (mean per-session return over the champion's, percent) and
+``gate.deflated_sharpe``), ``parent_run_id``, ``run_url`` (the run's page in the MLflow UI on a tracking
+server, ``runs:/<id>`` on a local store), ``data_digest``, ``checkpoint_uri`` (the artifact URI of the
+bundled checkpoint directory, what :func:`champion_checkpoint` downloads) and ``integrity.manifest_sha256``
+(the SHA-256 of the model's integrity manifest, below). The pyfunc is MLflow models-from-code
+(``stairways/agent_model.py`` is saved into the model): loading a version unpickles nothing of ours.
 
-**Integrity** (:mod:`stairways.integrity`): no file is loaded before its SHA-256 is checked against the
-version tags: :func:`champion_checkpoint` checks the downloaded checkpoint, :func:`load_registered_model`
-checks every downloaded model file before ``mlflow.pyfunc.load_model``, and the pyfunc's ``load_context``
-checks the checkpoint files against the hashes stored in the model's ``model_config`` at registration. A
-mismatch or a missing file raises :class:`~core.errors.IntegrityError` naming the file.
+**Gate record**: every criterion (scenario, criterion, metric, measured value, comparison, threshold, its
+own verdict and reason) and the statistics (the champion compared against, the candidates compared, the
+paired intervals with their session counts, the deflated Sharpe ratio with its observations) are the JSON
+:data:`CRITERIA_PATH` (``gate/criteria.json``) in the logged model's artifacts, linked from the version page
+(:meth:`~validation.gate_decision.GateDecision.criteria_record`).
+
+**Integrity** (:mod:`stairways.integrity`): the model holds the manifest ``integrity/manifest.json`` (path ->
+SHA-256 of every other file of the model, ``gate/criteria.json`` included), and no file is loaded before it
+is checked: the manifest against the ``integrity.manifest_sha256`` tag, then each file against the
+manifest. :func:`champion_checkpoint` checks the downloaded checkpoint, :func:`load_registered_model` checks
+every downloaded model file before ``mlflow.pyfunc.load_model``, and the pyfunc's ``load_context`` checks
+the checkpoint files against the hashes stored in the model's ``model_config`` at registration. A mismatch
+or a missing file raises :class:`~core.errors.IntegrityError` naming the file. Versions registered before the
+manifest (one ``sha256.<path>`` tag per file) verify against those tags.
 
 **Promotion** lives in :mod:`stairways.promotion`: a version is replayed from the registry before any
 alias moves, and the aliases move under a lock, compare-and-set. A failing candidate keeps its version and
@@ -34,7 +46,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import mlflow
@@ -54,22 +66,28 @@ from stairways.agent_pyfunc import agent_symbols
 from stairways.integrity import (
     CHECKPOINT_ARTIFACT,
     CHECKPOINT_PATH,
-    SHA256_TAG_PREFIX,
-    checkpoint_hashes,
-    model_hashes,
+    MANIFEST_PATH,
+    MANIFEST_TAG,
+    checkpoint_entries,
+    recorded_hashes,
     tree_hashes,
     verify_checkpoint,
     verify_files,
+    write_manifest,
 )
 from stairways.promotion import ABSENT_CODES, alias_version, model_version
+from stairways.tracking import run_url
 from training.checkpoints import CHECKPOINT_FILES, META_FILE, check_warm_start
-from validation.gate_decision import GateDecision
+from validation.gate_decision import REASON_TAG, VERDICT_TAG, GateDecision
 
 __all__ = [
     "CHAMPION_ALIAS",
     "CHECKPOINT_TAG",
+    "CRITERIA_PATH",
     "MODEL_CODE_FILE",
     "PREVIOUS_CHAMPION_ALIAS",
+    "REASON_TAG",
+    "RUN_URL_TAG",
     "VERDICT_TAG",
     "RegisteredCandidate",
     "WarmStart",
@@ -84,14 +102,15 @@ __all__ = [
 CHAMPION_ALIAS = "champion"
 PREVIOUS_CHAMPION_ALIAS = "previous-champion"
 CHECKPOINT_TAG = "checkpoint_uri"
-VERDICT_TAG = "gate.verdict"
-REASON_TAG = "gate.reason"
 PARENT_RUN_TAG = "parent_run_id"
+RUN_URL_TAG = "run_url"
 DATA_DIGEST_TAG = "data_digest"
+CRITERIA_PATH = "gate/criteria.json"
+"""Where the gate record (every criterion, the statistics) lies inside a logged model."""
 LOGGED_MODEL_NAME = "agent"
 MODEL_CODE_FILE = Path(__file__).with_name("agent_model.py")
 """The models-from-code file that defines the pyfunc of every version."""
-_MAX_REASON = 4000
+_MAX_REASON = 300
 _REQUIREMENTS = ("mlflow", "stable-baselines3", "torch", "gymnasium", "numpy", "pydantic", "cloudpickle")
 
 
@@ -120,6 +139,8 @@ class RegisteredCandidate:
     """The MLflow logged model behind the version."""
     checkpoint_uri: str
     tags: dict[str, str]
+    criteria_uri: str
+    """The artifact URI of the version's gate record (:data:`CRITERIA_PATH` in its logged model)."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -187,8 +208,10 @@ def _log_pyfunc(
     checkpoint: Path,
     meta: Mapping[str, Any],
     observation_names: Sequence[str],
-) -> dict[str, str]:
-    """Save the pyfunc model with the checkpoint, upload it as ``logged``'s artifacts; the files' SHA-256."""
+    gate_record: Mapping[str, Any],
+) -> str:
+    """Save the pyfunc model with the checkpoint and ``gate_record`` (at :data:`CRITERIA_PATH`), write its
+    integrity manifest, upload it all as ``logged``'s artifacts; the manifest's SHA-256."""
     size = int(meta["observation_shape"][0])
     first, second = agent_symbols(meta)
     signature = ModelSignature(
@@ -232,13 +255,17 @@ def _log_pyfunc(
                 model_id=logged.model_id,
             ),
         )
+        record = local / CRITERIA_PATH
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(gate_record, indent=2, allow_nan=False, default=str) + "\n")
         hashes = tree_hashes(local)
         missing = [name for name in CHECKPOINT_FILES if f"{CHECKPOINT_PATH}/{name}" not in hashes]
         if missing:
             msg = f"the saved model does not hold the checkpoint at {CHECKPOINT_PATH}: {missing} missing"
             raise RegistryError(msg)
+        manifest_sha256 = write_manifest(local)
         client.log_model_artifacts(logged.model_id, str(local))
-    return hashes
+    return manifest_sha256
 
 
 def register_candidate(
@@ -250,13 +277,18 @@ def register_candidate(
     decision: GateDecision,
     data_digest: str,
     observation_names: Sequence[str],
+    champion_version: str | None = None,
+    scenario_episodes: Mapping[str, float] | None = None,
 ) -> RegisteredCandidate:
     """Log ``checkpoint`` as a pyfunc model linked to run ``run_id`` and register it as a new version.
 
-    The version carries the gate's verdict and metrics, the run id, ``data_digest``, the SHA-256 of every
-    model file and ``checkpoint_uri`` (see the module docstring); it gets no alias (see :func:`stairways.promotion.promote_verified`).
-    ``observation_names`` names the observation columns: the checkpoint's features in order, then the two
-    positions. Raises ``ValueError`` for an unusable checkpoint or names that do not fit it.
+    The version carries eleven tags: the gate's verdict, reason, champion case and three key figures, the
+    run id and its link, ``data_digest``, ``checkpoint_uri`` and the manifest's SHA-256; every criterion and
+    the statistics are :data:`CRITERIA_PATH` in the model (see the module docstring). It gets no alias (see
+    :func:`stairways.promotion.promote_verified`). ``observation_names`` names the observation columns: the
+    checkpoint's features in order, then the two positions. ``champion_version`` (the version the gate
+    compared against) and ``scenario_episodes`` (scenario key -> episode count) complete the gate record
+    when the caller knows them. Raises ``ValueError`` for an unusable checkpoint or names that do not fit it.
     """
     checkpoint = Path(checkpoint)
     meta = _checkpoint_meta(checkpoint, observation_names)
@@ -270,9 +302,17 @@ def register_candidate(
         model_type="stairways-agent",
         tags={VERDICT_TAG: "passed" if decision.passed else "failed", DATA_DIGEST_TAG: data_digest},
     )
+    gate_record = decision.criteria_record(
+        champion_version=champion_version, scenario_episodes=scenario_episodes
+    )
     try:
-        hashes = _log_pyfunc(
-            client, logged, checkpoint=checkpoint, meta=meta, observation_names=observation_names
+        manifest_sha256 = _log_pyfunc(
+            client,
+            logged,
+            checkpoint=checkpoint,
+            meta=meta,
+            observation_names=observation_names,
+            gate_record=gate_record,
         )
     except Exception:
         client.finalize_logged_model(logged.model_id, "FAILED")
@@ -282,13 +322,12 @@ def register_candidate(
 
     checkpoint_uri = f"{logged.artifact_location.rstrip('/')}/{CHECKPOINT_PATH}"
     tags = {
-        VERDICT_TAG: "passed" if decision.passed else "failed",
-        REASON_TAG: decision.reason[:_MAX_REASON],
-        **decision.metric_tags(),
+        **decision.summary_tags(reason_chars=_MAX_REASON),
         PARENT_RUN_TAG: run_id,
+        RUN_URL_TAG: run_url(tracking_uri, run.info.experiment_id, run_id),
         DATA_DIGEST_TAG: data_digest,
         CHECKPOINT_TAG: checkpoint_uri,
-        **{f"{SHA256_TAG_PREFIX}{path}": digest for path, digest in hashes.items()},
+        MANIFEST_TAG: manifest_sha256,
     }
     # The source is the logged model's storage location, not ``models:/<model_id>``: the SQL registry store
     # resolves the latter through the global tracking URI, not this client's.
@@ -298,7 +337,10 @@ def register_candidate(
         run_id=run_id,
         tags=tags,
         model_id=logged.model_id,
-        description=f"gate {'passed' if decision.passed else 'failed'}: {decision.reason[:500]}",
+        description=(
+            f"gate {'passed' if decision.passed else 'failed'}: {decision.reason[:500]} (every criterion: "
+            f"{CRITERIA_PATH} in the source model's artifacts)"
+        ),
     )
     return RegisteredCandidate(
         model_name=model_name,
@@ -307,6 +349,7 @@ def register_candidate(
         model_id=logged.model_id,
         checkpoint_uri=checkpoint_uri,
         tags=tags,
+        criteria_uri=f"{logged.artifact_location.rstrip('/')}/{CRITERIA_PATH}",
     )
 
 
@@ -345,35 +388,61 @@ def load_registered_model(
     """Download a registered version into ``destination``, verify every file, then load it as a pyfunc.
 
     ``model_uri`` is ``models:/<name>@<alias>`` or ``models:/<name>/<version>``; an alias is resolved once,
-    and that version's files are downloaded and checked against its ``sha256.*`` tags (``IntegrityError``
-    on any difference) before ``mlflow.pyfunc.load_model`` reads them. Returns the model and the version.
+    and that version's files are downloaded and checked (:func:`download_verified`: the manifest against the
+    version's ``integrity.manifest_sha256`` tag, every file against the manifest; ``IntegrityError`` on any
+    difference) before ``mlflow.pyfunc.load_model`` reads them. Returns the model and the version.
     """
     local, version = download_verified(model_uri, tracking_uri=tracking_uri, destination=destination)
     return mlflow.pyfunc.load_model(str(local)), version
 
 
 def download_verified(model_uri: str, *, tracking_uri: str, destination: Path) -> tuple[Path, ModelVersion]:
-    """Download a registered version's files into ``destination`` and check every one against its tags.
+    """Download a registered version's files into ``destination`` and check every one against its record.
 
-    Reads nothing it downloads: ``IntegrityError`` on a missing, extra-changed or tampered file.
+    The model's manifest must match the version's ``integrity.manifest_sha256`` tag and every file the
+    manifest names must match it (a version registered before the manifest: its ``sha256.*`` tags). Reads
+    nothing it downloads: ``IntegrityError`` on a missing or tampered file or manifest.
     """
     version = resolve_version(model_uri, tracking_uri=tracking_uri)
-    expected = model_hashes(version.tags)
     # The version's storage location, not a models:/ URI: MLflow resolves those through the global registry.
     location = _client(tracking_uri).get_model_version_download_uri(version.name, version.version)
     Path(destination).mkdir(parents=True, exist_ok=True)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=location, dst_path=str(destination), tracking_uri=tracking_uri
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=str(destination), tracking_uri=tracking_uri
+        )
     )
-    verify_files(Path(local), expected)
-    return Path(local), version
+    verify_files(local, recorded_hashes(version.tags, local / MANIFEST_PATH))
+    return local, version
+
+
+def _download_manifest(
+    client: MlflowClient, version: ModelVersion, *, tracking_uri: str, destination: Path
+) -> Path | None:
+    """The version's manifest downloaded into ``destination``; None when the version or its model has none."""
+    if MANIFEST_TAG not in version.tags:
+        return None
+    location = client.get_model_version_download_uri(version.name, version.version).rstrip("/")
+    manifest = PurePosixPath(MANIFEST_PATH)
+    listed = mlflow.artifacts.list_artifacts(
+        artifact_uri=f"{location}/{manifest.parent}", tracking_uri=tracking_uri
+    )
+    if not any(not item.is_dir and PurePosixPath(item.path).name == manifest.name for item in listed):
+        return None
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{location}/{MANIFEST_PATH}", dst_path=str(destination), tracking_uri=tracking_uri
+        )
+    )
 
 
 def champion_checkpoint(*, tracking_uri: str, model_name: str, destination: Path) -> WarmStart:
     """Download the ``champion`` version's checkpoint into ``destination``; None with a reason when absent.
 
-    The downloaded files are checked against the version's ``sha256.*`` tags before anyone loads them: a
-    mismatch, or a champion without those tags, raises ``IntegrityError``.
+    The downloaded files are checked before anyone loads them: the model's manifest against the version's
+    ``integrity.manifest_sha256`` tag, then each checkpoint file against the manifest (a version registered
+    before the manifest: against its ``sha256.*`` tags). A mismatch, a missing manifest or file, or a champion
+    with no recorded SHA-256 raises ``IntegrityError``.
     """
     client = _client(tracking_uri)
     version = alias_version(client, model_name, CHAMPION_ALIAS)
@@ -384,10 +453,16 @@ def champion_checkpoint(*, tracking_uri: str, model_name: str, destination: Path
         reason = f"champion version {version.version} of '{model_name}' has no {CHECKPOINT_TAG} tag"
         return WarmStart(None, reason, str(version.version))
     destination.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="stairways-manifest-") as folder:
+        manifest = _download_manifest(client, version, tracking_uri=tracking_uri, destination=Path(folder))
+        try:
+            expected = checkpoint_entries(recorded_hashes(version.tags, manifest))
+        except IntegrityError as error:
+            msg = f"champion version {version.version} of '{model_name}': {error}"
+            raise IntegrityError(msg) from error
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=uri, dst_path=str(destination), tracking_uri=tracking_uri
     )
-    expected = checkpoint_hashes(version.tags)
     try:
         verify_checkpoint(Path(local), expected)
     except IntegrityError as error:

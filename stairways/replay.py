@@ -1,7 +1,8 @@
 """Replay check: the champion loaded from the registry must reproduce the logged validation PnL.
 
 After a promotion, a fresh process (:func:`replay_in_subprocess`, which runs ``python -m stairways.replay``)
-loads the champion from the registry, verifying every model file against the version's ``sha256.*`` tags
+loads the champion from the registry, verifying every model file against the version's integrity manifest,
+itself checked against the version's ``integrity.manifest_sha256`` tag
 (:func:`stairways.registry.load_registered_model`), and replays the ``mixed`` validation episodes saved by
 :func:`save_episodes`. :func:`check_replay` compares the replayed PnL with the logged figures; on a mismatch
 it raises :class:`~core.errors.ReplayMismatch` and the caller reverts the promotion.
@@ -148,8 +149,8 @@ def replay_pnl(
     """The PnL (dollars) of each episode played by the registered model ``model_uri``, in order.
 
     ``model_uri`` is ``models:/<name>@<alias>`` or ``models:/<name>/<version>``; ``tracking_uri`` defaults
-    to MLflow's current one. The model's files are verified against the version's tags before loading
-    (``IntegrityError``). Raises ``ValueError`` for an episode that is not exactly one session.
+    to MLflow's current one. The model's files are verified against the version's integrity manifest before
+    loading (``IntegrityError``). Raises ``ValueError`` for an episode that is not exactly one session.
     """
     if not episodes:
         msg = "no episodes to replay"

@@ -1,7 +1,8 @@
 """Rollback: move the registry's ``champion`` back to ``previous-champion`` (or a named version), and record why.
 
-:func:`rollback` needs a non-empty reason; the target's files are downloaded and checked against its
-``sha256.*`` tags first (:func:`stairways.registry.download_verified`: a tampered version is refused); a
+:func:`rollback` needs a non-empty reason; the target's files are downloaded and checked first, its manifest
+against its ``integrity.manifest_sha256`` tag and every file against the manifest
+(:func:`stairways.registry.download_verified`: a tampered version is refused); a
 version whose gate failed, or that was never verified by a replay from the registry (``promotion.state``),
 needs ``force``; the move takes the promotion lock of :mod:`stairways.promotion` (after repairing interrupted
 promotions). ``champion`` moves to the ``previous-champion`` version (or a named version); the demoted version

@@ -29,8 +29,12 @@ def register_version(
     decision: GateDecision,
     data_digest: str,
     config: RetrainConfig,
+    *,
+    champion_version: str | None = None,
+    result: assessment.Assessment | None = None,
 ) -> registry.RegisteredCandidate:
-    """Every candidate becomes a model version with its gate results and file hashes as tags."""
+    """Every candidate becomes a model version with a few searchable gate tags, its gate record
+    (``gate/criteria.json``: every criterion with its sample size) and an integrity manifest."""
     names = AgentSpec.from_meta(json.loads((checkpoint / META_FILE).read_text())).observation_names
     registered = registry.register_candidate(
         tracking_uri=handle.tracking_uri,
@@ -40,6 +44,10 @@ def register_version(
         decision=decision,
         data_digest=data_digest,
         observation_names=names,
+        champion_version=champion_version,
+        scenario_episodes=None
+        if result is None
+        else {key: figures["episodes"] for key, figures in result.candidate.items() if "episodes" in figures},
     )
     tracking.set_tags(
         handle, {"registry.version": registered.version, "registry.model": registered.model_name}

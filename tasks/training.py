@@ -201,9 +201,9 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
     tracking.log_metrics(child, result.metrics | {f"eval.{k}": v for k, v in result.evaluation.items()})
     tracking.log_metrics(child, {"divergence": result.divergence, "rolled_back": float(result.rolled_back)})
     prefix = f"cycles/{result.cycle}"
+    # The checkpoint once, in the cycle's own run (the kept one is also bundled in the registered version).
     for path in sorted(result.checkpoint.iterdir()):
         tracking.log_file(child, path, "checkpoint")
-        tracking.log_file(parent, path, f"{prefix}/checkpoint")
     with tempfile.TemporaryDirectory() as folder:
         if result.trajectory.height:
             title = f"Reward controller, cycle {result.cycle} (one point per rollout)"
@@ -213,9 +213,9 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
             tracking.log_file(parent, png, prefix)
             tracking.log_file(child, png, "controller")
     # Curves, not single points: every rollout's controller figures and every PPO update at its env step.
-    for name, values, steps in _step_series(result):
-        tracking.log_metric_series(child, name, values, steps)
-        tracking.log_metric_series(parent, name, values, steps)
+    series = _step_series(result)
+    tracking.log_metric_series(child, series)
+    tracking.log_metric_series(parent, series)
     tracking.log_frame(parent, result.trajectory, f"{prefix}/controller_trajectory.parquet")
     tracking.log_json(
         parent, {"metrics": result.metrics, "evaluation": result.evaluation}, f"{prefix}/metrics.json"

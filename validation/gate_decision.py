@@ -2,17 +2,46 @@
 :class:`GateDecision` that gathers them with the verdict, its reason and the statistics behind it.
 
 Records only: :func:`validation.gate.decide` makes them, :func:`validation.gate_report.gate_report` renders
-them, and the registry tags a model version with :meth:`GateDecision.metric_tags`.
+them, and the registry tags a model version with :meth:`GateDecision.summary_tags` (a handful of searchable
+tags) and stores :meth:`GateDecision.criteria_record` beside it (every criterion with its value, threshold,
+comparison and verdict).
 """
 
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from validation.gate_criteria import NO_CHAMPION_SCENARIO
+__all__ = [
+    "CHAMPION_MARGIN_TAG",
+    "CHAMPION_TAG",
+    "DEFLATED_SHARPE_TAG",
+    "REASON_TAG",
+    "TEST_SHARPE_TAG",
+    "VERDICT_TAG",
+    "CriterionResult",
+    "GateDecision",
+]
 
-__all__ = ["CriterionResult", "GateDecision"]
+VERDICT_TAG = "gate.verdict"
+"""``passed`` or ``failed``."""
+REASON_TAG = "gate.reason"
+"""The decision's one-line reason, shortened to ``reason_chars``."""
+CHAMPION_TAG = "gate.champion"
+"""``none``, ``comparable``, ``incomparable`` or ``incomparable, replaced``."""
+TEST_SHARPE_TAG = "gate.test_sharpe"
+"""The candidate's Sharpe ratio on the paired scenario (the test window's ``held_out/mixed``)."""
+CHAMPION_MARGIN_TAG = "gate.champion_margin_pct"
+"""Mean per-session return of the candidate minus the champion's on the paired sessions, percent."""
+DEFLATED_SHARPE_TAG = "gate.deflated_sharpe"
+"""The deflated Sharpe ratio (a probability) of the candidate's test sessions, given the candidates compared."""
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf"
+_BOUND = re.compile(rf"^(>=|<=|>|<) ({_NUMBER})$")
+_RANGE = re.compile(rf"^in \[({_NUMBER}), ({_NUMBER})\]$")
+_CHAMPION_BOUND = re.compile(rf"^(>|<) champion ({_NUMBER}) ([-+]) ({_NUMBER})$")
+_TRAILING_BOUND = re.compile(rf"(>=|<=|>|<) ({_NUMBER})$")
 
 
 @dataclass(frozen=True)
@@ -61,31 +90,132 @@ class GateDecision:
         """The evaluated criteria that failed."""
         return tuple(result for result in self.results if result.evaluated and not result.passed)
 
-    def metric_tags(self) -> dict[str, str]:
-        """Flat ``gate.<scenario>.<criterion>`` -> measured value (``repr`` of the float), for registry tags.
+    def summary_tags(self, *, reason_chars: int = 300) -> dict[str, str]:
+        """The gate's few searchable model-version tags, every value a short string.
 
-        A value is ``"nan"`` when NaN, ``"missing"`` when absent, ``"not evaluated"`` for an empty
-        scenario; ``beats_champion`` without a champion is ``"no champion"``.
+        :data:`VERDICT_TAG` (``passed``/``failed``), :data:`REASON_TAG` (the reason, cut to ``reason_chars``
+        with an ellipsis), :data:`CHAMPION_TAG`, and three key figures of the test window:
+        :data:`TEST_SHARPE_TAG`, :data:`CHAMPION_MARGIN_TAG` and :data:`DEFLATED_SHARPE_TAG` (4 significant
+        digits; ``"nan"``, ``"missing"``, ``"no champion"`` or ``"unavailable"`` when there is no number).
+        Every criterion in full is :meth:`criteria_record`.
         """
-        tags = {}
+        reason = self.reason
+        if len(reason) > reason_chars:
+            reason = reason[: max(0, reason_chars - 1)].rstrip() + "\u2026"
+        statistics = self.statistics
+        champion = str(statistics.get("champion", "none"))
+        paired = (statistics.get("paired") or {}).get("champion")
+        if paired is not None:
+            margin = _tag_number(paired.get("estimate"))
+        else:
+            margin = "missing" if champion == "comparable" else "no champion"
+        deflated = statistics.get("deflated_sharpe") or {}
+        return {
+            VERDICT_TAG: "passed" if self.passed else "failed",
+            REASON_TAG: reason,
+            CHAMPION_TAG: champion,
+            TEST_SHARPE_TAG: self._test_sharpe(),
+            CHAMPION_MARGIN_TAG: margin,
+            DEFLATED_SHARPE_TAG: (
+                _tag_number(deflated["probability"]) if "probability" in deflated else "unavailable"
+            ),
+        }
+
+    def _test_sharpe(self) -> str:
+        scenario = self.statistics.get("scenario")
         for result in self.results:
+            if result.criterion == "sharpe" and (scenario is None or result.scenario == scenario):
+                return _tag_number(result.value)
+        return "missing"
+
+    def criteria_record(
+        self,
+        *,
+        champion_version: str | None = None,
+        scenario_episodes: Mapping[str, float] | None = None,
+    ) -> dict[str, Any]:
+        """Every criterion and the statistics, JSON-ready: what a model version stores beside its few tags.
+
+        ``criteria`` lists one entry per result: ``scenario``, ``criterion``, ``metric``, the measured
+        ``value`` (None when missing or NaN), ``comparison`` (``">="``, ``"<="``, ``">"``, ``"<"``,
+        ``"in"``; None for a rule in words) and ``threshold`` (a number, ``[low, high]`` for ``"in"``, the
+        champion's figure plus or minus the margin for ``beats_champion``; None when the rule has no
+        number), ``rule`` (the threshold as the gate states it), ``verdict`` (``pass``, ``fail`` or ``not
+        evaluated``), ``reason`` and, when ``scenario_episodes`` gives it, the scenario's ``episodes``.
+        ``statistics`` holds the decision's statistics (the paired intervals with their session counts, the
+        deflated Sharpe record with its observations and ``n_trials``, the controller health), the
+        ``champion`` case and ``champion_version`` (the version compared against, when the caller knows it),
+        and ``candidates_compared``. NaN and infinite values become None.
+        """
+        episodes = scenario_episodes or {}
+        criteria = []
+        for result in self.results:
+            comparison, threshold = _comparison(result.threshold)
             if not result.evaluated:
-                text = "not evaluated"
-            elif result.value is None:
-                text = "no champion" if result.scenario == NO_CHAMPION_SCENARIO else "missing"
-            elif math.isnan(result.value):
-                text = "nan"
+                verdict = "not evaluated"
             else:
-                text = repr(float(result.value))
-            tags[f"gate.{result.scenario}.{result.criterion}"] = text
-        champion = self.statistics.get("champion")
-        if champion is not None:
-            tags["gate.champion"] = str(champion)
+                verdict = "pass" if result.passed else "fail"
+            entry: dict[str, Any] = {
+                "scenario": result.scenario,
+                "criterion": result.criterion,
+                "metric": result.metric,
+                "value": _json_float(result.value),
+                "comparison": comparison,
+                "threshold": threshold,
+                "rule": result.threshold,
+                "verdict": verdict,
+                "reason": result.reason,
+            }
+            if result.scenario in episodes:
+                entry["episodes"] = _json_float(float(episodes[result.scenario]))
+            criteria.append(entry)
+        statistics = _json_ready(self.statistics)
         deflated = self.statistics.get("deflated_sharpe") or {}
-        if "probability" in deflated:
-            tags["gate.deflated_sharpe"] = repr(float(deflated["probability"]))
-            tags["gate.candidates_compared"] = str(deflated["n_trials"])
-        return tags
+        statistics["champion"] = str(self.statistics.get("champion", "none"))
+        statistics["champion_version"] = champion_version
+        statistics.setdefault("candidates_compared", deflated.get("n_trials"))
+        return {
+            "verdict": "passed" if self.passed else "failed",
+            "reason": self.reason,
+            "counts": {
+                "criteria": len(self.results),
+                "evaluated": sum(result.evaluated for result in self.results),
+                "failed": len(self.failures()),
+            },
+            "criteria": criteria,
+            "statistics": statistics,
+        }
+
+
+def _tag_number(value: Any) -> str:
+    if value is None:
+        return "missing"
+    number = float(value)
+    if math.isnan(number):
+        return "nan"
+    return f"{number:.4g}"
+
+
+def _comparison(rule: str) -> tuple[str | None, float | list[float] | None]:
+    """The operator and the number(s) of a threshold as the gate writes it (``">= 1.0"`` -> ``(">=", 1.0)``)."""
+    text = rule.strip()
+    match = _RANGE.match(text)
+    if match:
+        return "in", [float(match.group(1)), float(match.group(2))]
+    match = _BOUND.match(text)
+    if match:
+        return match.group(1), float(match.group(2))
+    if text.startswith(("> champion", "< champion")):
+        match = _CHAMPION_BOUND.match(text)
+        if match is None:
+            return text[0], None
+        reference, margin = float(match.group(2)), float(match.group(4))
+        bound = reference + margin if match.group(3) == "+" else reference - margin
+        return match.group(1), float(f"{bound:.12g}")  # the figures were printed rounded: no false digits
+    match = _TRAILING_BOUND.search(text)
+    if match:
+        return match.group(1), float(match.group(2))
+    return None, None
 
 
 def _json_float(value: float | None) -> float | None:
@@ -99,6 +229,10 @@ def _json_ready(value: Any) -> Any:
         return {str(key): _json_ready(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [_json_ready(item) for item in value]
-    if isinstance(value, float):
-        return _json_float(value)
+    if isinstance(value, bool | str) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):  # numpy integers too
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return _json_float(float(value))
     return value

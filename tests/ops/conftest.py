@@ -40,6 +40,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         yield stack
     finally:
         stack.stop()
+        assert not stack.client_file.exists(), "a stopped stack must not advertise itself to `stairways run`"
         logs = settings.state_dir / "logs"
         if logs.is_dir():
             target = TEST_ARTIFACTS / "stack-logs"

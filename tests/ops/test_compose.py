@@ -72,6 +72,7 @@ def test_the_stack_has_every_service() -> None:
         "prefect-server",
         "mlflow",
         "pushgateway",
+        "prometheus",
         "worker",
         "deploy",
     }
@@ -81,6 +82,7 @@ def test_images_are_pinned_and_the_project_image_is_built_from_the_dockerfile() 
     assert SERVICES["postgres"]["image"] == SERVICES["postgres-init"]["image"] == "postgres:16-alpine"
     assert SERVICES["preflight"]["image"] == "postgres:16-alpine"
     assert re.fullmatch(r"prom/pushgateway:v\d+\.\d+\.\d+", SERVICES["pushgateway"]["image"])
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", SERVICES["prometheus"]["image"])
     for name in PROJECT_IMAGE_SERVICES:
         service = SERVICES[name]
         assert service["build"] == {"context": ".", "dockerfile": "Dockerfile"}, name
@@ -106,6 +108,7 @@ def test_dependencies_wait_for_health_or_completion() -> None:
         "postgres-init": {"postgres"},
         "prefect-server": {"postgres"},
         "mlflow": {"postgres", "postgres-init"},
+        "prometheus": {"pushgateway"},
         "worker": {"prefect-server", "mlflow", "pushgateway"},
         "deploy": {"prefect-server", "worker"},
     }
@@ -126,7 +129,12 @@ def test_published_ports_bind_to_loopback(variables: dict[str, str]) -> None:
             host, host_port, container_port = _interpolate(mapping, variables).rsplit(":", 2)
             assert host == "127.0.0.1", (name, mapping)
             published[name] = (int(host_port), int(container_port))
-    assert published == {"prefect-server": (4200, 4200), "mlflow": (5000, 5000), "pushgateway": (9091, 9091)}
+    assert published == {
+        "prefect-server": (4200, 4200),
+        "mlflow": (5000, 5000),
+        "pushgateway": (9091, 9091),
+        "prometheus": (9090, 9090),
+    }
     assert "ports" not in SERVICES["postgres"] and "ports" not in SERVICES["worker"]
 
 
@@ -195,7 +203,31 @@ def test_mlflow_serves_artifacts_from_a_named_volume_and_state_is_on_volumes() -
     assert "postgres-data:/var/lib/postgresql/data" in SERVICES["postgres"]["volumes"]
     assert "worker-state:/app/.stairways" in SERVICES["worker"]["volumes"]
     assert "mlflow-auth:/mlauth" in SERVICES["mlflow"]["volumes"]
-    assert set(COMPOSE["volumes"]) == {"postgres-data", "mlflow-artifacts", "mlflow-auth", "worker-state"}
+    assert "prometheus-data:/prometheus" in SERVICES["prometheus"]["volumes"]
+    assert set(COMPOSE["volumes"]) == {
+        "postgres-data",
+        "mlflow-artifacts",
+        "mlflow-auth",
+        "worker-state",
+        "prometheus-data",
+    }
+
+
+def test_prometheus_loads_the_alert_rules_and_scrapes_the_push_gateway() -> None:
+    prometheus = SERVICES["prometheus"]
+    assert "./ops/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    command = _command("prometheus")
+    assert "--config.file=/etc/prometheus/prometheus.yml" in command
+    assert "--storage.tsdb.path=/prometheus" in command
+    assert not any(flag.startswith(("--web.enable-admin-api", "--web.enable-lifecycle")) for flag in command)
+    folder = REPO / "ops" / "prometheus"
+    config = yaml.safe_load((folder / "prometheus.yml").read_text())
+    rule_files = [folder / name for name in config["rule_files"]]  # relative to the config file
+    assert folder / "alerts.yml" in rule_files and all(path.is_file() for path in rule_files)
+    (scrape,) = config["scrape_configs"]
+    assert scrape["honor_labels"] is True
+    assert scrape["static_configs"] == [{"targets": [_environment("worker")["STAIRWAYS_PUSHGATEWAY"]]}]
+    assert "http://127.0.0.1:9090/-/healthy" in prometheus["healthcheck"]["test"]
 
 
 def test_worker_serves_the_pool_the_deployments_use() -> None:

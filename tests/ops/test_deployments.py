@@ -24,7 +24,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 
 from market.calendar import EXCHANGE_TZ, REGULAR_CLOSE, is_trading_day
 from ops.schedule import NIGHTLY_CRON, NIGHTLY_RUN_TIME, committed_schedule
-from ops.stack import LocalStack
+from ops.stack import LocalStack, running_stack_environment
 from stairways.night_calendar import decide_night
 from tests.ops.support import (
     PROMOTABLE_PARAMETERS,
@@ -207,3 +207,8 @@ def test_overlapping_nightly_runs_one_runs_the_other_is_cancelled_cleanly(local_
         [experiment.experiment_id], filter_string="attributes.status != 'FINISHED'"
     )
     assert unfinished == []
+
+
+def test_stairways_run_finds_the_running_stack(local_stack: LocalStack) -> None:
+    """While `make serve` runs, its client settings are on disk and both servers answer: `stairways run` uses them."""
+    assert running_stack_environment(local_stack.settings.state_dir) == local_stack.client_environment()

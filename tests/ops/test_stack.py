@@ -1,11 +1,16 @@
 """The local stack's settings and environments, and the pin its deploy step needs, without a server."""
 
+import argparse
 import asyncio
+import http.server
+import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from ops.stack import LocalStack, StackSettings
+from ops.stack import LocalStack, StackSettings, running_stack_environment
 
 # -- settings and environments -------------------------------------------------------------------------------
 
@@ -75,3 +80,62 @@ def test_fastapi_treats_null_body_fields_as_missing() -> None:
     response = asyncio.run(post())
     assert response.status_code == 200, response.text
     assert response.json() == {"offset": 0, "limit": 10}
+
+
+# -- `stairways run` finds a running stack -------------------------------------------------------------------
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path.endswith("/health") else 404)
+        self.end_headers()
+        self.wfile.write(b"true")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_running_stack_is_found_only_while_both_servers_answer(tmp_path: Path) -> None:
+    assert running_stack_environment(tmp_path) is None  # no stack ever started here
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    stack = LocalStack(StackSettings(state_dir=tmp_path))
+    environment = stack.client_environment() | {"PREFECT_API_URL": f"{base}/api", "MLFLOW_TRACKING_URI": base}
+    stack.client_file.write_text(json.dumps(environment))
+    try:
+        assert running_stack_environment(tmp_path) == environment
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert running_stack_environment(tmp_path) is None  # the file is left behind, the servers are gone
+    stack.client_file.write_text("not json")
+    assert running_stack_environment(tmp_path) is None
+
+
+def test_stairways_run_uses_the_running_stack_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ops.stack
+    from ops import cli
+
+    found = {
+        "PREFECT_API_URL": "http://127.0.0.1:4200/api",
+        "PREFECT_UI_URL": "http://127.0.0.1:4200",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
+    }
+    monkeypatch.setattr(ops.stack, "running_stack_environment", lambda: dict(found))
+    for key in found:
+        monkeypatch.delenv(key, raising=False)
+    cli._use_running_stack(argparse.Namespace(local=True))
+    assert "PREFECT_API_URL" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mine.db")
+    cli._use_running_stack(argparse.Namespace(local=False))
+    assert "PREFECT_API_URL" not in os.environ  # the user's own setting wins
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    cli._use_running_stack(argparse.Namespace(local=False))
+    assert os.environ["PREFECT_API_URL"] == found["PREFECT_API_URL"]
+    assert os.environ["MLFLOW_TRACKING_URI"] == found["MLFLOW_TRACKING_URI"]
+    for key in found:
+        monkeypatch.delenv(key, raising=False)

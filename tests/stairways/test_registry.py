@@ -10,10 +10,11 @@ import pytest
 from core.digest import file_digest
 from core.errors import GateRejected, RegistryError
 from core.spec import ACTION_MEANINGS
-from stairways.integrity import CHECKPOINT_PATH, checkpoint_hashes
+from stairways.integrity import CHECKPOINT_PATH, MANIFEST_PATH, MANIFEST_TAG
 from stairways.registry import (
     CHAMPION_ALIAS,
     CHECKPOINT_TAG,
+    CRITERIA_PATH,
     PREVIOUS_CHAMPION_ALIAS,
     champion_checkpoint,
     current_champion,
@@ -34,10 +35,13 @@ from tests.stairways.registry_support import (
 )
 from training.checkpoints import CHECKPOINT_FILES, check_warm_start, load_checkpoint
 
+MAX_VERSION_TAGS = 11
+"""Tags on a registered version: searchable figures and lineage only (issue 15)."""
+
 # ------------------------------------------------------------------------------------------- register
 
 
-def test_register_candidate_records_the_gate_lineage_and_hashes(
+def test_register_candidate_records_the_gate_lineage_and_a_manifest(
     tracking: Tracking, checkpoints: Checkpoints
 ) -> None:
     decision = passing_decision()
@@ -49,17 +53,20 @@ def test_register_candidate_records_the_gate_lineage_and_hashes(
     assert tags == candidate.tags
     assert tags["gate.verdict"] == "passed"
     assert tags["gate.reason"] == decision.reason
-    assert decision.metric_tags().items() <= tags.items()
-    assert tags["gate.held_out/mixed.total_return"] == "1.5"
+    assert tags["gate.test_sharpe"] == "1.2"
     assert tags["parent_run_id"] == tracking.run_id
+    assert tags["run_url"] == f"runs:/{tracking.run_id}"  # a local store has no UI page
     assert tags["data_digest"] == "digest-of-the-data"
+    root = local_path(tags[CHECKPOINT_TAG]).parent.parent
+    manifest = root / MANIFEST_PATH
+    assert tags[MANIFEST_TAG] == file_digest(manifest)
+    recorded = json.loads(manifest.read_text())
     for name in CHECKPOINT_FILES:
-        assert tags[f"sha256.{CHECKPOINT_PATH}/{name}"] == file_digest(checkpoints.trained / name)
-    assert {"sha256.MLmodel", "sha256.agent_model.py"} <= tags.keys()
-    assert not [key for key in tags if key.endswith(".pkl")]  # models-from-code: no pickled wrapper
-    assert checkpoint_hashes(tags) == {
-        name: file_digest(checkpoints.trained / name) for name in CHECKPOINT_FILES
-    }
+        assert recorded[f"{CHECKPOINT_PATH}/{name}"] == file_digest(checkpoints.trained / name)
+    files = {path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file()}
+    assert set(recorded) == files - {MANIFEST_PATH}  # every other file of the model, the gate record too
+    assert {"MLmodel", "agent_model.py", CRITERIA_PATH} <= recorded.keys()
+    assert not [name for name in files if name.endswith(".pkl")]  # models-from-code: no pickled wrapper
     stored = local_path(tags[CHECKPOINT_TAG])
     assert stored.is_relative_to(tracking.root / "artifacts")
     assert sorted(path.name for path in stored.iterdir()) == sorted(CHECKPOINT_FILES)
@@ -68,6 +75,62 @@ def test_register_candidate_records_the_gate_lineage_and_hashes(
     logged = tracking.client().get_logged_model(candidate.model_id)
     assert logged.source_run_id == tracking.run_id
     assert version.run_id == tracking.run_id
+    assert CRITERIA_PATH in version.description
+
+
+def test_a_version_carries_few_tags_and_every_criterion_in_its_gate_record(
+    tracking: Tracking, checkpoints: Checkpoints
+) -> None:
+    """Regression (issue 15): one tag per criterion and per file cluttered the versions table."""
+    decision = failing_decision()
+    candidate = register_candidate(
+        tracking_uri=tracking.uri,
+        model_name=tracking.model_name,
+        run_id=tracking.run_id,
+        checkpoint=checkpoints.trained,
+        decision=decision,
+        data_digest="d",
+        observation_names=checkpoints.observation_names,
+        champion_version="4",
+        scenario_episodes={"held_out/mixed": 10},
+    )
+    tags = tracking.client().get_model_version(tracking.model_name, candidate.version).tags
+    assert set(tags) == {
+        "gate.verdict",
+        "gate.reason",
+        "gate.champion",
+        "gate.test_sharpe",
+        "gate.champion_margin_pct",
+        "gate.deflated_sharpe",
+        "parent_run_id",
+        "run_url",
+        "data_digest",
+        "checkpoint_uri",
+        "integrity.manifest_sha256",
+    }
+    assert len(tags) <= MAX_VERSION_TAGS
+    assert not [key for key in tags if key.startswith("sha256.")]
+    assert candidate.criteria_uri.endswith(CRITERIA_PATH)
+    record = json.loads(local_path(candidate.criteria_uri).read_text())
+    assert record["verdict"] == "failed"
+    assert len(record["criteria"]) == len(decision.results)
+    for row, result in zip(record["criteria"], decision.results, strict=True):
+        assert (row["scenario"], row["criterion"], row["rule"]) == (
+            result.scenario,
+            result.criterion,
+            result.threshold,
+        )
+        assert row["value"] == result.value
+        assert row["verdict"] == ("pass" if result.passed else "fail")
+        assert {"comparison", "threshold", "reason"} <= row.keys()
+    drawdown = next(
+        row
+        for row in record["criteria"]
+        if (row["scenario"], row["criterion"]) == ("held_out/mixed", "max_drawdown")
+    )
+    assert (drawdown["value"], drawdown["comparison"], drawdown["threshold"]) == (3.5, "<=", 2.0)
+    assert (drawdown["verdict"], drawdown["episodes"]) == ("fail", 10.0)
+    assert record["statistics"]["champion_version"] == "4"
 
 
 def test_register_candidate_refuses_observation_names_that_do_not_fit(
@@ -208,7 +271,6 @@ def test_a_failing_candidate_keeps_its_version_and_gets_no_alias(
     assert aliases_by_version(tracking) == {"1": [CHAMPION_ALIAS], "2": []}
     tags = tracking.client().get_model_version(tracking.model_name, failed.version).tags
     assert tags["gate.verdict"] == "failed"
-    assert tags["gate.held_out/mixed.max_drawdown"] == "3.5"
     assert "max_drawdown" in tags["gate.reason"]
     assert "promoted_at" not in tags
 

@@ -1,5 +1,6 @@
 import json
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -112,7 +113,8 @@ def test_missing_or_nan_metrics_fail_with_the_reason(value: float | None) -> Non
     assert [(item.scenario, item.criterion, item.reason) for item in failed] == [
         ("stress/mixed", "sharpe", expected)
     ]
-    assert decision.metric_tags()["gate.stress/mixed.sharpe"] == ("missing" if value is None else "nan")
+    row = _row(decision.criteria_record(), "stress/mixed", "sharpe")
+    assert (row["value"], row["verdict"]) == (None, "fail")
 
 
 # ------------------------------------------------------------------------------------------ empty scenarios
@@ -139,7 +141,13 @@ def test_an_empty_scenario_is_listed_as_not_evaluated_and_named_in_the_reason() 
         "not evaluated (no episodes): ['held_out/trending', 'held_out/correlation_breakdown']"
         in decision.reason
     )
-    assert decision.metric_tags()["gate.held_out/trending.max_drawdown"] == "not evaluated"
+    row = _row(decision.criteria_record(), "held_out/trending", "max_drawdown")
+    assert (row["value"], row["verdict"], row["comparison"], row["threshold"]) == (
+        None,
+        "not evaluated",
+        "<=",
+        2.0,
+    )
 
 
 @pytest.mark.parametrize("empty", [{"episodes": 0.0}, {}, None])
@@ -234,18 +242,78 @@ def test_decision_serializes_and_tags_are_flat_strings() -> None:
         if row["scenario"] == "stress/mixed" and row["criterion"] == "win_rate"
     )
     assert nan_row["value"] is None and nan_row["passed"] is False
-    tags = decision.metric_tags()
-    assert tags["gate.held_out/mixed.total_return"] == "1.5"
-    assert tags["gate.held_out/mixed.beats_champion"] == "1.5"
-    assert tags["gate.stress/mixed.win_rate"] == "nan"
-    assert len(tags) == len(decision.results) + 1
-    assert tags["gate.champion"] == "comparable"
-    assert (
-        decide(everywhere(), None, CRITERIA).metric_tags()[
-            f"gate.{NO_CHAMPION_SCENARIO}.{CHAMPION_CRITERION}"
-        ]
-        == "no champion"
+    tags = decision.summary_tags()
+    assert tags == {
+        "gate.verdict": "failed",
+        "gate.reason": decision.reason,
+        "gate.champion": "comparable",
+        "gate.test_sharpe": "1.2",
+        "gate.champion_margin_pct": "missing",  # a champion, but no paired sessions to compare on
+        "gate.deflated_sharpe": "unavailable",
+    }
+    assert all(isinstance(value, str) for value in tags.values())
+    alone = decide(everywhere(), None, CRITERIA).summary_tags()
+    assert (alone["gate.verdict"], alone["gate.champion_margin_pct"]) == ("passed", "no champion")
+
+
+def _row(record: dict[str, Any], scenario: str, criterion: str) -> dict[str, Any]:
+    rows = [row for row in record["criteria"] if (row["scenario"], row["criterion"]) == (scenario, criterion)]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def test_the_criteria_record_holds_every_criterion_with_value_threshold_and_verdict() -> None:
+    metrics = everywhere()
+    metrics["stress/mixed"]["win_rate"] = math.nan
+    metrics["held_out/trending"] = {"episodes": 0.0}
+    decision = decide(metrics, everywhere(total_return_pct=1.4), CRITERIA)
+    record = json.loads(
+        json.dumps(
+            decision.criteria_record(champion_version="7", scenario_episodes={"held_out/mixed": 10.0}),
+            allow_nan=False,
+        )
     )
+    assert (record["verdict"], record["reason"]) == ("failed", decision.reason)
+    assert record["counts"] == {"criteria": len(decision.results), "evaluated": 25, "failed": 1}
+    assert [(row["scenario"], row["criterion"]) for row in record["criteria"]] == [
+        (item.scenario, item.criterion) for item in decision.results
+    ]
+    assert _row(record, "held_out/mixed", "total_return") == {
+        "scenario": "held_out/mixed",
+        "criterion": "total_return",
+        "metric": "total_return_pct",
+        "value": 1.5,
+        "comparison": ">=",
+        "threshold": 1.0,
+        "rule": ">= 1.0",
+        "verdict": "pass",
+        "reason": "total_return_pct = 1.5 meets >= 1.0",
+        "episodes": 10.0,
+    }
+    trades = _row(record, "stress/trending", "trades_per_day")
+    assert (trades["comparison"], trades["threshold"], trades["value"]) == ("in", [5.0, 25.0], 10.0)
+    assert "episodes" not in trades
+    beaten = _row(record, "held_out/mixed", CHAMPION_CRITERION)
+    assert (beaten["comparison"], beaten["threshold"], beaten["verdict"]) == (">", 1.4, "pass")
+    nan = _row(record, "stress/mixed", "win_rate")
+    assert (nan["value"], nan["verdict"]) == (None, "fail")
+    assert _row(record, "held_out/trending", "max_drawdown")["verdict"] == "not evaluated"
+    assert record["statistics"]["champion"] == "comparable"
+    assert record["statistics"]["champion_version"] == "7"
+    # a rule stated in words keeps its words and has no number
+    incomparable = decide(everywhere(), None, CRITERIA, champion_problem="feature list differs")
+    row = _row(incomparable.criteria_record(), NO_CHAMPION_SCENARIO, CHAMPION_CRITERION)
+    assert (row["comparison"], row["threshold"], row["verdict"]) == (None, None, "fail")
+    assert row["rule"] == "a champion comparable on tonight's observations"
+
+
+def test_the_reason_tag_is_short() -> None:
+    metrics = everywhere(max_drawdown_pct=3.5, sharpe=0.1, win_rate=0.1)
+    decision = decide(metrics, None, CRITERIA)
+    assert len(decision.reason) > 300
+    reason = decision.summary_tags(reason_chars=300)["gate.reason"]
+    assert len(reason) <= 300 and reason.endswith("\u2026")
+    assert decision.reason.startswith(reason[:-1])
 
 
 # ------------------------------------------------------------------------------------------------ property
@@ -301,7 +369,7 @@ def test_replacing_an_incomparable_champion_needs_the_switch_and_says_so_loudly(
     assert (
         "INCOMPARABLE CHAMPION REPLACED" in result(decision, NO_CHAMPION_SCENARIO, CHAMPION_CRITERION).reason
     )
-    assert decision.metric_tags()["gate.champion"] == "incomparable, replaced"
+    assert decision.summary_tags()["gate.champion"] == "incomparable, replaced"
     report = gate_report(decision, candidate=everywhere(), champion=None, baselines={}, links={})
     assert "WARNING: an incomparable champion was replaced" in report
 

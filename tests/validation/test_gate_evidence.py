@@ -37,6 +37,14 @@ def test_the_champion_is_beaten_on_paired_sessions_when_there_is_one() -> None:
     decision = decide(everywhere(), everywhere(total_return_pct=1.0), GateCriteria(), evidence)
     assert not result(decision, "held_out/mixed", "beats_champion_ci").passed
     assert not decision.passed
+    # the margin over the champion is a version tag; the interval and its sessions are in the record
+    estimate = decision.statistics["paired"]["champion"]["estimate"]
+    assert decision.summary_tags()["gate.champion_margin_pct"] == f"{estimate:.4g}"
+    row = next(
+        item for item in decision.criteria_record()["criteria"] if item["criterion"] == "beats_champion_ci"
+    )
+    assert (row["comparison"], row["threshold"], row["verdict"]) == (">", 0.0, "fail")
+    assert decision.criteria_record()["statistics"]["paired"]["champion"]["sessions"] == SESSIONS
     # with no champion there is no champion criterion
     alone = decide(everywhere(), None, GateCriteria(), evidence_for(returns(0.01)))
     assert not [item for item in alone.results if item.criterion == "beats_champion_ci"]
@@ -62,9 +70,11 @@ def test_the_deflated_sharpe_ratio_is_a_criterion_when_configured() -> None:
     weak = decide(everywhere(), None, criteria, evidence_for(returns(0.001, spread=0.004, seed=2)))
     deflated = result(weak, "held_out/mixed", "deflated_sharpe")
     assert not deflated.passed and deflated.value is not None and deflated.value < 0.95
-    tags = strong.metric_tags()
-    assert tags["gate.candidates_compared"] == "3"
+    tags = strong.summary_tags()
     assert 0.0 <= float(tags["gate.deflated_sharpe"]) <= 1.0
+    statistics = strong.criteria_record()["statistics"]
+    assert statistics["candidates_compared"] == 3
+    assert statistics["deflated_sharpe"]["n_trials"] == 3
 
 
 def test_unequal_paired_sessions_are_refused() -> None:
