@@ -277,8 +277,8 @@ def _table(results: dict[str, list[dict[str, Any]]], server_start: float) -> tup
     tracking_only = sum(value for name, value in flow_tasks.items() if name not in plain_stages)
     lines += [
         "",
-        f"Process time outside the stages (imports, start-up, bookkeeping): plain {plain_outside:.1f} s, "
-        f"flow {outside:.1f} s (outside its task runs)",
+        f"Process time outside the stages (imports, start-up, bookkeeping): plain {plain_outside:.1f} s, flow "
+        + f"{outside:.1f} s (outside its task runs)",
         f"Tasks with no plain twin (tracking, registry, replay, report): {tracking_only:.1f} s",
     ]
     summary["plain_outside_stages_s"] = plain_outside

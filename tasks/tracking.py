@@ -19,7 +19,6 @@ from tasks.retrying import IO_RETRIES
 __all__ = ["close_tracking_run", "flow_run_ui_url", "open_tracking_run", "tracked_run"]
 
 
-@task(name="open-tracking-run", **IO_RETRIES)
 def flow_run_ui_url() -> str | None:
     """This flow run's page in the Prefect UI; None without a UI (the local ephemeral API has no lasting one,
     and Prefect then builds ``"None/flow-runs/..."``)."""
@@ -27,14 +26,16 @@ def flow_run_ui_url() -> str | None:
     return url if isinstance(url, str) and url.startswith(("http://", "https://")) else None
 
 
+@task(name="open-tracking-run", **IO_RETRIES)
 def open_tracking_run(config: RetrainConfig) -> tracking.RunHandle:
     """Open the MLflow parent run, tag it with lineage and log the resolved config."""
     flow_run_id = str(flow_run.get_id() or "local")
     flow_run_name = str(flow_run.get_name() or "local")
     sha = tracking.git_sha()
     prefect_url = flow_run_ui_url()
+    # A markdown link: MLflow renders the description, so the run page links back to the flow run.
     where = (
-        f"Prefect flow run: {prefect_url}"
+        f"[Prefect flow run]({prefect_url}): {prefect_url}"
         if prefect_url
         else "run with Prefect's local ephemeral API (no UI)"
     )

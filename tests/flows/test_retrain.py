@@ -14,6 +14,7 @@ from prefect.client.schemas.sorting import TaskRunSort
 
 from core.errors import ConfigError, DataQualityError
 from flows.retrain import nightly_retrain
+from stairways import pipeline
 from stairways.config import RetrainConfig
 from tasks.training import WORK_ROOT
 
@@ -62,8 +63,13 @@ def _task_states(flow_run_id: str) -> dict[str, str]:
     return asyncio.run(read())
 
 
-def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
-    summary = nightly_retrain(_config(tmp_path))
+def test_nightly_flow_logs_everything_and_a_repeated_night_reuses_cached_data_steps(tmp_path: Path) -> None:
+    """One night's records (tags, artifacts, curves, the night report, no scratch left), then the same night
+    again: its data steps come from the cache and its report compares it with the first."""
+    config = _config(tmp_path)
+    first = nightly_retrain(config, return_state=True)
+    assert first.is_completed()
+    summary = first.result()
     client = MlflowClient()
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
@@ -132,14 +138,22 @@ def test_nightly_flow_logs_data_qc_and_features(tmp_path: Path) -> None:
     # a good night leaves no scratch files behind (everything worth keeping is in MLflow)
     assert not (WORK_ROOT / run.data.tags["prefect.flow_run_id"]).exists()
 
+    second = nightly_retrain(config, return_state=True)
+    assert second.is_completed()
+    states = _task_states(str(second.state_details.flow_run_id))
+    for name in ("normalize-bars", "run-quality-checks", "build-features", "build-labels", "build-signal"):
+        assert states[name] == "Cached", name
+    assert states["load-market-data"] == "Completed"
+    again = second.result()
+    page = mlflow.artifacts.load_text(f"runs:/{again['mlflow_run_id']}/report/night.html")
+    changes = page.split("Since the previous night", 1)[1]
+    assert "registered version" in changes  # version 1 then version 2; the same data and config
+    assert "data digest" not in changes and "config seed" not in changes
+
 
 def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
-    good = nightly_retrain(_config(tmp_path))
-    bars = pl.read_parquet(
-        mlflow.artifacts.download_artifacts(
-            f"runs:/{good['mlflow_run_id']}/data/bars.parquet", dst_path=str(tmp_path)
-        )
-    )
+    # The night's own bars (normalized as the flow would), without running a whole good night first.
+    bars = pipeline.prepare_bars(pipeline.load_market(_config(tmp_path)).bars, _config(tmp_path)).bars
     broken = bars.with_columns(
         pl.when(pl.int_range(pl.len()) % 97 == 5)
         .then(pl.col("low") * 0.5)
@@ -162,20 +176,6 @@ def test_failed_qc_stops_before_features(tmp_path: Path) -> None:
     assert {"qc/gx_result.json", "qc/report.md"} <= artifacts
     assert not any(path.startswith(("features/", "labels/")) for path in artifacts)
     assert failed[0].data.tags["qc.verdict"] == "fail"
-
-
-def test_repeated_run_reuses_cached_data_steps(tmp_path: Path) -> None:
-    config = _config(tmp_path)
-    first = nightly_retrain(config, return_state=True)
-    second = nightly_retrain(config, return_state=True)
-    assert first.is_completed() and second.is_completed()
-    states = _task_states(str(second.state_details.flow_run_id))
-    assert states["normalize-bars"] == "Cached"
-    assert states["run-quality-checks"] == "Cached"
-    assert states["build-features"] == "Cached"
-    assert states["build-labels"] == "Cached"
-    assert states["build-signal"] == "Cached"
-    assert states["load-market-data"] == "Completed"
 
 
 @pytest.mark.slow

@@ -245,3 +245,63 @@ def test_mlflow_ui_run_metrics_artifacts_and_champion(
         )
         row.first.wait_for()
     _shot(page, "mlflow-05-registered-model")
+
+
+def test_click_through_prefect_run_to_mlflow_report_and_model_and_back(
+    local_stack: LocalStack, tracked_run: dict[str, str], page: Any
+) -> None:
+    """The links both ways, followed in the browser as a user would: the Prefect run's link artifact to its
+    MLflow run, the night report, the registered version it produced, and the run's description back to
+    the Prefect flow run."""
+    mlflow = MlflowClient(tracking_uri=local_stack.mlflow_url)
+    run = mlflow.get_run(tracked_run["run_id"])
+    flow_run_id = run.data.tags["prefect.flow_run_id"]
+    run_page = f"{local_stack.mlflow_url}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+
+    # Prefect flow run -> Artifacts -> the MLflow run link
+    page.goto(f"{local_stack.prefect_url}/runs/flow-run/{flow_run_id}", wait_until="networkidle")
+    page.get_by_text(tracked_run["flow_run_name"]).first.wait_for()
+    page.get_by_text("Artifacts", exact=True).first.click()
+    page.get_by_text("mlflow-run", exact=True).first.click()
+    page.wait_for_url("**/artifacts/artifact/**")
+    link = page.get_by_role("link", name=f"MLflow run {run.info.run_id}").first
+    assert link.get_attribute("href") == run_page
+    _shot(page, "links-01-prefect-mlflow-link")
+
+    # ... to the MLflow run, whose description links back to the flow run
+    page.goto(run_page, wait_until="load")
+    page.get_by_text(tracked_run["run_name"], exact=True).first.wait_for()
+    back = page.get_by_role("link", name="Prefect flow run").first
+    back.wait_for()
+    prefect_link = back.get_attribute("href")
+    assert prefect_link == run.data.tags["prefect.flow_run_url"]
+    assert flow_run_id in prefect_link
+    _shot(page, "links-02-mlflow-run-description")
+
+    # the night report, from the Prefect artifact to MLflow's artifact view of the HTML page
+    page.goto(f"{local_stack.prefect_url}/runs/flow-run/{flow_run_id}", wait_until="networkidle")
+    page.get_by_text("Artifacts", exact=True).first.click()
+    page.get_by_text("night-report", exact=True).first.click()
+    page.wait_for_url("**/artifacts/artifact/**")
+    report_link = page.get_by_role("link", name="Night report (MLflow)").first.get_attribute("href")
+    assert report_link == f"{run_page}/artifacts/report/night.html"
+    page.goto(report_link, wait_until="load")
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("Night report:", exact=False).first.wait_for()
+    frame.get_by_text("Transaction costs", exact=False).first.wait_for()
+    _shot(page, "links-03-night-report")
+
+    # the registered version this run produced, and from it back to the run
+    (version,) = versions_of_run(mlflow, run.info.run_id)
+    page.goto(f"{local_stack.mlflow_url}/#/models/{MODEL_NAME}/versions/{version.version}", wait_until="load")
+    page.get_by_text(f"Version {version.version}", exact=False).first.wait_for()
+    page.get_by_text("gate.verdict", exact=True).first.wait_for()
+    _shot(page, "links-04-model-version")
+    page.get_by_role("link", name=tracked_run["run_name"]).first.click()
+    page.wait_for_url(f"**/runs/{run.info.run_id}**")
+
+    # and back to Prefect by the description's link
+    page.get_by_role("link", name="Prefect flow run").first.wait_for()
+    page.goto(prefect_link, wait_until="networkidle")
+    page.get_by_text(tracked_run["flow_run_name"]).first.wait_for()
+    _shot(page, "links-05-back-in-prefect")
