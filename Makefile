@@ -96,6 +96,6 @@ promtool:
 schedule: setup
 	$(PY) -m ops.serve schedule $(ARGS)
 
-## Re-take the two README screenshots (docs/*.png) with the browser tests.
+## Re-take the README screenshots (docs/*.png) with the browser tests.
 screenshots: setup browsers
 	STAIRWAYS_DOCS_SCREENSHOTS=1 $(PY) -m pytest -m slow tests/ops/test_browser.py $(ARGS)

@@ -94,11 +94,13 @@ class _Calendar:
 def _build(exchange: str, start: date, end: date) -> tuple["ExchangeCalendar", date, date]:
     """The library's calendar of ``exchange`` from ``start`` to ``end`` or within its bounds, and that span."""
     import exchange_calendars as xc  # about 1 s: only for callers that look sessions up
-    from pandas.errors import Pandas4Warning
+    import pandas.errors
 
+    # exchange-calendars 4.13 reads Series.values of tz-aware columns, deprecated in pandas 3.1 (a
+    # Pandas4Warning; pandas 2 has no such class and no such warning).
+    deprecation = getattr(pandas.errors, "Pandas4Warning", DeprecationWarning)
     with warnings.catch_warnings():
-        # exchange-calendars 4.13 reads Series.values of tz-aware columns, deprecated in pandas 3.1.
-        warnings.filterwarnings("ignore", message="Series.values returning", category=Pandas4Warning)
+        warnings.filterwarnings("ignore", message="Series.values returning", category=deprecation)
         try:
             return xc.get_calendar(exchange, start=start.isoformat(), end=end.isoformat()), start, end
         except xc.errors.InvalidCalendarName as error:

@@ -91,7 +91,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _use_running_stack(args: argparse.Namespace) -> None:
     """Run against ``make serve``'s servers when they are up and nothing else is configured: the night then
     shows in the Prefect and MLflow UIs, and no temporary Prefect server has to start."""
-    if args.local or os.environ.get("PREFECT_API_URL") or os.environ.get("MLFLOW_TRACKING_URI"):
+    if args.local or os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # set in the environment or in the user's Prefect profile
         return
     from ops.stack import running_stack_environment
 

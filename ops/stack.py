@@ -305,7 +305,8 @@ class LocalStack:
             self.stop()
             raise
         # `stairways run` in this checkout finds the running stack here and uses it (no temporary server).
-        self.client_file.write_text(json.dumps(self.client_environment(), indent=2))
+        record = {"pid": os.getpid(), "environment": self.client_environment()}
+        self.client_file.write_text(json.dumps(record, indent=2))
         return self
 
     def wait_for_worker(self, *, timeout: float, service: ServiceProcess | None = None) -> None:
@@ -437,22 +438,33 @@ def serve_until_signal(stack: LocalStack, *, poll_seconds: float = 1.0) -> int:
         stack.stop()
 
 
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def running_stack_environment(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str] | None:
-    """The client environment of a ``make serve`` stack running from ``state_dir``, when its Prefect API and
-    MLflow server both answer; None otherwise (no stack, or one that died without cleaning up)."""
-    path = state_dir / CLIENT_FILE
+    """The client environment of a ``make serve`` stack running from ``state_dir``: its process is alive and
+    its Prefect API and MLflow server both answer; None otherwise (no stack, or one killed without cleaning
+    up, whose ports something else may have taken since)."""
     try:
-        environment = json.loads(path.read_text())
-    except (OSError, ValueError):
+        record = json.loads((state_dir / CLIENT_FILE).read_text())
+        environment = record["environment"]
+        urls = (f"{environment['PREFECT_API_URL']}/health", f"{environment['MLFLOW_TRACKING_URI']}/health")
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not isinstance(environment, dict):
+    if not _alive(record.get("pid")):
         return None
     try:
-        for url in (
-            f"{environment['PREFECT_API_URL']}/health",
-            f"{environment['MLFLOW_TRACKING_URI']}/health",
-        ):
+        for url in urls:
             httpx.get(url, timeout=2.0).raise_for_status()
-    except (KeyError, TypeError, httpx.HTTPError):
+    except httpx.HTTPError:
         return None
     return {str(key): str(value) for key, value in environment.items()}

@@ -378,23 +378,26 @@ def _performance_section(report: NightReport) -> str:
         "sessions",
         "total return %",
         "annual return %",
-        "Sharpe",
-        "Sortino",
-        "max drawdown %",
-        "Calmar",
+        "Sharpe (sessions)",
+        "Sortino (sessions)",
+        "max drawdown % (compounded)",
+        "Calmar (sessions)",
     )
     return (
         f"<h2 id='test'>Test window{first_last}: compounded over {count} sessions</h2>"
         + _image(night_figures.equity_figure(drawn, sessions), "equity and drawdown")
         + caution
         + _table(headers, rows)
+        + "<p class='muted'>Per-session returns compounded over the window, annualized with 252 sessions a "
+        "year (empyrical). The gate's Sharpe and drawdown above are its own definitions (per bar within "
+        "episodes, validation/metrics.py), so the two tables differ by construction.</p>"
     )
 
 
 def _session_section(report: NightReport) -> str:
     record = report.assessment.sample_episode
     if record is None:
-        return "<h2 id='session'>A sample session</h2><p class='muted'>The candidate traded no session.</p>"
+        return "<h2 id='session'>A sample session</h2><p class='muted'>No candidate episodes on the test window.</p>"
     return (
         f"<h2 id='session'>A sample session: {_e(record.session)} (the candidate's median session)</h2>"
         f"<p>Return {_number(100.0 * record.total_return)} %, {record.agent_orders} orders, "

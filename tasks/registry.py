@@ -57,10 +57,14 @@ def register_version(
 
 
 def night_links(handle: tracking.RunHandle, registered: registry.RegisteredCandidate) -> dict[str, str]:
+    """Where a user finds the night: its MLflow run and its model version (UI pages with a tracking server)."""
     base = handle.tracking_uri.rstrip("/")
     run = tracking.run_url(handle.tracking_uri, handle.experiment_id, handle.run_id)
     if base.startswith(("http://", "https://")):
-        return {"MLflow run": run, "model version": f"{base}/#/models/{registered.model_name}/versions/{registered.version}"}
+        return {
+            "MLflow run": run,
+            "model version": f"{base}/#/models/{registered.model_name}/versions/{registered.version}",
+        }
     return {"MLflow run": run, "model version": registered.model_uri}
 
 
@@ -123,14 +127,17 @@ def promote_and_replay(
     except ReplayMismatch:
         tracking.set_tags(handle, {"registry.promotion": "replay failed"})
         raise
+    # Every outcome names the champion after the night, so a night's record never reads as "no champion".
+    after = {"registry.champion": outcome.champion or "none"}
     if outcome.state == "rejected":
+        tracking.set_tags(handle, {"registry.promotion": "rejected", **after})
         logger.info("champion unchanged (%s): %s", outcome.champion, outcome.reason)
         return outcome
     tracking.log_json(
         handle, {"expected": result.replay_pnl, "replayed": list(outcome.replayed)}, "gate/replay.json"
     )
     if not outcome.promoted:
-        tracking.set_tags(handle, {"registry.promotion": "superseded"})
+        tracking.set_tags(handle, {"registry.promotion": "superseded", **after})
         logger.warning("champion unchanged (%s): %s", outcome.champion, outcome.reason)
         return outcome
     tracking.set_tags(handle, {"registry.promotion": "promoted", "registry.champion": registered.version})

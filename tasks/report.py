@@ -11,7 +11,6 @@ from stairways.night_history import since_previous_night
 from stairways.night_promotion import Promotion
 from stairways.night_report import NightReport, render_night_report
 from tasks.registry import night_links
-from tasks.retrying import IO_RETRIES
 from tasks.tracking import flow_run_ui_url
 from training.outcome import TrainingOutcome
 from validation.gate_decision import GateDecision
@@ -30,7 +29,7 @@ def _promotion_text(promotion: Promotion, registered: registry.RegisteredCandida
     return f"version {registered.version} registered ({promotion.state}); champion unchanged ({champion}){detail}"
 
 
-@task(name="publish-night-report", **IO_RETRIES)
+@task(name="publish-night-report")
 def publish_night_report(
     handle: tracking.RunHandle,
     *,
@@ -45,56 +44,64 @@ def publish_night_report(
     registered: registry.RegisteredCandidate,
     promotion: Promotion,
     drift: DriftCheck,
-) -> str:
-    """Render the report, log it as :data:`REPORT_ARTIFACT` and point a Prefect artifact at it; returns where."""
-    links = night_links(handle, registered)
-    prefect_url = flow_run_ui_url()
-    if prefect_url:
-        links["Prefect flow run"] = prefect_url
-    previous, changes = since_previous_night(handle.tracking_uri, handle.run_id)
-    run = handle.client().get_run(handle.run_id)
-    lineage = {
-        key: run.data.tags[key]
-        for key in ("git_sha", "config_hash", "seed", "data.digest", "prefect.flow_run_id")
-        if key in run.data.tags
-    }
-    if previous is not None:
-        lineage["previous night (MLflow run)"] = previous
-    report = NightReport(
-        run_id=handle.run_id,
-        links=links,
-        symbols=symbols,
-        dataset=dataset,
-        qc=quality.statistics,
-        labels=label_summary,
-        windows=windows,
-        cycles=training.cycles,
-        best_cycle=training.best_cycle,
-        training_stop=training.reason,
-        decision=decision,
-        assessment=result,
-        promotion=_promotion_text(promotion, registered),
-        lineage=lineage,
-        drift=drift.rows,
-        drift_note=drift.note,
-        changes=changes,
-    )
-    tracking.log_text(handle, render_night_report(report), REPORT_ARTIFACT)
-    base = tracking.run_url(handle.tracking_uri, handle.experiment_id, handle.run_id)
-    where = (
-        f"{base}/artifacts/{REPORT_ARTIFACT}"
-        if base.startswith(("http://", "https://"))
-        else (f"{base}/{REPORT_ARTIFACT}")
-    )
-    if where.startswith(("http://", "https://")):
-        create_link_artifact(key="night-report", link=where, link_text="Night report (MLflow)")
-    create_markdown_artifact(
-        key="night-report-summary",
-        markdown=(
-            f"**{'Gate passed' if decision.passed else 'Gate rejected'}**: {decision.reason}\n\n"
-            f"Registry: {report.promotion}\n\nNight report: [{REPORT_ARTIFACT}]({where})\n"
-        ),
-        description="The night's verdict and its report",
-    )
-    get_run_logger().info("night report: %s", where)
-    return where
+) -> str | None:
+    """Render the report, log it as :data:`REPORT_ARTIFACT` and point a Prefect artifact at it; returns where.
+
+    The report informs and decides nothing: it runs after the registry, so a failure here is logged and the
+    night still completes (None).
+    """
+    try:
+        links = night_links(handle, registered)
+        prefect_url = flow_run_ui_url()
+        if prefect_url:
+            links["Prefect flow run"] = prefect_url
+        previous, changes = since_previous_night(handle.tracking_uri, handle.run_id)
+        run = handle.client().get_run(handle.run_id)
+        lineage = {
+            key: run.data.tags[key]
+            for key in ("git_sha", "config_hash", "seed", "data.digest", "prefect.flow_run_id")
+            if key in run.data.tags
+        }
+        if previous is not None:
+            lineage["previous night (MLflow run)"] = previous
+        report = NightReport(
+            run_id=handle.run_id,
+            links=links,
+            symbols=symbols,
+            dataset=dataset,
+            qc=quality.statistics,
+            labels=label_summary,
+            windows=windows,
+            cycles=training.cycles,
+            best_cycle=training.best_cycle,
+            training_stop=training.reason,
+            decision=decision,
+            assessment=result,
+            promotion=_promotion_text(promotion, registered),
+            lineage=lineage,
+            drift=drift.rows,
+            drift_note=drift.note,
+            changes=changes,
+        )
+        tracking.log_text(handle, render_night_report(report), REPORT_ARTIFACT)
+        base = tracking.run_url(handle.tracking_uri, handle.experiment_id, handle.run_id)
+        where = (
+            f"{base}/artifacts/{REPORT_ARTIFACT}"
+            if base.startswith(("http://", "https://"))
+            else (f"{base}/{REPORT_ARTIFACT}")
+        )
+        if where.startswith(("http://", "https://")):
+            create_link_artifact(key="night-report", link=where, link_text="Night report (MLflow)")
+        create_markdown_artifact(
+            key="night-report-summary",
+            markdown=(
+                f"**{'Gate passed' if decision.passed else 'Gate rejected'}**: {decision.reason}\n\n"
+                f"Registry: {report.promotion}\n\nNight report: [{REPORT_ARTIFACT}]({where})\n"
+            ),
+            description="The night's verdict and its report",
+        )
+        get_run_logger().info("night report: %s", where)
+        return where
+    except Exception as error:  # noqa: BLE001 - the night's decisions are made; the report must not undo them
+        get_run_logger().warning("night report not written: %s: %s", type(error).__name__, error)
+        return None

@@ -4,7 +4,9 @@ Read from :class:`~envs.evaluation.EpisodeRecord` rows and the episode's bar vol
 
 - **Orders**: a ticker's share count changing on a step. The step ``k`` change (row ``k`` minus row ``k - 1``)
   of an agent order fills at bar ``k``'s open; the last step of an episode also flattens at its close, so its
-  change is counted as a flattening order (an agent order on that same step is folded into it).
+  change is counted as a flattening order (an agent order on that same step is folded into it, and one that
+  the flatten reverses nets to nothing). Approximation: a mid-session risk stop (daily loss, loss streak)
+  also flattens at a bar's close; that change is counted here like an agent order, priced at the open.
 - **Cost per order** by component (ticket, spread and fees, impact, total): the env's cost totals divided by the
   orders that paid them (agent and flattening orders), and per traded dollar in basis points.
 - **Participation**: filled shares over the bar's volume, per agent order (a zero-volume bar counts as 1).

@@ -108,7 +108,7 @@ class GateDecision:
         if paired is not None:
             margin = _tag_number(paired.get("estimate"))
         else:
-            margin = "missing" if champion == "comparable" else "no champion"
+            margin = {"comparable": "missing", "none": "no champion"}.get(champion, "incomparable")
         deflated = statistics.get("deflated_sharpe") or {}
         return {
             VERDICT_TAG: "passed" if self.passed else "failed",
@@ -124,7 +124,7 @@ class GateDecision:
     def _test_sharpe(self) -> str:
         scenario = self.statistics.get("scenario")
         for result in self.results:
-            if result.criterion == "sharpe" and (scenario is None or result.scenario == scenario):
+            if result.criterion == "sharpe" and result.scenario == scenario:
                 return _tag_number(result.value)
         return "missing"
 

@@ -2,8 +2,10 @@
 
 Prefect: open the `retrain-adhoc` deployment, start a run with Run -> Quick run, see it reach Completed, its
 task runs and its report artifact. MLflow: open the experiment, find the run, see its metrics and artifacts,
-and the registered model with its `champion` alias. Screenshots go to test-artifacts/ops/browser/; with
-STAIRWAYS_DOCS_SCREENSHOTS=1 (`make screenshots`) the two README images in docs/ are re-taken as well.
+and the registered model with its `champion` alias. The links both ways: the Prefect run's link artifact to its
+MLflow run, the night report, the registered version, and the run's description back to the flow run.
+Screenshots go to test-artifacts/ops/browser/; with STAIRWAYS_DOCS_SCREENSHOTS=1 (`make screenshots`) the
+README images in docs/ are re-taken as well.
 """
 
 import os
@@ -289,7 +291,7 @@ def test_click_through_prefect_run_to_mlflow_report_and_model_and_back(
     frame = page.frame_locator("iframe").first
     frame.get_by_text("Night report:", exact=False).first.wait_for()
     frame.get_by_text("Transaction costs", exact=False).first.wait_for()
-    _shot(page, "links-03-night-report")
+    _shot(page, "links-03-night-report", docs_name="night-report.png")
 
     # the registered version this run produced, and from it back to the run
     (version,) = versions_of_run(mlflow, run.info.run_id)

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from ops.stack import LocalStack, StackSettings, running_stack_environment
 
@@ -103,9 +104,13 @@ def test_a_running_stack_is_found_only_while_both_servers_answer(tmp_path: Path)
     base = f"http://127.0.0.1:{server.server_address[1]}"
     stack = LocalStack(StackSettings(state_dir=tmp_path))
     environment = stack.client_environment() | {"PREFECT_API_URL": f"{base}/api", "MLFLOW_TRACKING_URI": base}
-    stack.client_file.write_text(json.dumps(environment))
+    stack.client_file.write_text(json.dumps({"pid": os.getpid(), "environment": environment}))
     try:
         assert running_stack_environment(tmp_path) == environment
+        # a stack whose process is gone is not used, even if something answers on its ports
+        stack.client_file.write_text(json.dumps({"pid": 2**22 + 12345, "environment": environment}))
+        assert running_stack_environment(tmp_path) is None
+        stack.client_file.write_text(json.dumps({"pid": os.getpid(), "environment": environment}))
     finally:
         server.shutdown()
         server.server_close()
@@ -128,14 +133,16 @@ def test_stairways_run_uses_the_running_stack_unless_told_otherwise(
     monkeypatch.setattr(ops.stack, "running_stack_environment", lambda: dict(found))
     for key in found:
         monkeypatch.delenv(key, raising=False)
-    cli._use_running_stack(argparse.Namespace(local=True))
-    assert "PREFECT_API_URL" not in os.environ
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mine.db")
-    cli._use_running_stack(argparse.Namespace(local=False))
-    assert "PREFECT_API_URL" not in os.environ  # the user's own setting wins
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    cli._use_running_stack(argparse.Namespace(local=False))
-    assert os.environ["PREFECT_API_URL"] == found["PREFECT_API_URL"]
-    assert os.environ["MLFLOW_TRACKING_URI"] == found["MLFLOW_TRACKING_URI"]
-    for key in found:
-        monkeypatch.delenv(key, raising=False)
+    # no Prefect API in the settings either (a test session's temporary server sets one)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        cli._use_running_stack(argparse.Namespace(local=True))
+        assert "PREFECT_API_URL" not in os.environ
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mine.db")
+        cli._use_running_stack(argparse.Namespace(local=False))
+        assert "PREFECT_API_URL" not in os.environ  # the user's own setting wins
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+        cli._use_running_stack(argparse.Namespace(local=False))
+        assert os.environ["PREFECT_API_URL"] == found["PREFECT_API_URL"]
+        assert os.environ["MLFLOW_TRACKING_URI"] == found["MLFLOW_TRACKING_URI"]
+        for key in found:
+            monkeypatch.delenv(key, raising=False)
