@@ -25,6 +25,7 @@ from tasks.tracking import tracked_run
 from tasks.training import (
     assemble_training_data,
     find_warm_start,
+    record_controller,
     record_cycle,
     scratch_space,
     train_cycle,
@@ -78,6 +79,7 @@ def nightly_retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]: 
             on_cycle=lambda result: record_cycle(run, result, config),
             run_one=train_cycle,  # each cycle is its own retryable, per-run cached task
         )
+        record_controller(run, training, config)
         candidate = training.best_checkpoint
         # The candidate is fixed; only now is the test window read.
         scenarios = build_validation_scenarios(data, signal, prepared, config)

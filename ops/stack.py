@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ops.supervisor import ServiceProcess, StackError, start_service, stop_service, wait_for_http
+from ops.watchdog import process_alive
 
 __all__ = [
     "CLIENT_FILE",
@@ -438,18 +439,6 @@ def serve_until_signal(stack: LocalStack, *, poll_seconds: float = 1.0) -> int:
         stack.stop()
 
 
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_stack_environment(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, str] | None:
     """The client environment of a ``make serve`` stack running from ``state_dir``: its process is alive and
     its Prefect API and MLflow server both answer; None otherwise (no stack, or one killed without cleaning
@@ -460,7 +449,8 @@ def running_stack_environment(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, 
         urls = (f"{environment['PREFECT_API_URL']}/health", f"{environment['MLFLOW_TRACKING_URI']}/health")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _alive(record.get("pid")):
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or not process_alive(pid):
         return None
     try:
         for url in urls:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["children", "main", "run_watched", "start"]
+__all__ = ["children", "main", "process_alive", "run_watched", "start"]
 
 T = TypeVar("T")
 
@@ -26,7 +26,8 @@ _POLL_SECONDS = 1.0
 _GRACE_SECONDS = 5.0
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -70,7 +71,7 @@ def _reap(watched: int, remembered: dict[int, bytes]) -> None:
     orphans = [
         pid
         for pid, command in remembered.items()
-        if _alive(pid) and _parent(pid) != watched and _cmdline(pid) == command
+        if process_alive(pid) and _parent(pid) != watched and _cmdline(pid) == command
     ]
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in orphans:
@@ -79,9 +80,9 @@ def _reap(watched: int, remembered: dict[int, bytes]) -> None:
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + _GRACE_SECONDS
-        while time.monotonic() < deadline and any(_alive(pid) for pid in orphans):
+        while time.monotonic() < deadline and any(process_alive(pid) for pid in orphans):
             time.sleep(0.1)
-        orphans = [pid for pid in orphans if _alive(pid)]
+        orphans = [pid for pid in orphans if process_alive(pid)]
         if not orphans:
             return
 
@@ -90,9 +91,9 @@ def watch(pid: int, *, poll_seconds: float = _POLL_SECONDS) -> None:
     """Remember ``pid``'s children while it lives; when it dies, stop the ones it left behind."""
     remembered: dict[int, bytes] = {}
     me = os.getpid()  # started by the watched process, the watchdog is one of its children: never itself
-    while _alive(pid) and _parent(pid) is not None:
+    while process_alive(pid) and _parent(pid) is not None:
         current = {child: command for child, command in children(pid).items() if child != me}
-        remembered = {**{k: v for k, v in remembered.items() if _alive(k)}, **current}
+        remembered = {**{k: v for k, v in remembered.items() if process_alive(k)}, **current}
         time.sleep(poll_seconds)
     _reap(pid, remembered)
 

@@ -23,13 +23,14 @@ from stairways.registry import WarmStart, champion_checkpoint, current_champion
 from tasks.caching import CACHE_EXPIRATION, input_digest_key
 from tasks.retrying import COMPUTE_RETRIES, IO_RETRIES
 from training.cycles import run_cycle
-from training.outcome import CycleResult
+from training.outcome import CycleResult, TrainingOutcome
 from training.ppo import TrainingConfig
 from validation.windows import WindowPlan
 
 __all__ = [
     "assemble_training_data",
     "find_warm_start",
+    "record_controller",
     "record_cycle",
     "scratch_space",
     "train_cycle",
@@ -173,7 +174,12 @@ def _step_series(result: CycleResult) -> list[tuple[str, list[float], list[int]]
     series = []
     for frame, prefix, step_column, columns in (
         (result.trajectory, "controller.", "steps", _CURVE_COLUMNS),
-        (result.learning_curve, "ppo.", "step", tuple(c for c in result.learning_curve.columns if c != "step")),
+        (
+            result.learning_curve,
+            "ppo.",
+            "step",
+            tuple(c for c in result.learning_curve.columns if c != "step"),
+        ),
     ):
         if frame.height == 0:
             continue
@@ -204,14 +210,6 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
     # The checkpoint once, in the cycle's own run (the kept one is also bundled in the registered version).
     for path in sorted(result.checkpoint.iterdir()):
         tracking.log_file(child, path, "checkpoint")
-    with tempfile.TemporaryDirectory() as folder:
-        if result.trajectory.height:
-            title = f"Reward controller, cycle {result.cycle} (one point per rollout)"
-            png = plot_trajectory(
-                result.trajectory, Path(folder) / "controller.png", title=title, config=config.training.controller
-            )
-            tracking.log_file(parent, png, prefix)
-            tracking.log_file(child, png, "controller")
     # Curves, not single points: every rollout's controller figures and every PPO update at its env step.
     series = _step_series(result)
     tracking.log_metric_series(child, series)
@@ -244,3 +242,19 @@ def record_cycle(parent: tracking.RunHandle, result: CycleResult, config: Retrai
         labels={"model": config.registry.model_name},
     )
     return child.run_id
+
+
+@task(name="record-controller", **IO_RETRIES)
+def record_controller(handle: tracking.RunHandle, training: TrainingOutcome, config: RetrainConfig) -> None:
+    """One picture of the reward controller over the night's cycles, ``cycles/controller.png`` (one point per
+    rollout; drawn once a night, not per cycle: the figure costs about a second)."""
+    frames = [cycle.trajectory for cycle in training.cycles if cycle.trajectory.height]
+    if not frames:
+        return
+    trajectory = pl.concat(frames, how="diagonal_relaxed")
+    with tempfile.TemporaryDirectory() as folder:
+        title = f"Reward controller, cycles 1-{len(training.cycles)} (one point per rollout)"
+        png = plot_trajectory(
+            trajectory, Path(folder) / "controller.png", title=title, config=config.training.controller
+        )
+        tracking.log_file(handle, png, "cycles")
