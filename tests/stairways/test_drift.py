@@ -43,7 +43,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, tuple]
 
 
 def test_the_champions_training_window_is_rebuilt_from_its_run(champion) -> None:
-    uri, run_id, (prepared, features, labels, plan) = champion
+    uri, run_id, (prepared, features, _labels, plan) = champion
     reference = champion_reference(uri, run_id, bar_minutes=prepared.bar_minutes, config=CONFIG)
     start, end = plan.bounds("train")
     expected = features.filter(features["ts"].is_between(start, end))

@@ -199,7 +199,9 @@ def test_every_section_renders_self_contained_and_escaped(tmp_path: Path) -> Non
     assert "exact_duplicates_dropped" in page
     # every gate criterion with its threshold, verdict and sample size; the unevaluated one says so
     row = re.search(r"<tr><td class=\"l\">held_out/mixed</td>.*?</tr>", page)
-    assert row is not None and "&gt;= 0.6" in row.group(0) and "fail" in row.group(0) and ">3<" in row.group(0)
+    assert (
+        row is not None and "&gt;= 0.6" in row.group(0) and "fail" in row.group(0) and ">3<" in row.group(0)
+    )
     assert "not evaluated" in page
 
 

@@ -20,12 +20,6 @@ def legacy(**settings: object) -> GateCriteria:
     return GateCriteria(paired_baselines=(), **settings)  # type: ignore[arg-type]
 
 
-
-
-
-
-
-
 # ----------------------------------------------------------------------------------------------- criteria
 
 

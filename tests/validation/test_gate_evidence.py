@@ -105,6 +105,8 @@ def test_controller_health_is_reported_and_judged_only_when_configured() -> None
 
 
 def test_a_required_health_without_a_measurement_fails_closed() -> None:
-    decision = decide(everywhere(), None, GateCriteria(min_controller_health=0.5), evidence_for(returns(0.01)))
+    decision = decide(
+        everywhere(), None, GateCriteria(min_controller_health=0.5), evidence_for(returns(0.01))
+    )
     assert not decision.passed
     assert "no controller health" in result(decision, "training", "controller_health").reason
