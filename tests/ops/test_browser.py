@@ -111,8 +111,22 @@ def _save_for_docs(source: Path, target: Path) -> None:
     assert target.stat().st_size <= DOCS_LIMIT_BYTES, f"{target} is {target.stat().st_size} bytes"
 
 
+class _RetryUnavailable(httpx.HTTPTransport):
+    """Retries a 503, as Prefect's own client does: the server answers 503 while its SQLite database is busy
+    (right after `prefect deploy`, the scheduler is writing the nightly deployment's runs)."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(6):
+            response = super().handle_request(request)
+            if response.status_code != 503 or attempt == 5:
+                return response
+            response.close()
+            time.sleep(0.5 * 2**attempt)
+        return response
+
+
 def _api(stack: LocalStack) -> httpx.Client:
-    return httpx.Client(base_url=stack.prefect_api_url, timeout=30.0)
+    return httpx.Client(base_url=stack.prefect_api_url, timeout=30.0, transport=_RetryUnavailable())
 
 
 def _wait_for_flow_run(api: httpx.Client, flow_run_id: str) -> dict[str, Any]:
