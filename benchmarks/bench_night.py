@@ -183,11 +183,9 @@ def _prepare_folder(folder: Path) -> None:
 
 
 def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, float]:
-    import socket
+    from ops.supervisor import free_port, wait_for_http
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = os.environ | {
         "PREFECT_HOME": str(folder / "prefect-home"),
@@ -201,18 +199,12 @@ def _start_server(folder: Path) -> tuple[subprocess.Popen[bytes], str, float]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    import urllib.request
-
-    while time.perf_counter() - started < 180:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return process, url, time.perf_counter() - started
-        except OSError:
-            time.sleep(0.25)
-    process.kill()
-    message = "the Prefect server did not answer /api/health within 180 s"
-    raise RuntimeError(message)
+    try:
+        wait_for_http(f"{url}/health", timeout=180.0, interval=0.25)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url, time.perf_counter() - started
 
 
 def _environment(api_url: str | None, home: Path) -> dict[str, str]:

@@ -43,10 +43,8 @@ def previous_night(client: MlflowClient, run: Run) -> Run | None:
     return runs[0] if runs else None
 
 
-def since_previous_night(tracking_uri: str, run_id: str) -> tuple[str | None, list[Change] | None]:
+def since_previous_night(client: MlflowClient, tonight: Run) -> tuple[str | None, list[Change] | None]:
     """(the previous night's run id, the changes); (None, None) when tonight is the experiment's first night."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    tonight = client.get_run(run_id)
     previous = previous_night(client, tonight)
     if previous is None:
         return None, None

@@ -55,8 +55,9 @@ def publish_night_report(
         prefect_url = flow_run_ui_url()
         if prefect_url:
             links["Prefect flow run"] = prefect_url
-        previous, changes = since_previous_night(handle.tracking_uri, handle.run_id)
-        run = handle.client().get_run(handle.run_id)
+        client = handle.client()
+        run = client.get_run(handle.run_id)
+        previous, changes = since_previous_night(client, run)
         lineage = {
             key: run.data.tags[key]
             for key in ("git_sha", "config_hash", "seed", "data.digest", "prefect.flow_run_id")

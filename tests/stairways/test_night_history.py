@@ -22,7 +22,7 @@ def test_the_previous_finished_night_is_compared_and_only_what_differs_is_listed
     client = MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("nights", artifact_location=str(tmp_path / "artifacts"))
     first = _night(client, experiment, "FINISHED", **{"data.digest": "a", "gate.verdict": "failed"})
-    assert since_previous_night(uri, first) == (None, None)
+    assert since_previous_night(client, client.get_run(first)) == (None, None)
 
     good = _night(client, experiment, "FINISHED", **{"data.digest": "b", "gate.verdict": "failed"})
     crashed = _night(client, experiment, "FAILED", **{"data.digest": "c"})
@@ -32,7 +32,7 @@ def test_the_previous_finished_night_is_compared_and_only_what_differs_is_listed
         client, experiment, "RUNNING", **{"data.digest": "d", "gate.verdict": "passed", "seed": "4"}
     )
 
-    previous, changes = since_previous_night(uri, tonight)
+    previous, changes = since_previous_night(client, client.get_run(tonight))
     assert previous == good  # not the crashed night, not a nested cycle run, not the first night
     assert crashed != previous
     assert {(change.what, change.previous, change.tonight) for change in changes} == {
